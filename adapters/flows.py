@@ -1,0 +1,169 @@
+r"""Zuko-compatible flow modules: ``zuko.flows`` names and signatures, pure specs inside.
+
+Each module builds the spec of the same name from :mod:`lazydist_functional.flows`
+and registers its parameters and buffers under Zuko's names, so a Zuko 1.6
+``state_dict`` of the same configuration loads with ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAF",
+    "NICE",
+    "NSF",
+    "Flow",
+    "GeneralCouplingTransform",
+    "LazyComposedTransform",
+    "LazyDistribution",
+    "LazyInverse",
+    "LazyTransform",
+    "MaskedAutoregressiveTransform",
+    "RealNVP",
+    "UnconditionalDistribution",
+    "UnconditionalTransform",
+    "to_module",
+]
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .. import flows as _flows
+from ..spec import Spec
+from .lazy import (
+    Flow,
+    LazyComposedTransform,
+    LazyDistribution,
+    LazyInverse,
+    LazyTransform,
+    UnconditionalDistribution,
+    UnconditionalTransform,
+)
+from .module import SpecModule
+
+
+class MaskedAutoregressiveTransform(LazyTransform):
+    r"""Module of :class:`lazydist_functional.flows.MaskedAutoregressiveTransform` (same arguments)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_flows.MaskedAutoregressiveTransform(*args, **kwargs))
+
+    def forward(self, c: torch.Tensor | None = None) -> Any:
+        return SpecModule.forward(self, c)
+
+
+class GeneralCouplingTransform(LazyTransform):
+    r"""Module of :class:`lazydist_functional.flows.GeneralCouplingTransform` (same arguments)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_flows.GeneralCouplingTransform(*args, **kwargs))
+
+    def forward(self, c: torch.Tensor | None = None) -> Any:
+        return SpecModule.forward(self, c)
+
+
+class _SpecLeaf(LazyTransform):
+    def forward(self, c: torch.Tensor | None = None) -> Any:
+        return SpecModule.forward(self, c)
+
+
+class _SpecDistribution(LazyDistribution):
+    def forward(self, c: torch.Tensor | None = None) -> Any:
+        return SpecModule.forward(self, c)
+
+
+_LEAF_MODULES: dict[type, type] = {
+    _flows.MaskedAutoregressiveTransform: MaskedAutoregressiveTransform,
+    _flows.GeneralCouplingTransform: GeneralCouplingTransform,
+    _flows.UnconditionalDistribution: UnconditionalDistribution,
+    _flows.UnconditionalTransform: UnconditionalTransform,
+}
+
+
+def to_module(spec: Spec, params: dict | None = None, state: dict | None = None,
+              generator: torch.Generator | None = None) -> nn.Module:
+    r"""Builds the adapter module of a spec, holding ``params``/``state`` (default: fresh init).
+
+    Composite specs become composite modules (``Flow``, ``LazyComposedTransform``,
+    ``LazyInverse``) whose children are modules too, so names and structure match
+    Zuko's.
+
+    Example:
+        >>> from lazydist_functional import flows
+        >>> spec = flows.NSF(2, 1)
+        >>> module = to_module(spec, spec.init())
+        >>> sorted(module.state_dict())[0]
+        'base.loc'
+    """
+
+    params = spec.init(generator) if params is None else params
+    state = spec.init_state() if state is None else state
+    spec.check(params, state)
+    if isinstance(spec, _flows.Flow):
+        return Flow(
+            to_module(spec.transform, params.get("transform", {}), state.get("transform", {})),
+            to_module(spec.base, params.get("base", {}), state.get("base", {})),
+        )
+    if isinstance(spec, _flows.LazyComposedTransform):
+        p, s = params.get("transforms", {}), state.get("transforms", {})
+        return LazyComposedTransform(*(
+            to_module(t, p.get(str(i), {}), s.get(str(i), {})) for i, t in enumerate(spec.transforms)
+        ))
+    if isinstance(spec, _flows.LazyInverse):
+        return LazyInverse(to_module(spec.transform, params.get("transform", {}), state.get("transform", {})))
+    for spec_cls, module_cls in _LEAF_MODULES.items():
+        if type(spec) is spec_cls:
+            module = module_cls.__new__(module_cls)
+            SpecModule.__init__(module, spec, params, state)
+            return module
+    base = _SpecDistribution if not hasattr(spec, "transform") and _is_distribution_spec(spec) else _SpecLeaf
+    module = base.__new__(base)
+    SpecModule.__init__(module, spec, params, state)
+    return module
+
+
+def _is_distribution_spec(spec: Spec) -> bool:
+    return isinstance(spec, _flows.UnconditionalDistribution) and not isinstance(spec, _flows.UnconditionalTransform)
+
+
+class _FlowFromSpec(Flow):
+    r"""A flow module whose children are built from a core flow spec."""
+
+    def __init__(self, spec: _flows.Flow) -> None:
+        module = to_module(spec)
+        super().__init__(module.transform, module.base)
+
+
+class MAF(_FlowFromSpec):
+    r"""Masked autoregressive flow; module of :class:`lazydist_functional.flows.MAF`.
+
+    Example:
+        >>> flow = MAF(3, 4)
+        >>> flow(torch.randn(4)).log_prob(torch.randn(3)).shape
+        torch.Size([])
+    """
+
+    def __init__(self, features: int, context: int = 0, transforms: int = 3, randperm: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(_flows.MAF(features, context, transforms, randperm, **kwargs))
+
+
+class NSF(_FlowFromSpec):
+    r"""Neural spline flow; module of :class:`lazydist_functional.flows.NSF`."""
+
+    def __init__(self, features: int, context: int = 0, bins: int = 8, slope: float = 1e-3,
+                 **kwargs: Any) -> None:
+        super().__init__(_flows.NSF(features, context, bins, slope, **kwargs))
+
+
+class NICE(_FlowFromSpec):
+    r"""NICE / RealNVP coupling flow; module of :class:`lazydist_functional.flows.NICE`."""
+
+    def __init__(self, features: int, context: int = 0, transforms: int = 3, randmask: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(_flows.NICE(features, context, transforms, randmask, **kwargs))
+
+
+class RealNVP(NICE):
+    r"""Alias of :class:`NICE`, as in Zuko."""

@@ -1,0 +1,8 @@
+r"""Distributions: :class:`torch.distributions.Distribution` subclasses that are pytrees."""
+
+from .base import FunctionalDistribution
+from .flow import NormalizingFlow
+from .normal import DiagNormal
+from .uniform import BoxUniform
+
+__all__ = ["FunctionalDistribution", "NormalizingFlow", "DiagNormal", "BoxUniform"]

@@ -1,0 +1,77 @@
+r"""Diagonal normal distribution."""
+
+from __future__ import annotations
+
+__all__ = ["DiagNormal"]
+
+import math
+
+import torch
+from torch import Size, Tensor
+
+from ..pytree import register_pytree_class
+from .base import FunctionalDistribution
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@register_pytree_class(children=("loc", "scale"), static=("ndims",))
+class DiagNormal(FunctionalDistribution):
+    r"""Normal distribution with diagonal covariance over the ``ndims`` rightmost dims.
+
+    .. math:: \log p(x) = \sum_i -\frac{(x_i - \mu_i)^2}{2 \sigma_i^2} - \log \sigma_i - \frac{1}{2}\log 2\pi
+
+    Example:
+        >>> d = DiagNormal(torch.zeros(3), torch.ones(3))
+        >>> d.event_shape, d.sample((2,)).shape
+        (torch.Size([3]), torch.Size([2, 3]))
+    """
+
+    def __init__(self, loc: Tensor, scale: Tensor, ndims: int = 1) -> None:
+        self.loc = torch.as_tensor(loc)
+        self.scale = torch.as_tensor(scale)
+        self.ndims = int(ndims)
+
+    @property
+    def _shape(self) -> Size:
+        return torch.broadcast_shapes(self.loc.shape, self.scale.shape)
+
+    @property
+    def batch_shape(self) -> Size:
+        shape = self._shape
+        return shape[: len(shape) - self.ndims]
+
+    @property
+    def event_shape(self) -> Size:
+        shape = self._shape
+        return shape[len(shape) - self.ndims :]
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc.expand(self._shape)
+
+    @property
+    def stddev(self) -> Tensor:
+        return self.scale.expand(self._shape)
+
+    @property
+    def variance(self) -> Tensor:
+        return self.stddev**2
+
+    def expand(self, batch_shape: Size, _instance: object = None) -> DiagNormal:
+        shape = Size(batch_shape) + self.event_shape
+        return DiagNormal(self.loc.expand(shape), self.scale.expand(shape), self.ndims)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        z = (x - self.loc) / self.scale
+        lp = -0.5 * z**2 - torch.log(self.scale) - _LOG_SQRT_2PI
+        return lp.sum(dim=tuple(range(-self.ndims, 0))) if self.ndims else lp
+
+    def rsample(self, sample_shape: Size = Size()) -> Tensor:
+        shape = Size(sample_shape) + self._shape
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + self.scale * eps
+
+    def entropy(self) -> Tensor:
+        h = 0.5 + _LOG_SQRT_2PI + torch.log(self.scale).expand(self._shape)
+        return h.sum(dim=tuple(range(-self.ndims, 0))) if self.ndims else h

@@ -1,0 +1,42 @@
+r"""Shared pieces of conditioners: concatenate context, unpack univariate parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from math import prod
+
+import torch
+from torch import Size, Tensor
+from torch.distributions import Transform
+
+from ..transforms import DependentTransform
+
+
+def with_context(x: Tensor, c: Tensor | None) -> Tensor:
+    r"""Concatenates ``x`` (*, D) and ``c`` (*, C) after broadcasting batch dims."""
+
+    if c is None:
+        return x
+    batch = torch.broadcast_shapes(x.shape[:-1], c.shape[:-1])
+    return torch.cat((x.expand(*batch, x.shape[-1]), c.expand(*batch, c.shape[-1])), dim=-1)
+
+
+def unpack(phi: Tensor, shapes: Sequence[Size]) -> list[Tensor]:
+    r"""Splits (*, sum prod(shapes)) into tensors of shapes (*, *shape_i)."""
+
+    sizes = [prod(s) for s in shapes]
+    return [p.reshape(*p.shape[:-1], *s) for p, s in zip(phi.split(sizes, dim=-1), shapes, strict=True)]
+
+
+def univariate_from(
+    phi: Tensor, features: int, univariate: Callable[..., Transform], shapes: Sequence[Size]
+) -> Transform:
+    r"""Builds the element-wise transform of each feature from the conditioner's output.
+
+    ``phi`` has shape (*, features * total), laid out feature-major: the ``total``
+    numbers of feature :math:`i` are contiguous (Zuko's layout, so checkpoints match).
+    """
+
+    total = sum(prod(s) for s in shapes)
+    phi = phi.reshape(*phi.shape[:-1], features, total)
+    return DependentTransform(univariate(*unpack(phi, shapes)), 1)

@@ -1,0 +1,197 @@
+r"""Pure multi-layer perceptrons: plain and masked (autoregressive structure)."""
+
+from __future__ import annotations
+
+__all__ = ["MLP", "MaskedMLP", "masked_mlp_masks"]
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..spec import Spec
+from .linear import init_linear, linear
+
+
+def _activation(activation: Callable[[], nn.Module] | None) -> nn.Module:
+    act = nn.ReLU() if activation is None else activation()
+    if isinstance(act, nn.Module) and any(True for _ in act.parameters()):
+        raise ValueError(
+            f"activation {type(act).__name__} has parameters; the pure networks need a "
+            "parameter-free activation (e.g. nn.ReLU, nn.ELU, nn.SiLU)"
+        )
+    return act
+
+
+def _layer_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
+    var, mean = torch.var_mean(x, dim=-1, unbiased=True, keepdim=True)
+    return (x - mean) / (var + eps).sqrt()
+
+
+class MLP(Spec):
+    r"""Multi-layer perceptron :math:`h_{i+1} = a(h_i W_{i+1}^T + b_{i+1})`.
+
+    Parameter names follow ``torch.nn.Sequential`` positions (``"0"``, ``"2"``, ...;
+    ``"0"``, ``"3"``, ... with ``normalize=True``), as Zuko's ``MLP`` module does.
+
+    Arguments:
+        in_features: input size.
+        out_features: output size.
+        hidden_features: hidden sizes.
+        activation: a parameter-free activation constructor (default ``nn.ReLU``).
+        normalize: standardize features after each hidden activation.
+        bias: whether layers have biases.
+
+    Example:
+        >>> net = MLP(3, 2, [16])
+        >>> params = net.init(torch.Generator().manual_seed(0))
+        >>> net.apply(params, torch.randn(5, 3)).shape
+        torch.Size([5, 2])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden_features: Sequence[int] = (64, 64),
+        activation: Callable[[], nn.Module] | None = None,
+        normalize: bool = False,
+        bias: bool = True,
+    ) -> None:
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.hidden_features = tuple(int(h) for h in hidden_features)
+        self.act = _activation(activation)
+        self.normalize = bool(normalize)
+        self.bias = bool(bias)
+        step = 3 if normalize else 2
+        self.names = tuple(str(step * i) for i in range(len(self.hidden_features) + 1))
+        sizes = (self.in_features, *self.hidden_features, self.out_features)
+        self.sizes = tuple(zip(sizes[:-1], sizes[1:], strict=True))
+
+    def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
+        return {
+            name: init_linear(i, o, self.bias, generator, dtype, device)
+            for name, (i, o) in zip(self.names, self.sizes, strict=True)
+        }
+
+    def _apply(self, params: Mapping[str, Any], x: Tensor, state: Mapping[str, Any]) -> Tensor:
+        last = len(self.names) - 1
+        for i, name in enumerate(self.names):
+            layer = params[name]
+            x = linear(x, layer["weight"], layer.get("bias"))
+            if i < last:
+                x = self.act(x)
+                if self.normalize:
+                    x = _layer_norm(x)
+        return x
+
+    def apply(self, params: Mapping[str, Any], x: Tensor, *, state: Any = None) -> Tensor:  # type: ignore[override]
+        r"""Evaluates the network on ``x`` of shape :math:`(*, \text{in})`."""
+
+        self.check(params)
+        return self._apply(params, x, {})
+
+
+def masked_mlp_masks(adjacency: Tensor, hidden_features: Sequence[int]) -> list[Tensor]:
+    r"""Masks of a masked MLP whose Jacobian respects ``adjacency``.
+
+    ``adjacency[i, j]`` says whether output :math:`i` may depend on input :math:`j`.
+    Each hidden unit :math:`h` is given a dependency set :math:`S_h` cycling over
+    the distinct non-empty rows of ``adjacency``; unit :math:`h` reads input
+    :math:`j` iff :math:`j \in S_h`, reads hidden unit :math:`g` of the previous
+    layer iff :math:`S_g \subseteq S_h`, and output :math:`i` reads :math:`h` iff
+    :math:`S_h \subseteq A_i`. Hence every path from input :math:`j` to output
+    :math:`i` passes through sets containing :math:`j` and contained in
+    :math:`A_i`, so :math:`\partial y_i / \partial x_j = 0` unless :math:`A_{ij}`.
+    """
+
+    A = torch.as_tensor(adjacency, dtype=torch.bool)
+    rows = [r for r in torch.unique(A, dim=0) if bool(r.any())]
+    if not rows:
+        raise ValueError("the adjacency matrix leads to a null Jacobian (no output depends on any input)")
+    # Small sets first so that the cycle covers the most constrained outputs.
+    rows.sort(key=lambda r: (int(r.sum()), r.int().tolist()))
+    sets = torch.stack(rows).float()
+
+    def subset(a: Tensor, b: Tensor) -> Tensor:  # a[i] ⊆ b[j] -> [j, i]
+        return (b @ a.T) == a.sum(dim=-1)
+
+    masks = []
+    prev: Tensor | None = None
+    for h in hidden_features:
+        cur = sets[torch.arange(h) % len(rows)]
+        masks.append(cur.bool() if prev is None else subset(prev, cur))
+        prev = cur
+    masks.append(subset(prev, A.float()) if prev is not None else A.clone())
+    return masks
+
+
+class MaskedMLP(Spec):
+    r"""Masked MLP: :math:`\partial y_i / \partial x_j = 0` unless :math:`A_{ij}`.
+
+    Each layer computes :math:`h (W \odot M)^T + b`. Weights and biases are
+    trainable parameters; the masks :math:`M` are non-trainable state (so a loaded
+    checkpoint's masks are used as they are).
+
+    Arguments:
+        adjacency: boolean matrix :math:`A` of shape (out, in).
+        hidden_features: hidden sizes.
+        activation: a parameter-free activation constructor (default ``nn.ReLU``).
+
+    Example:
+        >>> A = torch.tensor([[0, 0], [1, 0]], dtype=torch.bool)
+        >>> net = MaskedMLP(A, [8])
+        >>> y = net.apply(net.init(), torch.randn(2))
+        >>> y.shape
+        torch.Size([2])
+    """
+
+    def __init__(
+        self,
+        adjacency: Tensor,
+        hidden_features: Sequence[int] = (64, 64),
+        activation: Callable[[], nn.Module] | None = None,
+        residual: bool = False,
+    ) -> None:
+        if residual:
+            raise NotImplementedError("MaskedMLP(residual=True) is not supported yet")
+        self.adjacency = torch.as_tensor(adjacency, dtype=torch.bool).clone()
+        self.out_features, self.in_features = self.adjacency.shape
+        self.hidden_features = tuple(int(h) for h in hidden_features)
+        self.act = _activation(activation)
+        self.names = tuple(str(2 * i) for i in range(len(self.hidden_features) + 1))
+        sizes = (self.in_features, *self.hidden_features, self.out_features)
+        self.sizes = tuple(zip(sizes[:-1], sizes[1:], strict=True))
+
+    def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
+        return {
+            name: init_linear(i, o, True, generator, dtype, device)
+            for name, (i, o) in zip(self.names, self.sizes, strict=True)
+        }
+
+    def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:
+        if str(device) == "meta":
+            return {n: {"mask": torch.empty(o, i, dtype=torch.bool, device="meta")}
+                    for n, (i, o) in zip(self.names, self.sizes, strict=True)}
+        masks = masked_mlp_masks(self.adjacency, self.hidden_features)
+        return {n: {"mask": m.to(device)} for n, m in zip(self.names, masks, strict=True)}
+
+    def _apply(self, params: Mapping[str, Any], x: Tensor, state: Mapping[str, Any]) -> Tensor:
+        last = len(self.names) - 1
+        for i, name in enumerate(self.names):
+            layer = params[name]
+            x = linear(x, layer["weight"] * state[name]["mask"], layer["bias"])
+            if i < last:
+                x = self.act(x)
+        return x
+
+    def apply(self, params: Mapping[str, Any], x: Tensor, *, state: Any = None) -> Tensor:  # type: ignore[override]
+        r"""Evaluates the network on ``x`` of shape :math:`(*, \text{in})`."""
+
+        self.check(params, state)
+        if state is None:
+            state = self.default_state(params[self.names[0]]["weight"])
+        return self._apply(params, x, state)

@@ -1,0 +1,131 @@
+r"""Specs: immutable static configuration with pure ``init`` / ``apply``.
+
+A spec holds only static configuration (sizes, orders, choice of transform).
+
+* ``init(generator=None, *, dtype=None, device=None) -> params``: a fresh tree of
+  *trainable* tensors (what :func:`torch.func.grad` and optimizers see);
+* ``init_state(*, dtype=None, device=None) -> state``: the *non-trainable* tree
+  (fixed masks, orders, constant base parameters), a deterministic function of
+  the configuration; ``apply`` uses it when ``state`` is omitted;
+* ``apply(params, c=None, *, state=None)``: a pure function returning a
+  distribution or a transform that holds exactly the tensors it was given.
+
+The flattened paths of ``params`` (``state``) joined by ``"."`` are the adapter
+module's ``named_parameters()`` (``named_buffers()``) names.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Spec"]
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .checks import check_context, check_dtype, check_tree, dict_leaves
+from .pytree import flatten_names, tree_map
+
+
+def _first_float(tree: Any) -> Tensor | None:
+    for leaf in dict_leaves(tree).values():
+        if isinstance(leaf, Tensor) and leaf.is_floating_point():
+            return leaf
+    return None
+
+
+class Spec:
+    r"""Base class of specs (flows, lazy transforms, lazy distributions, networks)."""
+
+    context: int = 0
+
+    # -- to be defined by subclasses -------------------------------------------------
+    def init(
+        self,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> dict[str, Any]:
+        r"""Returns a new tree of trainable parameters."""
+
+        return {}
+
+    def init_state(
+        self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> dict[str, Any]:
+        r"""Returns the tree of non-trainable state (buffers)."""
+
+        return {}
+
+    def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    # -- shared machinery -------------------------------------------------------------
+    @cached_property
+    def param_shapes(self) -> dict[str, torch.Size]:
+        r"""``{dotted name: shape}`` of the trainable parameters."""
+
+        return {k: v.shape for k, v in flatten_names(self.init(device="meta")).items()}
+
+    @cached_property
+    def state_shapes(self) -> dict[str, torch.Size]:
+        r"""``{dotted name: shape}`` of the non-trainable state."""
+
+        return {k: v.shape for k, v in flatten_names(self.init_state(device="meta")).items()}
+
+    def default_state(self, like: Tensor | None = None) -> dict[str, Any]:
+        r"""The state from :meth:`init_state` on ``like``'s device and float dtype (cached)."""
+
+        device = like.device if like is not None else torch.device("cpu")
+        dtype = like.dtype if like is not None else torch.get_default_dtype()
+        cache = self.__dict__.setdefault("_state_cache", {})
+        key = (device, dtype)
+        if key not in cache:
+            cache[key] = self.init_state(dtype=dtype, device=device)
+        return cache[key]
+
+    def check(self, params: Any, state: Any = None) -> None:
+        r"""Raises :class:`~lazydist_functional.checks.ParamTreeError` if the trees do not
+        have the expected leaves and (trailing) shapes."""
+
+        check_tree(f"{type(self).__name__} params", params, self.param_shapes)
+        if state is not None:
+            check_tree(f"{type(self).__name__} state", state, self.state_shapes)
+
+    def apply(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None) -> Any:
+        r"""Builds the distribution (or transform) :math:`p(X | c)` from ``params``.
+
+        Pure: the result holds ``params``, ``state`` and ``c`` and nothing else.
+        Checks (shapes and dtypes only, before any compute): the parameter tree,
+        the context's presence and size, and dtypes.
+        """
+
+        self.check(params, state)
+        ref = _first_float(params)
+        if state is None:
+            state = self.default_state(ref)
+        if ref is None:
+            ref = _first_float(state)
+        check_context(c, self.context, type(self).__name__)
+        if c is not None and ref is not None:
+            check_dtype("the context", c, ref.dtype)
+        return self._apply(params, c, state)
+
+    def __call__(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None) -> Any:
+        return self.apply(params, c, state=state)
+
+
+def cast_tree(tree: Any, dtype: torch.dtype | None, device: torch.device | str | None) -> Any:
+    r"""Moves a tree to ``device`` and casts its floating leaves to ``dtype``."""
+
+    def cast(t: Tensor) -> Tensor:
+        if t.is_floating_point() and dtype is not None:
+            return t.to(device=device, dtype=dtype)
+        return t.to(device=device)
+
+    return tree_map(cast, tree)
+
+

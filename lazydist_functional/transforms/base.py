@@ -1,0 +1,259 @@
+r"""Transform base classes: pytree transforms, inverse, composition, dependence.
+
+A transform here is a :class:`torch.distributions.Transform` whose whole contract is
+
+* ``_call(x)`` and ``_inverse(y)``;
+* ``call_and_ladj(x) -> (y, log|det J_f(x)|)`` in one pass;
+* ``log_abs_det_jacobian(x, y)``.
+
+It is also a pytree (its tensors are leaves), so a function returning a transform
+can be vmapped. No caching, no weak references and no ``__init__`` logic that
+unflattening would skip.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FunctionalTransform", "InverseTransform", "ComposedTransform", "DependentTransform", "sum_rightmost"]
+
+from typing import Any
+
+import torch
+from torch import Size, Tensor
+from torch.distributions import Transform, constraints
+
+from ..pytree import register_pytree_class
+
+
+def sum_rightmost(x: Tensor, n: int) -> Tensor:
+    r"""Sums the ``n`` rightmost dimensions of ``x``."""
+
+    return x.sum(dim=tuple(range(-n, 0))) if n > 0 else x
+
+
+class FunctionalTransform(Transform):
+    r"""Base class of this library's transforms (pytree, cache-free).
+
+    Subclasses define ``_call``, ``_inverse`` and ``call_and_ladj``;
+    ``log_abs_det_jacobian`` defaults to ``call_and_ladj``. Subclasses are
+    registered with :func:`~lazydist_functional.pytree.register_pytree_class`.
+    """
+
+    domain = constraints.real
+    codomain = constraints.real
+    bijective = True
+    _cache_size = 0
+    _inv = None
+    sign = +1
+
+    def __init__(self) -> None:  # noqa: D107 - no torch caching machinery
+        pass
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self._call(x)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    @property
+    def inv(self) -> Transform:
+        return InverseTransform(self)
+
+    def with_cache(self, cache_size: int = 1) -> Transform:
+        return self
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Returns :math:`y = f(x)` and :math:`\log |\det J_f(x)|`."""
+
+        y = self._call(x)
+        return y, self.log_abs_det_jacobian(x, y)
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Returns :math:`x = f^{-1}(y)` and :math:`\log |\det J_{f^{-1}}(y)|`."""
+
+        x = self._inverse(y)
+        _, ladj = self.call_and_ladj(x)
+        return x, -ladj
+
+    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.call_and_ladj(x)[1]
+
+    def forward_shape(self, shape: Size) -> Size:
+        return shape
+
+    def inverse_shape(self, shape: Size) -> Size:
+        return shape
+
+
+@register_pytree_class(children=("transform",))
+class InverseTransform(FunctionalTransform):
+    r"""The inverse :math:`f^{-1}` of a transform :math:`f`."""
+
+    def __init__(self, transform: FunctionalTransform) -> None:
+        self.transform = transform
+
+    def __repr__(self) -> str:
+        return f"Inverse({self.transform!r})"
+
+    @property
+    def domain(self) -> constraints.Constraint:  # type: ignore[override]
+        return self.transform.codomain
+
+    @property
+    def codomain(self) -> constraints.Constraint:  # type: ignore[override]
+        return self.transform.domain
+
+    @property
+    def inv(self) -> FunctionalTransform:
+        return self.transform
+
+    def _call(self, x: Tensor) -> Tensor:
+        return self.transform._inverse(x)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return self.transform._call(y)
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.transform.inverse_and_ladj(x)
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self.transform.call_and_ladj(y)
+
+    def forward_shape(self, shape: Size) -> Size:
+        return self.transform.inverse_shape(shape)
+
+    def inverse_shape(self, shape: Size) -> Size:
+        return self.transform.forward_shape(shape)
+
+
+def _event_dim(c: Any) -> int:
+    return getattr(c, "event_dim", 0)
+
+
+@register_pytree_class(children=("transforms",))
+class ComposedTransform(FunctionalTransform):
+    r"""Composition :math:`f = f_n \circ \dots \circ f_1`.
+
+    .. math:: \log |\det J_f(x)| = \sum_i \log |\det J_{f_i}(x_{i-1})|
+
+    where rightmost dimensions are summed so that every term has the composite's
+    event dimension.
+    """
+
+    def __init__(self, *transforms: Transform) -> None:
+        if not transforms:
+            raise ValueError("ComposedTransform needs at least one transform")
+        self.transforms = list(transforms)
+
+    def __repr__(self) -> str:
+        inner = "\n".join(f"  ({i}): {t!r}".replace("\n", "\n  ") for i, t in enumerate(self.transforms))
+        return f"ComposedTransform(\n{inner}\n)"
+
+    @property
+    def _event_dims(self) -> tuple[int, int]:
+        dim = 0
+        for t in reversed(self.transforms):
+            dim = _event_dim(t.domain) + max(dim - _event_dim(t.codomain), 0)
+        domain_dim = dim
+        for t in self.transforms:
+            dim += _event_dim(t.codomain) - _event_dim(t.domain)
+        return domain_dim, dim
+
+    @property
+    def domain(self) -> constraints.Constraint:  # type: ignore[override]
+        d = self.transforms[0].domain
+        extra = self._event_dims[0] - _event_dim(d)
+        return constraints.independent(d, extra) if extra > 0 else d
+
+    @property
+    def codomain(self) -> constraints.Constraint:  # type: ignore[override]
+        d = self.transforms[-1].codomain
+        extra = self._event_dims[1] - _event_dim(d)
+        return constraints.independent(d, extra) if extra > 0 else d
+
+    @property
+    def inv(self) -> Transform:
+        return ComposedTransform(*(t.inv for t in reversed(self.transforms)))
+
+    def _call(self, x: Tensor) -> Tensor:
+        for t in self.transforms:
+            x = t(x)
+        return x
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        for t in reversed(self.transforms):
+            y = t.inv(y)
+        return y
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        dim = self._event_dims[0]
+        total = 0
+        for t in self.transforms:
+            x, ladj = t.call_and_ladj(x)
+            total = total + sum_rightmost(ladj, dim - _event_dim(t.domain))
+            dim += _event_dim(t.codomain) - _event_dim(t.domain)
+        return x, total
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self.inv.call_and_ladj(y)
+
+    def forward_shape(self, shape: Size) -> Size:
+        for t in self.transforms:
+            shape = t.forward_shape(shape)
+        return shape
+
+    def inverse_shape(self, shape: Size) -> Size:
+        for t in reversed(self.transforms):
+            shape = t.inverse_shape(shape)
+        return shape
+
+
+@register_pytree_class(children=("base",), static=("reinterpreted",))
+class DependentTransform(FunctionalTransform):
+    r"""Treats the ``reinterpreted`` rightmost dimensions of a transform as one event.
+
+    .. math:: \log |\det J(x)| = \sum_{\text{rightmost dims}} \log |\det J_{\text{base}}(x)|
+    """
+
+    def __init__(self, base: Transform, reinterpreted: int) -> None:
+        self.base = base
+        self.reinterpreted = int(reinterpreted)
+
+    def __repr__(self) -> str:
+        return f"DependentTransform({self.base!r}, {self.reinterpreted})"
+
+    @property
+    def domain(self) -> constraints.Constraint:  # type: ignore[override]
+        return constraints.independent(self.base.domain, self.reinterpreted)
+
+    @property
+    def codomain(self) -> constraints.Constraint:  # type: ignore[override]
+        return constraints.independent(self.base.codomain, self.reinterpreted)
+
+    @property
+    def inv(self) -> Transform:
+        return DependentTransform(self.base.inv, self.reinterpreted)
+
+    def _call(self, x: Tensor) -> Tensor:
+        return self.base(x)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return self.base.inv(y)
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        y, ladj = self.base.call_and_ladj(x)
+        return y, sum_rightmost(ladj, self.reinterpreted)
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        x, ladj = self.base.inv.call_and_ladj(y)
+        return x, sum_rightmost(ladj, self.reinterpreted)
+
+
+def take_last(x: Tensor, index: Tensor) -> Tensor:
+    r"""``x[..., index]`` where ``index`` may carry leading batch dimensions
+    (e.g. a permutation stacked over K parameter sets); batch dims broadcast."""
+
+    if index.dim() == 1:
+        return x[..., index]
+    batch = torch.broadcast_shapes(x.shape[:-1], index.shape[:-1])
+    x = x.expand(*batch, x.shape[-1])
+    return x.gather(-1, index.expand(*batch, index.shape[-1]))
