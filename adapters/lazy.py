@@ -31,7 +31,7 @@ from ..distributions import NormalizingFlow
 from ..flows import core as _core
 from ..spec import Spec
 from ..transforms import ComposedTransform
-from .module import NoSpecError, SpecModule
+from .module import _STRUCTURE_VERSION, NoSpecError, SpecModule
 
 
 class LazyDistribution(SpecModule, abc.ABC):
@@ -66,23 +66,25 @@ def spec_of(module: nn.Module) -> Spec | None:
 
 
 class _Composite:
-    r"""Mixin: the spec is built from the children's specs (cached by identity)."""
+    r"""Mixin: the spec is built from the children's specs; ``None`` if a child is not a
+    spec module (then ``forward`` calls the children). Cached until the module
+    structure changes."""
 
-    def _children_specs(self) -> tuple[Spec, ...] | None:
-        specs = tuple(spec_of(m) for m in self._spec_children())
-        return None if any(s is None for s in specs) else specs
+    def _composite_spec(self) -> Spec | None:
+        cached = self.__dict__.get("_spec_cache")
+        if cached is None or cached[0] != _STRUCTURE_VERSION[0]:
+            specs = tuple(spec_of(m) for m in self._spec_children())
+            spec = None if any(s is None for s in specs) else self._build_spec(specs)
+            cached = (_STRUCTURE_VERSION[0], spec)
+            self.__dict__["_spec_cache"] = cached
+        return cached[1]
 
     @property
     def spec(self) -> Spec:
-        specs = self._children_specs()
-        if specs is None:
+        spec = self._composite_spec()
+        if spec is None:
             raise NoSpecError(f"{type(self).__name__} has children that are not spec modules")
-        key = tuple(map(id, specs))
-        cached = self.__dict__.get("_spec_cache")
-        if cached is None or cached[0] != key:
-            cached = (key, self._build_spec(specs))
-            self.__dict__["_spec_cache"] = cached
-        return cached[1]
+        return spec
 
 
 class LazyComposedTransform(_Composite, LazyTransform):
@@ -99,7 +101,7 @@ class LazyComposedTransform(_Composite, LazyTransform):
         return _core.LazyComposedTransform(*specs)
 
     def forward(self, c: Tensor | None = None) -> Transform:
-        if self._children_specs() is not None:
+        if self._composite_spec() is not None:
             return SpecModule.forward(self, c)
         return ComposedTransform(*(t(c) for t in self.transforms))
 
@@ -118,7 +120,7 @@ class LazyInverse(_Composite, LazyTransform):
         return _core.LazyInverse(specs[0])
 
     def forward(self, c: Tensor | None = None) -> Transform:
-        if self._children_specs() is not None:
+        if self._composite_spec() is not None:
             return SpecModule.forward(self, c)
         return self.transform(c).inv
 
@@ -149,7 +151,7 @@ class Flow(_Composite, LazyDistribution):
         return _core.Flow(*specs)
 
     def forward(self, c: Tensor | None = None) -> NormalizingFlow:
-        if self._children_specs() is not None:
+        if self._composite_spec() is not None:
             return SpecModule.forward(self, c)
         transform = self.transform(c)
         base = self.base(c)

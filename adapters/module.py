@@ -15,6 +15,7 @@ __all__ = ["NoSpecError", "ParameterNode", "SpecModule", "module_trees"]
 from collections.abc import Mapping
 from typing import Any
 
+import optree
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -27,7 +28,37 @@ class NoSpecError(TypeError):
     r"""Raised when a module outside this library (no pure spec) is asked for its spec."""
 
 
-class ParameterNode(nn.Module):
+_STRUCTURE_VERSION = [0]
+
+
+class _Tracked(nn.Module):
+    r"""Bumps a global version whenever a module's structure changes (a parameter,
+    buffer or submodule is added, replaced or removed), so cached parameter
+    references are rebuilt. Reassigning *values* (``functional_call``, ``.to()``,
+    ``load_state_dict``) keeps the structure and needs no rebuild."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _STRUCTURE_VERSION[0] += 1
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        _STRUCTURE_VERSION[0] += 1
+        super().__delattr__(name)
+
+    def register_parameter(self, name: str, param: Any) -> None:
+        _STRUCTURE_VERSION[0] += 1
+        super().register_parameter(name, param)
+
+    def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
+        _STRUCTURE_VERSION[0] += 1
+        super().register_buffer(name, tensor, persistent)
+
+    def add_module(self, name: str, module: Any) -> None:
+        _STRUCTURE_VERSION[0] += 1
+        super().add_module(name, module)
+
+
+class ParameterNode(_Tracked):
     r"""A plain container for one level of a parameter tree."""
 
     def forward(self, *args: Any) -> Any:  # pragma: no cover - containers are not called
@@ -58,7 +89,23 @@ def module_trees(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
     return params, state
 
 
-class SpecModule(nn.Module):
+def _references(module: nn.Module, kind: str) -> tuple[list[tuple[dict, str]], Any]:
+    r"""``(owner dict, key)`` of every parameter (or buffer), and the tree structure."""
+
+    refs: dict[str, tuple[dict, str]] = {}
+    seen: set[int] = set()
+    for prefix, sub in module.named_modules():
+        store = sub._parameters if kind == "params" else sub._buffers
+        for key, value in store.items():
+            if value is None or id(value) in seen:
+                continue
+            seen.add(id(value))
+            refs[f"{prefix}.{key}" if prefix else key] = (store, key)
+    leaves, treespec = optree.tree_flatten(unflatten_names(refs), is_leaf=lambda x: isinstance(x, tuple))
+    return leaves, treespec
+
+
+class SpecModule(_Tracked):
     r"""An ``nn.Module`` whose forward is ``spec.apply(own params, c, state=own buffers)``.
 
     Arguments:
@@ -100,12 +147,42 @@ class SpecModule(nn.Module):
         return spec
 
     def trees(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        r"""The current ``(params, state)`` trees (see :func:`module_trees`)."""
+        r"""The current ``(params, state)`` trees: the tensors now held by the module,
+        including those substituted by :func:`torch.func.functional_call`.
 
-        return module_trees(self)
+        References to the parameter dicts are cached and rebuilt when any module's
+        structure changes; values are read fresh on every call.
+        """
+
+        cache = self.__dict__.get("_refs")
+        if cache is None or cache[0] != _STRUCTURE_VERSION[0]:
+            cache = (_STRUCTURE_VERSION[0], _references(self, "params"), _references(self, "state"))
+            self.__dict__["_refs"] = cache
+        (p_refs, p_spec), (s_refs, s_spec) = cache[1], cache[2]
+        p_leaves = [d[k] for d, k in p_refs]
+        s_leaves = [d[k] for d, k in s_refs]
+        params = optree.tree_unflatten(p_spec, p_leaves)
+        state = optree.tree_unflatten(s_spec, s_leaves)
+        return params, state
+
+    def _validated_trees(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        r"""Current trees, validated against the spec once per (structure, shapes)."""
+
+        params, state = self.trees()
+        cache = self.__dict__["_refs"]
+        signature = (
+            cache[0],
+            tuple(d[k].shape for d, k in cache[1][0]),
+            tuple(d[k].shape for d, k in cache[2][0]),
+        )
+        validated = self.__dict__.setdefault("_validated", set())
+        if signature not in validated:
+            self.spec.check(params, state)
+            validated.add(signature)
+        return params, state
 
     def forward(self, c: Tensor | None = None) -> Any:
         r"""Returns :math:`p(X | c)` (or the transform :math:`f(\cdot | c)`)."""
 
-        params, state = self.trees()
-        return self.spec.apply(params, c, state=state)
+        params, state = self._validated_trees()
+        return self.spec.apply_checked(params, c, state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import optree
 import torch
 from torch import Tensor
 
@@ -36,13 +37,30 @@ def _paths(tree: Any) -> dict[str, Any]:
     return dict_leaves(tree)
 
 
-def check_tree(what: str, tree: Any, expected: Mapping[str, torch.Size]) -> None:
+def check_tree(what: str, tree: Any, expected: Mapping[str, torch.Size], seen: set | None = None) -> None:
     r"""Checks that ``tree`` has exactly the leaves ``expected`` (name -> trailing shape).
 
     Leaves may carry extra *leading* (batch) dimensions, e.g. K stacked parameter
     sets; the trailing dimensions must equal the expected shape.
+
+    ``seen`` is an optional cache of signatures (tree structure and leaf shapes)
+    already validated: a hit skips the per-leaf walk, so the check costs a C++
+    flatten and a set lookup on the hot path.
     """
 
+    key = None
+    if seen is not None and isinstance(tree, dict) and not torch.compiler.is_compiling():
+        leaves, treespec = optree.tree_flatten(tree)
+        if all(isinstance(leaf, Tensor) for leaf in leaves):
+            key = (treespec, tuple(leaf.shape for leaf in leaves))
+            if key in seen:
+                return
+    _check_tree_slow(what, tree, expected)
+    if key is not None:
+        seen.add(key)
+
+
+def _check_tree_slow(what: str, tree: Any, expected: Mapping[str, torch.Size]) -> None:
     if not isinstance(tree, Mapping):
         raise ParamTreeError(f"{what}: expected a dict of tensors, got {type(tree).__name__}")
     got = _paths(tree)

@@ -25,14 +25,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checks import check_context, check_dtype, check_tree, dict_leaves
+from .checks import check_context, check_dtype, check_tree
 from .pytree import flatten_names, tree_map
 
 
 def _first_float(tree: Any) -> Tensor | None:
-    for leaf in dict_leaves(tree).values():
-        if isinstance(leaf, Tensor) and leaf.is_floating_point():
-            return leaf
+    r"""The first floating-point tensor of a nested dict (depth first), or ``None``."""
+
+    for value in tree.values():
+        if isinstance(value, Mapping):
+            found = _first_float(value)
+            if found is not None:
+                return found
+        elif isinstance(value, Tensor) and value.is_floating_point():
+            return value
     return None
 
 
@@ -91,9 +97,10 @@ class Spec:
         r"""Raises :class:`~lazydist_functional.checks.ParamTreeError` if the trees do not
         have the expected leaves and (trailing) shapes."""
 
-        check_tree(f"{type(self).__name__} params", params, self.param_shapes)
+        seen = self.__dict__.setdefault("_checked", (set(), set()))
+        check_tree(f"{type(self).__name__} params", params, self.param_shapes, seen[0])
         if state is not None:
-            check_tree(f"{type(self).__name__} state", state, self.state_shapes)
+            check_tree(f"{type(self).__name__} state", state, self.state_shapes, seen[1])
 
     def apply(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None) -> Any:
         r"""Builds the distribution (or transform) :math:`p(X | c)` from ``params``.
@@ -104,6 +111,12 @@ class Spec:
         """
 
         self.check(params, state)
+        return self.apply_checked(params, c, state)
+
+    def apply_checked(self, params: Mapping[str, Any], c: Tensor | None, state: Any) -> Any:
+        r""":meth:`apply` for trees already validated by :meth:`check` (the adapter's hot
+        path): checks the context and dtypes, fills in the default state, applies."""
+
         ref = _first_float(params)
         if state is None:
             state = self.default_state(ref)

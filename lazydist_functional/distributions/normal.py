@@ -34,6 +34,8 @@ class DiagNormal(FunctionalDistribution):
 
     @property
     def _shape(self) -> Size:
+        if self.loc.shape == self.scale.shape:
+            return self.loc.shape
         return torch.broadcast_shapes(self.loc.shape, self.scale.shape)
 
     @property

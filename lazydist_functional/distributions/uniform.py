@@ -30,6 +30,8 @@ class BoxUniform(FunctionalDistribution):
 
     @property
     def _shape(self) -> Size:
+        if self.lower.shape == self.upper.shape:
+            return self.lower.shape
         return torch.broadcast_shapes(self.lower.shape, self.upper.shape)
 
     @property
