@@ -12,7 +12,7 @@ Every module computes its forward with the pure spec, so
 ``torch.func.functional_call(module, params, (c,))`` equals ``spec.apply(params, c)``.
 """
 
-from . import distributions, flows, lazy, nn, transforms, utils
+from . import bayesian, distributions, flows, lazy, nn, transforms, utils
 from .functional import from_zuko, to_functional
 from .module import SpecModule
 
@@ -20,6 +20,7 @@ __version__ = "1.6.0"
 
 __all__ = [
     "SpecModule",
+    "bayesian",
     "distributions",
     "flows",
     "from_zuko",

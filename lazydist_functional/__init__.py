@@ -8,7 +8,7 @@ The stateful, Zuko-compatible side lives in :mod:`lazydist_functional.adapters`.
 
 __version__ = "0.1.0"
 
-from . import distributions, flows, nn, transforms
+from . import bayesian, distributions, flows, nn, transforms
 from .checks import ParamTreeError
 from .pytree import NAMESPACE, Partial, flatten_names, register_pytree_class, unflatten_names
 from .spec import Spec
@@ -27,6 +27,7 @@ __all__ = [
     "ParamTreeError",
     "Partial",
     "Spec",
+    "bayesian",
     "distributions",
     "flatten_names",
     "flows",
