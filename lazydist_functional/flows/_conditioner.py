@@ -17,6 +17,8 @@ def with_context(x: Tensor, c: Tensor | None) -> Tensor:
 
     if c is None:
         return x
+    if x.shape[:-1] == c.shape[:-1]:
+        return torch.cat((x, c), dim=-1)
     batch = torch.broadcast_shapes(x.shape[:-1], c.shape[:-1])
     return torch.cat((x.expand(*batch, x.shape[-1]), c.expand(*batch, c.shape[-1])), dim=-1)
 
