@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from .. import flows as _flows
-from ..spec import Spec
+from ..spec import Spec, _first_float
 from .lazy import (
     Flow,
     LazyComposedTransform,
@@ -98,7 +98,10 @@ def to_module(spec: Spec, params: dict | None = None, state: dict | None = None,
     """
 
     params = spec.init(generator) if params is None else params
-    state = spec.init_state() if state is None else state
+    if state is None:  # on the params' dtype and device, as ``spec.apply`` does
+        ref = _first_float(params)
+        state = spec.init_state(dtype=None if ref is None else ref.dtype,
+                                device=None if ref is None else ref.device)
     spec.check(params, state)
     if isinstance(spec, _flows.Flow):
         return Flow(
@@ -167,3 +170,113 @@ class NICE(_FlowFromSpec):
 
 class RealNVP(NICE):
     r"""Alias of :class:`NICE`, as in Zuko."""
+
+
+class FFJTransform(LazyTransform):
+    r"""Module of :class:`lazydist_functional.flows.FFJTransform` (same arguments as
+    ``zuko.flows.FFJTransform``, plus ``steps``/``method``/``divergence``).
+
+    Example:
+        >>> t = FFJTransform(3, 4)
+        >>> f = t(torch.randn(4))
+        >>> x = torch.randn(3)
+        >>> torch.allclose(f.inv(f(x)), x, atol=1e-5)
+        True
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_flows.FFJTransform(*args, **kwargs))
+
+    def forward(self, c: torch.Tensor | None = None) -> Any:
+        return SpecModule.forward(self, c)
+
+
+_LEAF_MODULES[_flows.FFJTransform] = FFJTransform
+
+
+class CNF(_FlowFromSpec):
+    r"""Continuous normalizing flow; module of :class:`lazydist_functional.flows.CNF`.
+
+    ``zuko.flows.CNF(features, context, ...).state_dict()`` loads into it.
+
+    Example:
+        >>> flow = CNF(3, 2, hidden_features=[32])
+        >>> flow(torch.randn(2)).log_prob(torch.randn(3)).shape
+        torch.Size([])
+    """
+
+    def __init__(self, features: int, context: int = 0, **kwargs: Any) -> None:
+        super().__init__(_flows.CNF(features, context, **kwargs))
+
+
+__all__ += ["CNF", "FFJTransform"]
+
+
+# -- monotonic flows (NAF, UNAF, SOSPF, BPF, GF) ------------------------------------
+
+
+class ElementWiseTransform(LazyTransform):
+    r"""Module of :class:`lazydist_functional.flows.ElementWiseTransform` (same arguments as
+    ``zuko.flows.gaussianization.ElementWiseTransform``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_flows.ElementWiseTransform(*args, **kwargs))
+
+    def forward(self, c: torch.Tensor | None = None) -> Any:
+        return SpecModule.forward(self, c)
+
+
+_LEAF_MODULES[_flows.ElementWiseTransform] = ElementWiseTransform
+# Autoregressive specs of the monotonic flows are Zuko's MaskedAutoregressiveTransform modules.
+_LEAF_MODULES[_flows.GroupedMaskedAutoregressiveTransform] = MaskedAutoregressiveTransform
+_LEAF_MODULES[_flows.NeuralAutoregressiveTransform] = MaskedAutoregressiveTransform
+
+
+class NAF(_FlowFromSpec):
+    r"""Neural autoregressive flow; module of :class:`lazydist_functional.flows.NAF`.
+
+    ``zuko.flows.NAF(...).state_dict()`` of the same configuration loads into it.
+
+    Example:
+        >>> flow = NAF(3, 2, hidden_features=[16], network={"hidden_features": [8]})
+        >>> flow(torch.randn(2)).log_prob(torch.randn(3)).shape
+        torch.Size([])
+    """
+
+    def __init__(self, features: int, context: int = 0, transforms: int = 3, randperm: bool = False,
+                 signal: int = 16, network: dict[str, Any] = {}, **kwargs: Any) -> None:  # noqa: B006
+        super().__init__(_flows.NAF(features, context, transforms, randperm, signal, network, **kwargs))
+
+
+class UNAF(_FlowFromSpec):
+    r"""Unconstrained neural autoregressive flow; module of :class:`lazydist_functional.flows.UNAF`."""
+
+    def __init__(self, features: int, context: int = 0, transforms: int = 3, randperm: bool = False,
+                 signal: int = 16, network: dict[str, Any] = {}, **kwargs: Any) -> None:  # noqa: B006
+        super().__init__(_flows.UNAF(features, context, transforms, randperm, signal, network, **kwargs))
+
+
+class SOSPF(_FlowFromSpec):
+    r"""Sum-of-squares polynomial flow; module of :class:`lazydist_functional.flows.SOSPF`."""
+
+    def __init__(self, features: int, context: int = 0, degree: int = 4, polynomials: int = 3,
+                 slope: float = 1e-3, **kwargs: Any) -> None:
+        super().__init__(_flows.SOSPF(features, context, degree, polynomials, slope, **kwargs))
+
+
+class BPF(_FlowFromSpec):
+    r"""Bernstein polynomial flow; module of :class:`lazydist_functional.flows.BPF`."""
+
+    def __init__(self, features: int, context: int = 0, degree: int = 16, **kwargs: Any) -> None:
+        super().__init__(_flows.BPF(features, context, degree, **kwargs))
+
+
+class GF(_FlowFromSpec):
+    r"""Gaussianization flow; module of :class:`lazydist_functional.flows.GF`."""
+
+    def __init__(self, features: int, context: int = 0, transforms: int = 3, components: int = 8,
+                 **kwargs: Any) -> None:
+        super().__init__(_flows.GF(features, context, transforms, components, **kwargs))
+
+
+__all__ += ["BPF", "GF", "NAF", "SOSPF", "UNAF", "ElementWiseTransform"]

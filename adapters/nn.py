@@ -38,3 +38,24 @@ class MaskedMLP(SpecModule):
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         params, state = self.trees()
         return self.spec.apply(params, x, state=state)
+
+
+class MonotonicMLP(SpecModule):
+    r"""Module of :class:`lazydist_functional.nn.MonotonicMLP` (same arguments and parameter
+    names as ``zuko.nn.MonotonicMLP``, plus ``stack``).
+
+    Example:
+        >>> net = MonotonicMLP(3, 4, [16, 32])
+        >>> net(torch.randn(5, 3)).shape
+        torch.Size([5, 4])
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_nn.MonotonicMLP(*args, **kwargs))
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        params, _ = self.trees()
+        return self.spec.apply(params, x)
+
+
+__all__ += ["MonotonicMLP"]

@@ -145,9 +145,10 @@ def is_tensor(x: Any) -> bool:
     return isinstance(x, torch.Tensor)
 
 
-@register_pytree_class(children=("args",), static=("fn",))
+@register_pytree_class(children=("leaves",), static=("fn", "present"))
 class Partial:
-    r"""A pytree version of :func:`functools.partial`: ``fn`` is static, ``args`` are leaves.
+    r"""A pytree version of :func:`functools.partial`: ``fn`` is static, ``args`` are leaves
+    (``None`` arguments are static).
 
     Used to bind parameters and context to a conditioner eagerly, so a transform
     holds the tensors it was built from (never a module to read later) and can be
@@ -161,7 +162,16 @@ class Partial:
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
-        self.args = tuple(args)
+        args = tuple(args)
+        # ``None`` arguments (e.g. no context) are static: torch's pytree would make them
+        # leaves, and ``vmap`` cannot return a ``None`` leaf.
+        self.present = tuple(a is not None for a in args)
+        self.leaves = tuple(a for a in args if a is not None)
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        it = iter(self.leaves)
+        return tuple(next(it) if here else None for here in self.present)
 
     def __call__(self, *more: Any) -> Any:
         return self.fn(*self.args, *more)

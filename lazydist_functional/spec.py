@@ -19,13 +19,12 @@ from __future__ import annotations
 __all__ = ["Spec"]
 
 from collections.abc import Mapping
-from functools import cached_property
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .checks import check_context, check_dtype, check_tree
+from .checks import check_context, check_dtype, check_tree, dict_leaves
 from .pytree import flatten_names, tree_map
 
 
@@ -70,17 +69,27 @@ class Spec:
         raise NotImplementedError
 
     # -- shared machinery -------------------------------------------------------------
-    @cached_property
+    # Cached by hand, not with ``functools.cached_property``: its lock (Python < 3.12) is a
+    # context manager ``torch.compile(fullgraph=True)`` cannot trace on a first call.
+    @property
     def param_shapes(self) -> dict[str, torch.Size]:
         r"""``{dotted name: shape}`` of the trainable parameters."""
 
-        return {k: v.shape for k, v in flatten_names(self.init(device="meta")).items()}
+        shapes = self.__dict__.get("_param_shapes")
+        if shapes is None:
+            shapes = {k: v.shape for k, v in dict_leaves(self.init(device="meta")).items()}
+            self.__dict__["_param_shapes"] = shapes
+        return shapes
 
-    @cached_property
+    @property
     def state_shapes(self) -> dict[str, torch.Size]:
         r"""``{dotted name: shape}`` of the non-trainable state."""
 
-        return {k: v.shape for k, v in flatten_names(self.init_state(device="meta")).items()}
+        shapes = self.__dict__.get("_state_shapes")
+        if shapes is None:
+            shapes = {k: v.shape for k, v in dict_leaves(self.init_state(device="meta")).items()}
+            self.__dict__["_state_shapes"] = shapes
+        return shapes
 
     def default_state(self, like: Tensor | None = None) -> dict[str, Any]:
         r"""The state from :meth:`init_state` on ``like``'s device and float dtype (cached)."""
@@ -90,14 +99,23 @@ class Spec:
         cache = self.__dict__.setdefault("_state_cache", {})
         key = (device, dtype)
         if key not in cache:
-            cache[key] = self.init_state(dtype=dtype, device=device)
+            if torch.compiler.is_compiling():
+                cache[key] = self.init_state(dtype=dtype, device=device)
+            else:
+                # Built outside any torch.func transform and inference mode: a state first
+                # built under grad/vmap would cache wrapped tensors that escape their level,
+                # and inference tensors cannot be saved for a later backward.
+                with torch._C._DisableFuncTorch(), torch.inference_mode(False):
+                    cache[key] = self.init_state(dtype=dtype, device=device)
         return cache[key]
 
     def check(self, params: Any, state: Any = None) -> None:
         r"""Raises :class:`~lazydist_functional.checks.ParamTreeError` if the trees do not
         have the expected leaves and (trailing) shapes."""
 
-        seen = self.__dict__.setdefault("_checked", (set(), set()))
+        # The signature cache holds optree specs, which ``torch.compile`` cannot hash: skip it
+        # while tracing (the checks then run once, at trace time).
+        seen = (None, None) if torch.compiler.is_compiling() else self.__dict__.setdefault("_checked", (set(), set()))
         check_tree(f"{type(self).__name__} params", params, self.param_shapes, seen[0])
         if state is not None:
             check_tree(f"{type(self).__name__} state", state, self.state_shapes, seen[1])

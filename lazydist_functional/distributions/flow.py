@@ -8,10 +8,24 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Distribution, Transform
 
-from ..checks import check_event
+from ..checks import check_dtype, check_event
 from ..pytree import register_pytree_class
 from ..transforms.base import sum_rightmost
 from .base import FunctionalDistribution
+
+
+def _float_dtype(d: object) -> torch.dtype | None:
+    r"""The dtype of a distribution's first floating-point leaf (static: reads ``.dtype`` only)."""
+
+    for name in getattr(type(d), "_pytree_children", ()):
+        value = getattr(d, name, None)
+        if isinstance(value, Tensor) and value.is_floating_point():
+            return value.dtype
+        if isinstance(value, Distribution):
+            found = _float_dtype(value)
+            if found is not None:
+                return found
+    return None
 
 
 @register_pytree_class(children=("transform", "base"))
@@ -62,6 +76,9 @@ class NormalizingFlow(FunctionalDistribution):
 
     def log_prob(self, x: Tensor) -> Tensor:
         check_event(x, self.event_shape)
+        dtype = _float_dtype(self.base)
+        if dtype is not None:
+            check_dtype("x", x, dtype)
         z, ladj = self.transform.call_and_ladj(x)
         return self.base.log_prob(z) + sum_rightmost(ladj, self._reinterpreted)
 

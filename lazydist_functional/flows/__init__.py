@@ -18,3 +18,18 @@ __all__ = [
     "UnconditionalDistribution",
     "UnconditionalTransform",
 ]
+
+from .neural import MNN, NAF, UMNN, UNAF, NeuralAutoregressiveTransform  # noqa: E402
+from .polynomial import BPF, SOSPF  # noqa: E402
+
+__all__ += ["BPF", "MNN", "NAF", "NeuralAutoregressiveTransform", "SOSPF", "UMNN", "UNAF"]
+
+from .continuous import CNF, FFJTransform  # noqa: E402
+
+__all__ += ["CNF", "FFJTransform"]
+from .gaussianization import GF, ElementWiseTransform  # noqa: E402
+
+__all__ += ["ElementWiseTransform", "GF"]
+from .grouped import GroupedMaskedAutoregressiveTransform  # noqa: E402
+
+__all__ += ["GroupedMaskedAutoregressiveTransform"]

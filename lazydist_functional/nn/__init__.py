@@ -4,3 +4,7 @@ from .linear import init_linear, linear
 from .mlp import MLP, MaskedMLP, masked_mlp_masks
 
 __all__ = ["MLP", "MaskedMLP", "init_linear", "linear", "masked_mlp_masks"]
+
+from .monotonic import MonotonicMLP  # noqa: E402
+
+__all__ += ["MonotonicMLP"]

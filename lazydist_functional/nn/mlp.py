@@ -165,6 +165,9 @@ class MaskedMLP(Spec):
         self.names = tuple(str(2 * i) for i in range(len(self.hidden_features) + 1))
         sizes = (self.in_features, *self.hidden_features, self.out_features)
         self.sizes = tuple(zip(sizes[:-1], sizes[1:], strict=True))
+        # Computed once here (data-dependent ops), so that ``init_state`` is a plain copy
+        # that also runs inside ``torch.compile(fullgraph=True)`` (default state).
+        self.masks = tuple(masked_mlp_masks(self.adjacency, self.hidden_features))
 
     def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
         return {
@@ -176,8 +179,7 @@ class MaskedMLP(Spec):
         if str(device) == "meta":
             return {n: {"mask": torch.empty(o, i, dtype=torch.bool, device="meta")}
                     for n, (i, o) in zip(self.names, self.sizes, strict=True)}
-        masks = masked_mlp_masks(self.adjacency, self.hidden_features)
-        return {n: {"mask": m.to(device)} for n, m in zip(self.names, masks, strict=True)}
+        return {n: {"mask": m.to(device).clone()} for n, m in zip(self.names, self.masks, strict=True)}
 
     def _apply(self, params: Mapping[str, Any], x: Tensor, state: Mapping[str, Any]) -> Tensor:
         last = len(self.names) - 1

@@ -18,3 +18,30 @@ __all__ = [
     "MonotonicRQSTransform",
     "PermutationTransform",
 ]
+
+from .monotonic import (  # noqa: E402
+    BernsteinTransform,
+    BoundedBernsteinTransform,
+    GaussianizationTransform,
+    MonotonicTransform,
+    SOSPolynomialTransform,
+    UnconstrainedMonotonicTransform,
+)
+from .softclip import SoftclipTransform  # noqa: E402
+
+__all__ += [
+    "BernsteinTransform",
+    "BoundedBernsteinTransform",
+    "GaussianizationTransform",
+    "MonotonicTransform",
+    "SOSPolynomialTransform",
+    "SoftclipTransform",
+    "UnconstrainedMonotonicTransform",
+]
+
+from .continuous import FreeFormJacobianTransform  # noqa: E402
+
+__all__ += ["FreeFormJacobianTransform"]
+from .rotation import RotationTransform  # noqa: E402
+
+__all__ += ["RotationTransform"]

@@ -1,0 +1,158 @@
+r"""Pure monotonic multi-layer perceptron (positive Jacobian), with optional stacking."""
+
+from __future__ import annotations
+
+__all__ = ["MonotonicMLP", "stacked_linear", "two_way_elu"]
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..spec import Spec
+
+
+def stacked_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    r""":math:`y = x W^T + b`; a weight of shape :math:`(S, O, I)` maps inputs :math:`(*, S, I)`
+    to :math:`(*, S, O)` (one operator per stacked slot)."""
+
+    if weight.dim() == 2:
+        return F.linear(x, weight, bias)
+    y = torch.einsum("...ij,...j->...i", weight, x)
+    return y if bias is None else y + bias
+
+
+def two_way_elu(x: Tensor) -> Tensor:
+    r""":math:`\mathrm{ELU}` on the first half of the features, :math:`-\mathrm{ELU}(-x)` on the second."""
+
+    x0, x1 = torch.chunk(x, 2, dim=-1)
+    return torch.cat((F.elu(x0), -F.elu(-x1)), dim=-1)
+
+
+class MonotonicMLP(Spec):
+    r"""Monotonic MLP: :math:`h_{i+1} = a(h_i |W_{i+1}|^T + b_{i+1})` with the two-way ELU
+    activation, so every :math:`\partial y_j / \partial x_i` is positive.
+
+    Same arguments and parameter names (``"0"``, ``"2"``, ...) as ``zuko.nn.MonotonicMLP``;
+    ``stack`` gives every layer a leading dimension of independent operators.
+
+    Arguments:
+        in_features: input size.
+        out_features: output size.
+        hidden_features: hidden sizes.
+        bias: whether layers have biases.
+        stack: the number of stacked networks :math:`S` (inputs :math:`(*, S, I)`).
+
+    Example:
+        >>> net = MonotonicMLP(3, 4, [16, 32])
+        >>> params = net.init(torch.Generator().manual_seed(0))
+        >>> J = torch.func.jacrev(lambda x: net.apply(params, x))(torch.randn(3))
+        >>> bool((J > 0).all())
+        True
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden_features: Sequence[int] = (64, 64),
+        activation: Any = None,
+        normalize: bool = False,
+        bias: bool = True,
+        stack: int | None = None,
+    ) -> None:
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.hidden_features = tuple(int(h) for h in hidden_features)
+        self.bias = bool(bias)
+        self.stack = None if stack is None else int(stack)
+        self.names = tuple(str(2 * i) for i in range(len(self.hidden_features) + 1))
+        sizes = (self.in_features, *self.hidden_features, self.out_features)
+        self.sizes = tuple(zip(sizes[:-1], sizes[1:], strict=True))
+
+    def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
+        dtype = dtype or torch.get_default_dtype()
+        lead = () if self.stack is None else (self.stack,)
+
+        def uniform(bound: float, *shape: int) -> Tensor:
+            if str(device) == "meta":
+                return torch.empty(*shape, dtype=dtype, device="meta")
+            u = torch.rand(*shape, generator=generator, dtype=dtype)
+            return ((2 * u - 1) * bound).to(device)
+
+        params = {}
+        for name, (i, o) in zip(self.names, self.sizes, strict=True):
+            bound = 1 / math.sqrt(i)
+            layer = {"weight": uniform(bound, *lead, o, i)}
+            if self.bias:
+                layer["bias"] = uniform(bound, *lead, o)
+            params[name] = layer
+        return params
+
+    def _apply(self, params: Mapping[str, Any], x: Tensor, state: Mapping[str, Any]) -> Tensor:
+        last = len(self.names) - 1
+        for i, name in enumerate(self.names):
+            layer = params[name]
+            x = stacked_linear(x, layer["weight"].abs(), layer.get("bias"))
+            if i < last:
+                x = two_way_elu(x)
+        return x
+
+    def apply(self, params: Mapping[str, Any], x: Tensor, *, state: Any = None) -> Tensor:  # type: ignore[override]
+        r"""Evaluates the network on ``x`` of shape :math:`(*, \text{in})` (or :math:`(*, S, \text{in})`)."""
+
+        self.check(params)
+        return self._apply(params, x, {})
+
+    @staticmethod
+    def signs(size: int, like: Tensor) -> Tensor:
+        r"""The signs :math:`\sigma` of the two-way ELU: :math:`a(z) = \sigma \odot \mathrm{ELU}(\sigma \odot z)`."""
+
+        first = (size + 1) // 2
+        return torch.cat((like.new_ones(first), -like.new_ones(size - first)))
+
+
+def fold_signs(
+    first_weight: Tensor, first_bias: Tensor | None, weights: Sequence[Tensor], biases: Sequence[Tensor | None]
+) -> tuple[Tensor, Tensor | None, list[Tensor], list[Tensor | None]]:
+    r"""Folds the signs of the two-way ELU into absolute weights.
+
+    With :math:`a(z) = \sigma \odot \mathrm{ELU}(\sigma \odot z)`, every hidden
+    pre-activation is carried as :math:`v = \sigma \odot z`, so the network becomes
+    plain ELUs between the linear maps :math:`\mathrm{diag}(\sigma') |W| \mathrm{diag}(\sigma)`.
+    Returns the folded first layer (weight, bias) and the following layers.
+    """
+
+    def sig(n: int) -> Tensor:
+        return MonotonicMLP.signs(n, first_weight)
+
+    s1 = sig(first_weight.shape[-2])
+    W0 = first_weight.abs() * s1[:, None]
+    b0 = None if first_bias is None else first_bias * s1
+    Ws, bs = [], []
+    for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
+        W = W.abs() * sig(W.shape[-1])
+        if i < len(weights) - 1:
+            so = sig(W.shape[-2])
+            W = W * so[:, None]
+            b = None if b is None else b * so
+        Ws.append(W)
+        bs.append(b)
+    return W0, b0, Ws, bs
+
+
+def folded_value_and_tangent(
+    v: Tensor, dv: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor | None]
+) -> tuple[Tensor, Tensor]:
+    r"""Propagates folded pre-activations ``v`` and their tangent ``dv`` through ELUs and
+    the folded layers of :func:`fold_signs` (analytic forward-mode derivative)."""
+
+    for W, b in zip(weights, biases, strict=True):
+        e = torch.exp(torch.clamp(v, max=0.0))  # ELU'(v)
+        a = torch.where(v > 0, v, e - 1)  # ELU(v), cheaper than F.elu on CPU
+        both = stacked_linear(torch.stack((a, e * dv)), W)
+        v, dv = (both[0] if b is None else both[0] + b), both[1]
+    return v, dv

@@ -1,0 +1,53 @@
+r"""Rotation :math:`f(x) = R x` with :math:`R = \exp(A - A^T)`."""
+
+from __future__ import annotations
+
+__all__ = ["RotationTransform"]
+
+import torch
+from torch import Tensor
+from torch.distributions import constraints
+
+from ..pytree import register_pytree_class
+from .base import FunctionalTransform
+
+
+@register_pytree_class(children=("A",))
+class RotationTransform(FunctionalTransform):
+    r"""Rotation :math:`f(x) = R x`, :math:`R = \exp(A - A^T)` (orthogonal, since
+    :math:`A - A^T` is skew-symmetric), so :math:`\log |\det J| = 0` and
+    :math:`f^{-1}(y) = R^T y`.
+
+    Arguments:
+        A: a square matrix, shape :math:`(*, D, D)`.
+
+    Example:
+        >>> t = RotationTransform(torch.randn(3, 3))
+        >>> x = torch.randn(3)
+        >>> torch.allclose(t.inv(t(x)), x, atol=1e-5)
+        True
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+
+    def __init__(self, A: Tensor) -> None:
+        self.A = A
+
+    @property
+    def R(self) -> Tensor:
+        return torch.linalg.matrix_exp(self.A - self.A.mT)
+
+    def _call(self, x: Tensor) -> Tensor:
+        return torch.einsum("...ij,...j->...i", self.R, x)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return torch.einsum("...ij,...i->...j", self.R, y)
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        y = self._call(x)
+        return y, y.new_zeros(()).expand(y.shape[:-1])
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = self._inverse(y)
+        return x, x.new_zeros(()).expand(x.shape[:-1])

@@ -1,0 +1,49 @@
+r"""Soft clipping :math:`\mathbb{R} \to (-B, B)`."""
+
+from __future__ import annotations
+
+__all__ = ["SoftclipTransform"]
+
+import torch
+from torch import Tensor
+from torch.distributions import constraints
+
+from ..pytree import register_pytree_class
+from .base import FunctionalTransform
+
+
+@register_pytree_class(children=(), static=("bound",))
+class SoftclipTransform(FunctionalTransform):
+    r"""Maps :math:`\mathbb{R}` onto :math:`(-B, B)`.
+
+    .. math:: f(x) = \frac{x}{1 + |x / B|}, \qquad f^{-1}(y) = \frac{y}{1 - |y / B|},
+        \qquad \log f'(x) = -2 \log(1 + |x / B|)
+
+    Example:
+        >>> t = SoftclipTransform(bound=2.0)
+        >>> t(torch.tensor([2.0]))
+        tensor([1.])
+    """
+
+    def __init__(self, bound: float = 1.0) -> None:
+        self.bound = float(bound)
+
+    def __repr__(self) -> str:
+        return f"SoftclipTransform(bound={self.bound})"
+
+    @property
+    def codomain(self) -> constraints.Constraint:  # type: ignore[override]
+        return constraints.interval(-self.bound, self.bound)
+
+    def _call(self, x: Tensor) -> Tensor:
+        return x / (1 + torch.abs(x / self.bound))
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return y / (1 - torch.abs(y / self.bound))
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self._call(x), -2 * torch.log1p(torch.abs(x / self.bound))
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = self._inverse(y)
+        return x, 2 * torch.log1p(torch.abs(x / self.bound))

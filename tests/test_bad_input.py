@@ -1,0 +1,164 @@
+r"""Bad input raises a clear error naming what was expected and what was got, both in a
+plain call and under ``vmap`` (shape/dtype checks are static, so they behave the same)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch.func import vmap
+
+import lazydist_functional as L
+from lazydist_functional import ParamTreeError
+from lazydist_functional.pytree import flatten_names, unflatten_names
+
+from conftest import FEATURES, FLOW_NAMES, Case, make_spec
+
+B = 4
+
+
+def _both(fn, args, in_dims, exc, pattern):
+    r"""``fn(*args[0])`` and ``vmap(fn)(*args batched)`` both raise ``exc`` matching ``pattern``."""
+
+    with pytest.raises(exc, match=pattern):
+        fn(*args)
+    batched = tuple(a if d is None else a.expand(B, *a.shape) for a, d in zip(args, in_dims, strict=True))
+    with pytest.raises(exc, match=pattern):
+        vmap(fn, in_dims=in_dims)(*batched)
+
+
+@pytest.fixture(params=FLOW_NAMES)
+def name(request):
+    return request.param
+
+
+def test_x_with_wrong_number_of_features(case: Case):
+    params = case.params()
+    x = torch.randn(FEATURES + 1)
+    pattern = re.escape(f"x should have shape (*, {FEATURES})") + r".*got \(" + str(FEATURES + 1)
+    if case.conditional:
+        _both(lambda c, x: case.spec.apply(params, c).log_prob(x), (torch.randn(2), x), (0, 0), ValueError, pattern)
+    else:
+        _both(lambda x: case.spec.apply(params).log_prob(x), (x,), (0,), ValueError, pattern)
+    # batched, too: (N, 4) is not (N, 3)
+    with pytest.raises(ValueError, match=r"got \(5, 4\)"):
+        case.spec.apply(params, case.c(5)).log_prob(torch.randn(5, FEATURES + 1))
+
+
+def test_context_of_wrong_size(name):
+    spec = make_spec(name, 2)
+    params = spec.init()
+    pattern = re.escape(f"{name}: expected a context of shape (*, 2), got (3,)")
+    _both(lambda c, x: spec.apply(params, c).log_prob(x), (torch.randn(3), torch.randn(FEATURES)), (0, 0),
+          ValueError, pattern)
+    with pytest.raises(ValueError, match=re.escape("got (5, 1)")):
+        spec.apply(params, torch.randn(5, 1))
+
+
+def test_missing_context_for_conditional_flow(name):
+    spec = make_spec(name, 2)
+    params = spec.init()
+    pattern = re.escape(f"{name} is conditional: expected a context with 2 features, got None")
+    _both(lambda x: spec.apply(params).log_prob(x), (torch.randn(FEATURES),), (0,), ValueError, pattern)
+    # the module path raises the same
+    module = Case(name, 2, spec).module(params)
+    with pytest.raises(ValueError, match=re.escape("is conditional: expected a context with 2 features, got None")):
+        module()
+
+
+def test_context_given_to_unconditional_flow(name):
+    spec = make_spec(name, 0)
+    params = spec.init()
+    pattern = re.escape(f"{name} is unconditional (context=0) but a context of shape (2,) was given")
+    _both(lambda c, x: spec.apply(params, c).log_prob(x), (torch.randn(2), torch.randn(FEATURES)), (0, 0),
+          ValueError, pattern)
+    module = Case(name, 0, spec).module(params)
+    with pytest.raises(ValueError, match=re.escape("but a context of shape (5, 2) was given")):
+        module(torch.randn(5, 2))
+
+
+def test_float64_context_with_float32_params(name):
+    spec = make_spec(name, 2)
+    params = spec.init()
+    pattern = re.escape("the context has dtype torch.float64 but the parameters have dtype torch.float32")
+    _both(lambda c, x: spec.apply(params, c).log_prob(x), (torch.randn(2, dtype=torch.float64), torch.randn(FEATURES)),
+          (0, 0), TypeError, pattern)
+
+
+def test_float64_x_with_float32_params(case: Case):
+    params = case.params()
+    x = torch.randn(FEATURES, dtype=torch.float64)
+    pattern = re.escape("x has dtype torch.float64 but the parameters have dtype torch.float32")
+    if case.conditional:
+        _both(lambda c, x: case.spec.apply(params, c).log_prob(x), (torch.randn(2), x), (0, 0), TypeError, pattern)
+    else:
+        _both(lambda x: case.spec.apply(params).log_prob(x), (x,), (0,), TypeError, pattern)
+
+
+def test_float32_x_with_float64_params(name):
+    spec = make_spec(name, 2)
+    params = spec.init(dtype=torch.float64)
+    with pytest.raises(TypeError, match=re.escape("x has dtype torch.float32 but the parameters have dtype torch.float64")):
+        spec.apply(params, torch.randn(2, dtype=torch.float64)).log_prob(torch.randn(FEATURES))
+
+
+def _first_weight(params: dict) -> str:
+    return next(k for k in flatten_names(params) if k.endswith("weight"))
+
+
+def test_param_tree_with_a_missing_leaf(case: Case):
+    flat = flatten_names(case.params())
+    gone = _first_weight(flat)
+    del flat[gone]
+    bad = unflatten_names(flat)
+    pattern = re.escape(f"missing ['{gone}']")
+    c = case.c()
+    with pytest.raises(ParamTreeError, match=pattern):
+        case.spec.apply(bad, c)
+    P = L.tree_stack([bad, bad])
+    with pytest.raises(ParamTreeError, match=pattern):
+        vmap(lambda p: case.spec.apply(p, c).log_prob(torch.zeros(FEATURES)))(P)
+
+
+def test_param_tree_with_an_extra_leaf(case: Case):
+    flat = flatten_names(case.params())
+    flat["transform.transforms.0.hyper.9.weight"] = torch.zeros(2, 2)
+    bad = unflatten_names(flat)
+    pattern = re.escape("unexpected ['transform.transforms.0.hyper.9.weight']")
+    c = case.c()
+    with pytest.raises(ParamTreeError, match=pattern):
+        case.spec.apply(bad, c)
+    with pytest.raises(ParamTreeError, match=pattern):
+        vmap(lambda p: case.spec.apply(p, c).log_prob(torch.zeros(FEATURES)))(L.tree_stack([bad, bad]))
+
+
+def test_param_tree_with_a_wrong_shaped_leaf(case: Case):
+    flat = flatten_names(case.params())
+    name = _first_weight(flat)
+    shape = tuple(flat[name].shape)
+    flat[name] = torch.zeros(shape[0], shape[1] + 1)
+    bad = unflatten_names(flat)
+    pattern = re.escape(f"leaf '{name}' should have shape {shape}") + r".*" + re.escape(
+        f"got {(shape[0], shape[1] + 1)}")
+    c = case.c()
+    with pytest.raises(ParamTreeError, match=pattern):
+        case.spec.apply(bad, c)
+    with pytest.raises(ParamTreeError, match=pattern):
+        vmap(lambda p: case.spec.apply(p, c).log_prob(torch.zeros(FEATURES)))(L.tree_stack([bad, bad]))
+    # a well-shaped tree after a bad one still works (no poisoned cache)
+    assert torch.isfinite(case.spec.apply(case.params(), c).log_prob(torch.zeros(FEATURES))).all()
+
+
+def test_bad_param_tree_in_module_load_state_dict_is_refused(case: Case):
+    module = case.module()
+    sd = module.state_dict()
+    key = _first_weight(dict(module.named_parameters()))
+    sd[key] = torch.zeros(1, 1)
+    with pytest.raises(RuntimeError, match=re.escape(key)):
+        module.load_state_dict(sd)
+
+
+def test_param_tree_that_is_not_a_dict(case: Case):
+    with pytest.raises(ParamTreeError, match="expected a dict of tensors, got list"):
+        case.spec.apply([torch.zeros(1)], case.c())
