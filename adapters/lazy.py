@@ -75,6 +75,8 @@ class _Composite:
         if cached is None or cached[0] != _STRUCTURE_VERSION[0]:
             specs = tuple(spec_of(m) for m in self._spec_children())
             spec = None if any(s is None for s in specs) else self._build_spec(specs)
+            if spec is not None:
+                spec._name = type(self).__name__  # errors name the module class, e.g. MAF
             cached = (_STRUCTURE_VERSION[0], spec)
             self.__dict__["_spec_cache"] = cached
         return cached[1]

@@ -69,6 +69,12 @@ class Spec:
         raise NotImplementedError
 
     # -- shared machinery -------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        r"""The name used in error messages (the class name, or the adapter module's)."""
+
+        return self.__dict__.get("_name", type(self).__name__)
+
     # Cached by hand, not with ``functools.cached_property``: its lock (Python < 3.12) is a
     # context manager ``torch.compile(fullgraph=True)`` cannot trace on a first call.
     @property
@@ -116,9 +122,9 @@ class Spec:
         # The signature cache holds optree specs, which ``torch.compile`` cannot hash: skip it
         # while tracing (the checks then run once, at trace time).
         seen = (None, None) if torch.compiler.is_compiling() else self.__dict__.setdefault("_checked", (set(), set()))
-        check_tree(f"{type(self).__name__} params", params, self.param_shapes, seen[0])
+        check_tree(f"{self.name} params", params, self.param_shapes, seen[0])
         if state is not None:
-            check_tree(f"{type(self).__name__} state", state, self.state_shapes, seen[1])
+            check_tree(f"{self.name} state", state, self.state_shapes, seen[1])
 
     def apply(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None) -> Any:
         r"""Builds the distribution (or transform) :math:`p(X | c)` from ``params``.
@@ -140,7 +146,7 @@ class Spec:
             state = self.default_state(ref)
         if ref is None:
             ref = _first_float(state)
-        check_context(c, self.context, type(self).__name__)
+        check_context(c, self.context, self.name)
         if c is not None and ref is not None:
             check_dtype("the context", c, ref.dtype)
         return self._apply(params, c, state)

@@ -10,6 +10,7 @@ import torch
 from torch.func import vmap
 
 import lazydist_functional as L
+import lazydist_functional.adapters as zuko_adapter
 from lazydist_functional import ParamTreeError
 from lazydist_functional.pytree import flatten_names, unflatten_names
 
@@ -65,6 +66,10 @@ def test_missing_context_for_conditional_flow(name):
     module = Case(name, 2, spec).module(params)
     with pytest.raises(ValueError, match=re.escape("is conditional: expected a context with 2 features, got None")):
         module()
+    # the adapter's own flow classes name themselves in the message
+    flow = getattr(zuko_adapter.flows, name)(FEATURES, 2)
+    with pytest.raises(ValueError, match=pattern):
+        flow()
 
 
 def test_context_given_to_unconditional_flow(name):
