@@ -12,6 +12,8 @@ __all__ = [
     "tree_axpy",
     "tree_cast",
     "tree_check_same",
+    "tree_combine",
+    "tree_partition",
     "tree_scale",
     "tree_stack",
     "tree_sub",
@@ -26,7 +28,7 @@ import optree
 import torch
 from torch import Tensor
 
-from .pytree import NAMESPACE
+from .pytree import NAMESPACE, flatten_names, unflatten_names
 
 
 def _flat(tree: Any) -> tuple[list[str], list[Any], Any]:
@@ -130,3 +132,44 @@ def init_stacked(spec: Any, k: int, seed: int = 0, **kwargs: Any) -> Any:
     """
 
     return tree_stack([spec.init(torch.Generator().manual_seed(seed + i), **kwargs) for i in range(k)])
+
+
+def tree_partition(tree: Any, predicate: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    r"""Splits a nested-dict tree by a predicate on dotted names: ``(selected, rest)``.
+
+    ``predicate`` is a callable ``name -> bool``, or a string / sequence of strings
+    matched as name prefixes. Use it to adapt only some parameters (ANIL-style:
+    ``torch.func.grad`` of a function of ``selected`` only), then
+    :func:`tree_combine` the parts back.
+
+    Example:
+        >>> tree = {"transform": {"transforms": {"0": {"w": torch.zeros(1)}, "1": {"w": torch.ones(1)}}}}
+        >>> head, body = tree_partition(tree, "transform.transforms.1")
+        >>> list(flatten_names(head)), list(flatten_names(body))
+        (['transform.transforms.1.w'], ['transform.transforms.0.w'])
+    """
+
+    if isinstance(predicate, str):
+        predicate = (predicate,)
+    if not callable(predicate):
+        prefixes = tuple(predicate)
+
+        def predicate(name: str) -> bool:
+            return any(name == p or name.startswith(p + ".") or p == "" for p in prefixes)
+
+    flat = flatten_names(tree)
+    selected = {k: v for k, v in flat.items() if predicate(k)}
+    rest = {k: v for k, v in flat.items() if k not in selected}
+    return unflatten_names(selected), unflatten_names(rest)
+
+
+def tree_combine(*trees: Any) -> dict[str, Any]:
+    r"""Merges disjoint nested-dict trees (the inverse of :func:`tree_partition`)."""
+
+    flat: dict[str, Any] = {}
+    for tree in trees:
+        for name, leaf in flatten_names(tree).items():
+            if name in flat:
+                raise ValueError(f"tree_combine: leaf '{name}' appears in more than one tree")
+            flat[name] = leaf
+    return unflatten_names(flat)

@@ -1,0 +1,251 @@
+r"""Recipes on parameter pytrees: MAML / first-order MAML / Reptile, deep ensembles,
+hypernetwork-conditioned flows, per-sample gradients.
+
+Every recipe is a pure function of parameter trees built on :mod:`torch.func`, so
+it vmaps over tasks or members and differentiates through inner loops. Tasks are
+tensors with a leading task axis: ``support_c`` (T, S, C) or ``None``, ``support_x``
+(T, S, D), ``query_c`` / ``query_x`` likewise. Bayesian flows (K posterior weight
+samples in one call) are :meth:`lazydist_functional.bayesian.BayesianModel.log_prob_samples`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "adapt",
+    "clip_and_aggregate",
+    "ensemble_init",
+    "ensemble_log_prob",
+    "ensemble_step",
+    "hypernet_log_prob",
+    "maml_loss",
+    "nll",
+    "param_count",
+    "per_sample_grads",
+    "reptile_step",
+    "unravel",
+]
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.func import grad, vmap
+
+from .optim import Optimizer
+from .pytree import flatten_names, tree_map, unflatten_names
+from .spec import Spec
+from .trees import init_stacked, tree_axpy, tree_combine, tree_partition
+
+Tree = dict[str, Any]
+
+
+def nll(spec: Spec, params: Mapping[str, Any], c: Tensor | None, x: Tensor, state: Any = None) -> Tensor:
+    r"""Mean negative log-likelihood :math:`-\frac{1}{n} \sum_i \log p_\theta(x_i \mid c_i)`."""
+
+    return -spec.apply(params, c, state=state).log_prob(x).mean()
+
+
+def adapt(
+    spec: Spec,
+    params: Tree,
+    c: Tensor | None,
+    x: Tensor,
+    steps: int = 1,
+    lr: float = 0.1,
+    first_order: bool = False,
+    only: Any = None,
+    state: Any = None,
+) -> Tree:
+    r"""``steps`` differentiable SGD steps :math:`\theta \leftarrow \theta - \alpha \nabla_\theta \mathrm{NLL}`.
+
+    Arguments:
+        first_order: detach the inner gradients (first-order MAML).
+        only: adapt only these parameters (a dotted-name prefix, list of prefixes or
+            predicate, see :func:`~lazydist_functional.trees.tree_partition`); ANIL-style.
+
+    Example:
+        >>> from lazydist_functional.flows import MAF
+        >>> spec = MAF(2, 0, hidden_features=[8])
+        >>> p = spec.init()
+        >>> q = adapt(spec, p, None, torch.randn(16, 2), steps=2)
+        >>> float(nll(spec, q, None, torch.zeros(1, 2))) != float(nll(spec, p, None, torch.zeros(1, 2)))
+        True
+    """
+
+    fast, frozen = tree_partition(params, only) if only is not None else (params, {})
+
+    def loss(fast: Tree) -> Tensor:
+        return nll(spec, tree_combine(fast, frozen) if frozen else fast, c, x, state)
+
+    for _ in range(steps):
+        g = grad(loss)(fast)
+        if first_order:
+            g = tree_map(torch.Tensor.detach, g)
+        fast = tree_axpy(-lr, g, fast)
+    return tree_combine(fast, frozen) if frozen else fast
+
+
+def maml_loss(
+    spec: Spec,
+    params: Tree,
+    support_c: Tensor | None,
+    support_x: Tensor,
+    query_c: Tensor | None,
+    query_x: Tensor,
+    inner_steps: int = 1,
+    inner_lr: float = 0.1,
+    first_order: bool = False,
+    only: Any = None,
+    state: Any = None,
+) -> Tensor:
+    r"""MAML objective :math:`\frac{1}{T} \sum_t \mathrm{NLL}_t^{query}(\mathrm{adapt}_t(\theta))`, vmapped over tasks.
+
+    Differentiate it w.r.t. ``params`` (``torch.func.grad`` or ``.backward()``) for the
+    meta-gradient: second order by default, first order with ``first_order=True``.
+    """
+
+    def task_loss(sc: Tensor | None, sx: Tensor, qc: Tensor | None, qx: Tensor) -> Tensor:
+        fast = adapt(spec, params, sc, sx, inner_steps, inner_lr, first_order, only, state)
+        return nll(spec, fast, qc, qx, state)
+
+    dims = (0 if support_c is not None else None, 0, 0 if query_c is not None else None, 0)
+    return vmap(task_loss, in_dims=dims)(support_c, support_x, query_c, query_x).mean()
+
+
+def reptile_step(
+    spec: Spec,
+    params: Tree,
+    support_c: Tensor | None,
+    support_x: Tensor,
+    inner_steps: int = 5,
+    inner_lr: float = 0.05,
+    outer_lr: float = 0.5,
+    state: Any = None,
+) -> Tree:
+    r"""Reptile: :math:`\theta \leftarrow \theta + \epsilon \left(\frac{1}{T}\sum_t \phi_t - \theta\right)`,
+    with :math:`\phi_t` the task-adapted parameters (vmapped over tasks)."""
+
+    dims = (0 if support_c is not None else None, 0)
+    adapted = vmap(lambda c, x: adapt(spec, params, c, x, inner_steps, inner_lr, True, None, state), in_dims=dims)(
+        support_c, support_x
+    )
+    mean = tree_map(lambda t: t.detach().mean(dim=0), adapted)
+    return tree_map(lambda p, m: p + outer_lr * (m - p), params, mean)
+
+
+def ensemble_init(spec: Spec, k: int, seed: int = 0, **kwargs: Any) -> Tree:
+    r"""K independently initialized members, stacked on axis 0 (alias of :func:`init_stacked`)."""
+
+    return init_stacked(spec, k, seed, **kwargs)
+
+
+def ensemble_log_prob(spec: Spec, stacked: Tree, c: Tensor | None, x: Tensor, state: Any = None) -> Tensor:
+    r"""Mixture of the K members: :math:`\log \frac{1}{K} \sum_k p_{\theta_k}(x \mid c)`."""
+
+    lp = vmap(lambda p: spec.apply(p, c, state=state).log_prob(x))(stacked)
+    return torch.logsumexp(lp, dim=0) - math.log(lp.shape[0])
+
+
+def ensemble_step(
+    spec: Spec,
+    optimizer: Optimizer,
+    stacked: Tree,
+    opt_state: Any,
+    c: Tensor | None,
+    x: Tensor,
+    state: Any = None,
+) -> tuple[Tree, Any, Tensor]:
+    r"""One training step of all K members at once: ``vmap`` over (params, optimizer
+    state) of ``grad`` of each member's NLL on the same batch. Returns
+    ``(stacked, opt_state, losses)``; ``opt_state = vmap(optimizer.init)(stacked)``."""
+
+    def member(p: Tree, s: Any) -> tuple[Tree, Any, Tensor]:
+        loss, g = _value_and_grad(lambda q: nll(spec, q, c, x, state))(p)
+        p, s = optimizer.update(g, s, p)
+        return p, s, loss
+
+    return vmap(member)(stacked, opt_state)
+
+
+def _value_and_grad(f: Callable[[Tree], Tensor]) -> Callable[[Tree], tuple[Tensor, Tree]]:
+    def wrapped(p: Tree) -> tuple[Tensor, Tree]:
+        g, value = torch.func.grad_and_value(f)(p)
+        return value, g
+
+    return wrapped
+
+
+def param_count(spec: Spec) -> int:
+    r"""Number of trainable scalars of a spec (the size of a flat parameter vector)."""
+
+    return sum(math.prod(s) for s in spec.param_shapes.values())
+
+
+def unravel(spec: Spec, flat: Tensor) -> Tree:
+    r"""A flat vector of :func:`param_count` numbers as the spec's parameter tree
+    (in the order of ``spec.param_shapes``)."""
+
+    shapes = list(spec.param_shapes.items())
+    sizes = [math.prod(s) for _, s in shapes]
+    if flat.shape[-1] != sum(sizes):
+        raise ValueError(f"unravel: expected a vector of {sum(sizes)} parameters, got {flat.shape[-1]}")
+    parts = flat.split(sizes, dim=-1)
+    return unflatten_names({name: part.reshape(*flat.shape[:-1], *shape) for (name, shape), part in zip(shapes, parts, strict=True)})
+
+
+def hypernet_log_prob(
+    spec: Spec,
+    hyper_apply: Callable[[Any, Tensor], Tensor],
+    hyper_params: Any,
+    c: Tensor,
+    x: Tensor,
+    flow_context: bool = False,
+    state: Any = None,
+) -> Tensor:
+    r"""Hypernetwork-conditioned flow: sample :math:`i` is evaluated under its own flow
+    parameters :math:`\theta_i = h_\psi(c_i)`, in one ``vmap``.
+
+    ``hyper_apply(hyper_params, c_i)`` returns a flat vector of :func:`param_count`
+    numbers; with ``flow_context=True`` the flow is also conditioned on :math:`c_i`.
+    """
+
+    def one(ci: Tensor, xi: Tensor) -> Tensor:
+        params = unravel(spec, hyper_apply(hyper_params, ci))
+        return spec.apply(params, ci if flow_context else None, state=state).log_prob(xi)
+
+    return vmap(one)(c, x)
+
+
+def per_sample_grads(spec: Spec, params: Tree, c: Tensor | None, x: Tensor, state: Any = None) -> Tree:
+    r""":math:`\nabla_\theta \log p_\theta(x_i \mid c_i)` for every sample, as a tree with a leading N axis."""
+
+    def one(ci: Tensor | None, xi: Tensor) -> Tree:
+        return grad(lambda p: spec.apply(p, ci, state=state).log_prob(xi))(params)
+
+    return vmap(one, in_dims=(0 if c is not None else None, 0))(c, x)
+
+
+def clip_and_aggregate(
+    grads: Tree, max_norm: float, noise_multiplier: float = 0.0, generator: torch.Generator | None = None
+) -> Tree:
+    r"""DP-SGD aggregation: clip each sample's whole gradient to norm ``max_norm``, average,
+    and add :math:`\mathcal{N}(0, (\sigma C / N)^2)` noise when ``noise_multiplier`` :math:`\sigma > 0`.
+
+    ``grads`` is a per-sample tree (leading N axis), e.g. from :func:`per_sample_grads`.
+    """
+
+    leaves = list(flatten_names(grads).values())
+    n = leaves[0].shape[0]
+    norms = torch.sqrt(sum(leaf.reshape(n, -1).pow(2).sum(dim=1) for leaf in leaves))
+    factor = torch.clamp(max_norm / (norms + 1e-12), max=1.0)
+
+    def aggregate(g: Tensor) -> Tensor:
+        mean = (g * factor.reshape(n, *([1] * (g.dim() - 1)))).mean(dim=0)
+        if noise_multiplier > 0:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+            mean = mean + noise_multiplier * max_norm / n * noise
+        return mean
+
+    return tree_map(aggregate, grads)
