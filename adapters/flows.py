@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "MAF",
+    "NCSF",
     "NICE",
     "NSF",
     "Flow",
@@ -280,3 +281,11 @@ class GF(_FlowFromSpec):
 
 
 __all__ += ["BPF", "GF", "NAF", "SOSPF", "UNAF", "ElementWiseTransform"]
+
+
+class NCSF(_FlowFromSpec):
+    r"""Neural circular spline flow; module of :class:`lazydist_functional.flows.NCSF`."""
+
+    def __init__(self, features: int, context: int = 0, bins: int = 8, slope: float = 1e-3,
+                 **kwargs: Any) -> None:
+        super().__init__(_flows.NCSF(features, context, bins, slope, **kwargs))

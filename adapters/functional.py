@@ -111,7 +111,8 @@ def _zuko_univariate(univariate: Any) -> Any:
     r"""Maps a Zuko univariate constructor (class or partial) to this library's."""
 
     func, kwargs = (univariate.func, univariate.keywords) if isinstance(univariate, partial) else (univariate, {})
-    ours = getattr(_transforms, getattr(func, "__name__", ""), None)
+    name = getattr(func, "__name__", "")
+    ours = getattr(_transforms, name, None) or getattr(_flows, name, None)
     if ours is None:
         raise NotImplementedError(f"from_zuko: no equivalent of univariate transform {func!r} yet")
     return partial(ours, **kwargs) if kwargs else ours

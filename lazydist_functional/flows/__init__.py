@@ -33,3 +33,6 @@ __all__ += ["ElementWiseTransform", "GF"]
 from .grouped import GroupedMaskedAutoregressiveTransform  # noqa: E402
 
 __all__ += ["GroupedMaskedAutoregressiveTransform"]
+from .spline import NCSF, CircularRQSTransform  # noqa: E402
+
+__all__ += ["NCSF", "CircularRQSTransform"]

@@ -45,3 +45,20 @@ __all__ += ["FreeFormJacobianTransform"]
 from .rotation import RotationTransform  # noqa: E402
 
 __all__ += ["RotationTransform"]
+from .elementwise import (  # noqa: E402
+    CircularShiftTransform,
+    CosTransform,
+    IdentityTransform,
+    SignedPowerTransform,
+    SinTransform,
+)
+from .linear import LULinearTransform  # noqa: E402
+
+__all__ += [
+    "CircularShiftTransform",
+    "CosTransform",
+    "IdentityTransform",
+    "LULinearTransform",
+    "SignedPowerTransform",
+    "SinTransform",
+]

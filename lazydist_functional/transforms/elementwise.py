@@ -1,0 +1,117 @@
+r"""Parameter-free and simple element-wise transforms."""
+
+from __future__ import annotations
+
+__all__ = ["CircularShiftTransform", "CosTransform", "IdentityTransform", "SignedPowerTransform", "SinTransform"]
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import constraints
+
+from ..pytree import register_pytree_class
+from .base import FunctionalTransform
+
+
+@register_pytree_class(children=())
+class IdentityTransform(FunctionalTransform):
+    r""":math:`f(x) = x`, :math:`\log |f'(x)| = 0`."""
+
+    def _call(self, x: Tensor) -> Tensor:
+        return x
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return y
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x, torch.zeros_like(x)
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return y, torch.zeros_like(y)
+
+
+@register_pytree_class(children=())
+class CosTransform(FunctionalTransform):
+    r""":math:`f(x) = -\cos x` on :math:`[0, \pi]`, :math:`\log |f'(x)| = \log |\sin x|`."""
+
+    domain = constraints.interval(0, math.pi)
+    codomain = constraints.interval(-1, 1)
+
+    def _call(self, x: Tensor) -> Tensor:
+        return -torch.cos(x)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return torch.acos(-y)
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return -torch.cos(x), torch.log(torch.abs(torch.sin(x)))
+
+
+@register_pytree_class(children=())
+class SinTransform(FunctionalTransform):
+    r""":math:`f(x) = \sin x` on :math:`[-\pi/2, \pi/2]`, :math:`\log |f'(x)| = \log |\cos x|`."""
+
+    domain = constraints.interval(-math.pi / 2, math.pi / 2)
+    codomain = constraints.interval(-1, 1)
+
+    def _call(self, x: Tensor) -> Tensor:
+        return torch.sin(x)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return torch.asin(y)
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.sin(x), torch.log(torch.abs(torch.cos(x)))
+
+
+@register_pytree_class(children=(), static=("bound",))
+class CircularShiftTransform(FunctionalTransform):
+    r"""Circular shift of :math:`[-B, B]`: :math:`f(x) = ((x \bmod 2B) - B)`, volume preserving.
+
+    It is a bijection of the circle :math:`[-B, B)`, its own inverse.
+
+    Example:
+        >>> CircularShiftTransform(bound=1.0)(torch.tensor([-0.5, 0.5]))
+        tensor([ 0.5000, -0.5000])
+    """
+
+    def __init__(self, bound: float = 1.0) -> None:
+        self.bound = float(bound)
+
+    def __repr__(self) -> str:
+        return f"CircularShiftTransform(bound={self.bound})"
+
+    @property
+    def domain(self) -> constraints.Constraint:  # type: ignore[override]
+        return constraints.interval(-self.bound, self.bound)
+
+    codomain = domain
+
+    def _call(self, x: Tensor) -> Tensor:
+        return torch.remainder(x, 2 * self.bound) - self.bound
+
+    _inverse = _call
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self._call(x), torch.zeros_like(x)
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self._call(y), torch.zeros_like(y)
+
+
+@register_pytree_class(children=("alpha",))
+class SignedPowerTransform(FunctionalTransform):
+    r""":math:`f(x) = \mathrm{sign}(x) |x|^{\exp \alpha}`, :math:`\log |f'(x)| = \alpha + (e^\alpha - 1) \log |x|`."""
+
+    def __init__(self, alpha: Tensor) -> None:
+        self.alpha = alpha
+
+    def _call(self, x: Tensor) -> Tensor:
+        return x * torch.abs(x) ** torch.expm1(self.alpha)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return y * torch.abs(y) ** torch.expm1(-self.alpha)
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self._call(x), self.alpha + torch.expm1(self.alpha) * torch.log(torch.abs(x))
