@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from .. import flows as _flows
-from ..spec import Spec, _first_float
+from ..spec import Spec
 from .lazy import (
     Flow,
     LazyComposedTransform,
@@ -98,12 +98,7 @@ def to_module(spec: Spec, params: dict | None = None, state: dict | None = None,
         'base.loc'
     """
 
-    params = spec.init(generator) if params is None else params
-    if state is None:  # on the params' dtype and device, as ``spec.apply`` does
-        ref = _first_float(params)
-        state = spec.init_state(dtype=None if ref is None else ref.dtype,
-                                device=None if ref is None else ref.device)
-    spec.check(params, state)
+    params, state = spec.init_trees(params, state, generator)
     if isinstance(spec, _flows.Flow):
         return Flow(
             to_module(spec.transform, params.get("transform", {}), state.get("transform", {})),

@@ -21,7 +21,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..pytree import unflatten_names
-from ..spec import Spec, _first_float
+from ..spec import Spec
 
 
 class NoSpecError(TypeError):
@@ -132,12 +132,7 @@ class SpecModule(_Tracked):
         super().__init__()
         if spec is not None:
             self._spec = spec
-            params = spec.init(generator) if params is None else params
-            if state is None:  # on the params' dtype and device, as ``spec.apply`` does
-                ref = _first_float(params)
-                state = spec.init_state(dtype=None if ref is None else ref.dtype,
-                                        device=None if ref is None else ref.device)
-            spec.check(params, state)
+            params, state = spec.init_trees(params, state, generator)
             _register(self, params, state)
 
     @property

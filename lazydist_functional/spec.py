@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .checks import check_context, check_dtype, check_tree, dict_leaves
-from .pytree import flatten_names, tree_map
+from .pytree import tree_map
 
 
 def _first_float(tree: Any) -> Tensor | None:
@@ -77,25 +77,24 @@ class Spec:
 
     # Cached by hand, not with ``functools.cached_property``: its lock (Python < 3.12) is a
     # context manager ``torch.compile(fullgraph=True)`` cannot trace on a first call.
+    def _cached_shapes(self, key: str, make: Any) -> dict[str, torch.Size]:
+        shapes = self.__dict__.get(key)
+        if shapes is None:
+            shapes = {k: v.shape for k, v in dict_leaves(make(device="meta")).items()}
+            self.__dict__[key] = shapes
+        return shapes
+
     @property
     def param_shapes(self) -> dict[str, torch.Size]:
         r"""``{dotted name: shape}`` of the trainable parameters."""
 
-        shapes = self.__dict__.get("_param_shapes")
-        if shapes is None:
-            shapes = {k: v.shape for k, v in dict_leaves(self.init(device="meta")).items()}
-            self.__dict__["_param_shapes"] = shapes
-        return shapes
+        return self._cached_shapes("_param_shapes", self.init)
 
     @property
     def state_shapes(self) -> dict[str, torch.Size]:
         r"""``{dotted name: shape}`` of the non-trainable state."""
 
-        shapes = self.__dict__.get("_state_shapes")
-        if shapes is None:
-            shapes = {k: v.shape for k, v in dict_leaves(self.init_state(device="meta")).items()}
-            self.__dict__["_state_shapes"] = shapes
-        return shapes
+        return self._cached_shapes("_state_shapes", self.init_state)
 
     def default_state(self, like: Tensor | None = None) -> dict[str, Any]:
         r"""The state from :meth:`init_state` on ``like``'s device and float dtype (cached)."""
@@ -114,6 +113,22 @@ class Spec:
                 with torch._C._DisableFuncTorch(), torch.inference_mode(False):
                     cache[key] = self.init_state(dtype=dtype, device=device)
         return cache[key]
+
+    def init_trees(
+        self,
+        params: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        r"""``(params, state)`` with the missing ones initialized (the state on the params'
+        dtype and device, as :meth:`apply` does), checked against the spec."""
+
+        params = self.init(generator) if params is None else params
+        if state is None:
+            ref = _first_float(params)
+            state = self.init_state(dtype=None if ref is None else ref.dtype, device=None if ref is None else ref.device)
+        self.check(params, state)
+        return params, state
 
     def check(self, params: Any, state: Any = None) -> None:
         r"""Raises :class:`~lazydist_functional.checks.ParamTreeError` if the trees do not

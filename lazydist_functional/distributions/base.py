@@ -2,7 +2,7 @@ r"""Base class of this library's distributions: pytree, shapes derived from leav
 
 from __future__ import annotations
 
-__all__ = ["FunctionalDistribution"]
+__all__ = ["FunctionalDistribution", "IndependentBase"]
 
 import torch
 from torch import Size, Tensor
@@ -47,3 +47,35 @@ class FunctionalDistribution(Distribution):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_shape={tuple(self.batch_shape)}, event_shape={tuple(self.event_shape)})"
+
+
+class IndependentBase(FunctionalDistribution):
+    r"""Base of distributions with two element-wise parameters whose ``ndims`` rightmost
+    dimensions form the event (``DiagNormal``, ``BoxUniform``). Subclasses name the two
+    parameters in ``_params``."""
+
+    _params: tuple[str, str]
+    ndims: int
+
+    @property
+    def _shape(self) -> Size:
+        a, b = (getattr(self, name) for name in self._params)
+        return a.shape if a.shape == b.shape else torch.broadcast_shapes(a.shape, b.shape)
+
+    @property
+    def batch_shape(self) -> Size:
+        shape = self._shape
+        return shape[: len(shape) - self.ndims]
+
+    @property
+    def event_shape(self) -> Size:
+        shape = self._shape
+        return shape[len(shape) - self.ndims :]
+
+    def _sum_event(self, x: Tensor) -> Tensor:
+        return x.sum(dim=tuple(range(-self.ndims, 0))) if self.ndims else x
+
+    def expand(self, batch_shape: Size, _instance: object = None) -> IndependentBase:
+        shape = Size(batch_shape) + self.event_shape
+        a, b = (getattr(self, name).expand(shape) for name in self._params)
+        return type(self)(a, b, self.ndims)

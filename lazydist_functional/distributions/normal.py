@@ -10,13 +10,13 @@ import torch
 from torch import Size, Tensor
 
 from ..pytree import register_pytree_class
-from .base import FunctionalDistribution
+from .base import IndependentBase
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 @register_pytree_class(children=("loc", "scale"), static=("ndims",))
-class DiagNormal(FunctionalDistribution):
+class DiagNormal(IndependentBase):
     r"""Normal distribution with diagonal covariance over the ``ndims`` rightmost dims.
 
     .. math:: \log p(x) = \sum_i -\frac{(x_i - \mu_i)^2}{2 \sigma_i^2} - \log \sigma_i - \frac{1}{2}\log 2\pi
@@ -27,26 +27,12 @@ class DiagNormal(FunctionalDistribution):
         (torch.Size([3]), torch.Size([2, 3]))
     """
 
+    _params = ("loc", "scale")
+
     def __init__(self, loc: Tensor, scale: Tensor, ndims: int = 1) -> None:
         self.loc = torch.as_tensor(loc)
         self.scale = torch.as_tensor(scale)
         self.ndims = int(ndims)
-
-    @property
-    def _shape(self) -> Size:
-        if self.loc.shape == self.scale.shape:
-            return self.loc.shape
-        return torch.broadcast_shapes(self.loc.shape, self.scale.shape)
-
-    @property
-    def batch_shape(self) -> Size:
-        shape = self._shape
-        return shape[: len(shape) - self.ndims]
-
-    @property
-    def event_shape(self) -> Size:
-        shape = self._shape
-        return shape[len(shape) - self.ndims :]
 
     @property
     def mean(self) -> Tensor:
@@ -60,14 +46,10 @@ class DiagNormal(FunctionalDistribution):
     def variance(self) -> Tensor:
         return self.stddev**2
 
-    def expand(self, batch_shape: Size, _instance: object = None) -> DiagNormal:
-        shape = Size(batch_shape) + self.event_shape
-        return DiagNormal(self.loc.expand(shape), self.scale.expand(shape), self.ndims)
-
     def log_prob(self, x: Tensor) -> Tensor:
         z = (x - self.loc) / self.scale
         lp = -0.5 * z**2 - torch.log(self.scale) - _LOG_SQRT_2PI
-        return lp.sum(dim=tuple(range(-self.ndims, 0))) if self.ndims else lp
+        return self._sum_event(lp)
 
     def rsample(self, sample_shape: Size = Size()) -> Tensor:
         shape = Size(sample_shape) + self._shape
@@ -76,4 +58,4 @@ class DiagNormal(FunctionalDistribution):
 
     def entropy(self) -> Tensor:
         h = 0.5 + _LOG_SQRT_2PI + torch.log(self.scale).expand(self._shape)
-        return h.sum(dim=tuple(range(-self.ndims, 0))) if self.ndims else h
+        return self._sum_event(h)
