@@ -253,7 +253,7 @@ def take_last(x: Tensor, index: Tensor) -> Tensor:
     (e.g. a permutation stacked over K parameter sets); batch dims broadcast."""
 
     if index.dim() == 1:
-        return x[..., index]
+        return torch.index_select(x, -1, index)  # much cheaper than x[..., index], also under vmap
     batch = torch.broadcast_shapes(x.shape[:-1], index.shape[:-1])
     x = x.expand(*batch, x.shape[-1])
     return x.gather(-1, index.expand(*batch, index.shape[-1]))
