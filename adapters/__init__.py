@@ -12,7 +12,7 @@ Every module computes its forward with the pure spec, so
 ``torch.func.functional_call(module, params, (c,))`` equals ``spec.apply(params, c)``.
 """
 
-from . import bayesian, distributions, flows, lazy, nn, transforms, utils
+from . import bayesian, distributions, flows, lazy, mixtures, nn, transforms, utils
 from .functional import from_zuko, to_functional
 from .module import SpecModule
 
@@ -25,6 +25,7 @@ __all__ = [
     "flows",
     "from_zuko",
     "lazy",
+    "mixtures",
     "nn",
     "to_functional",
     "transforms",

@@ -8,6 +8,7 @@ and registers its parameters and buffers under Zuko's names, so a Zuko 1.6
 from __future__ import annotations
 
 __all__ = [
+    "GMM",
     "MAF",
     "NCSF",
     "NICE",
@@ -31,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from .. import flows as _flows
+from ..pytree import flatten_names
 from ..spec import Spec
 from .lazy import (
     Flow,
@@ -284,3 +286,33 @@ class NCSF(_FlowFromSpec):
     def __init__(self, features: int, context: int = 0, bins: int = 8, slope: float = 1e-3,
                  **kwargs: Any) -> None:
         super().__init__(_flows.NCSF(features, context, bins, slope, **kwargs))
+
+
+class GMM(LazyDistribution):
+    r"""Gaussian mixture model; module of :class:`lazydist_functional.flows.GMM` (Zuko's names).
+
+    Example:
+        >>> gmm = GMM(2, components=3)
+        >>> gmm.initialize(torch.randn(100, 2), "kmeans")
+        >>> gmm().log_prob(torch.zeros(2)).shape
+        torch.Size([])
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_flows.GMM(*args, **kwargs))
+
+    def forward(self, c: torch.Tensor | None = None) -> Any:
+        return SpecModule.forward(self, c)
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, strategy: str = "kmeans++") -> None:
+        r"""Fits the components to clusters of ``x`` in place (see the spec's ``initialize``)."""
+
+        params, _ = self.trees()
+        new = self.spec.initialize(params, x, strategy)
+        current = dict(self.named_parameters())
+        for name, value in flatten_names(new).items():
+            current[name].copy_(value)
+
+
+_LEAF_MODULES[_flows.GMM] = GMM

@@ -6,3 +6,7 @@ from .normal import DiagNormal
 from .uniform import BoxUniform
 
 __all__ = ["FunctionalDistribution", "NormalizingFlow", "DiagNormal", "BoxUniform"]
+
+from .mixture import Mixture, MultivariateNormal  # noqa: E402
+
+__all__ += ["Mixture", "MultivariateNormal"]

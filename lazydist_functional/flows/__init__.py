@@ -36,3 +36,6 @@ __all__ += ["GroupedMaskedAutoregressiveTransform"]
 from .spline import NCSF, CircularRQSTransform  # noqa: E402
 
 __all__ += ["NCSF", "CircularRQSTransform"]
+from .mixture import GMM  # noqa: E402
+
+__all__ += ["GMM"]

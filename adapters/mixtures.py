@@ -1,0 +1,5 @@
+r"""``zuko.mixtures`` names: Gaussian mixture models."""
+
+from .flows import GMM
+
+__all__ = ["GMM"]

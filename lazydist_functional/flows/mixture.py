@@ -1,0 +1,163 @@
+r"""Gaussian mixture models (GMM) as lazy distributions."""
+
+from __future__ import annotations
+
+__all__ = ["GMM"]
+
+from collections.abc import Mapping
+from math import prod
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from ..distributions import DiagNormal, Mixture, MultivariateNormal
+from ..nn import MLP
+from ..spec import Spec
+from ._conditioner import unpack
+
+
+def _shapes(components: int, features: int, covariance_type: str, tied: bool) -> list[tuple[int, ...]]:
+    lead = 1 if tied else components
+    shapes = [(components,), (components, features)]
+    if covariance_type == "full":
+        shapes += [(lead, features), (lead, features * (features - 1) // 2)]
+    elif covariance_type == "diagonal":
+        shapes += [(lead, features)]
+    elif covariance_type == "spherical":
+        shapes += [(lead, 1)]
+    else:
+        raise ValueError(f"covariance_type should be 'full', 'diagonal' or 'spherical', got {covariance_type!r}")
+    return shapes
+
+
+class GMM(Spec):
+    r"""Gaussian mixture :math:`p(x \mid c) = \sum_i w_i(c) \, \mathcal{N}(x \mid \mu_i(c), \Sigma_i(c))`.
+
+    Unconditional: the parameters are ``phi.0`` (logits), ``phi.1`` (means),
+    ``phi.2`` (log-diagonal of the Cholesky factor), ``phi.3`` (its strict lower
+    triangle, ``full`` only). Conditional: an MLP (``hyper``) outputs them from
+    :math:`c`. Names, shapes and parametrization are Zuko's, so its checkpoints load.
+
+    Arguments:
+        features: the number of features.
+        context: the number of context features.
+        components: the number of components :math:`K`.
+        covariance_type: ``"full"``, ``"diagonal"`` or ``"spherical"``.
+        tied: share the covariance across components.
+        epsilon: added to the scale's diagonal.
+        kwargs: passed to :class:`~lazydist_functional.nn.MLP`.
+
+    Example:
+        >>> gmm = GMM(2, components=3)
+        >>> params = gmm.initialize(gmm.init(), torch.randn(100, 2), "kmeans++")
+        >>> gmm.apply(params).log_prob(torch.zeros(2)).shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        features: int,
+        context: int = 0,
+        components: int = 2,
+        covariance_type: Literal["full", "diagonal", "spherical"] = "full",
+        tied: bool = False,
+        epsilon: float = 1e-6,
+        **kwargs: Any,
+    ) -> None:
+        self.features, self.context, self.components = int(features), int(context), int(components)
+        self.covariance_type, self.tied, self.epsilon = covariance_type, bool(tied), float(epsilon)
+        self.shapes = _shapes(components, features, covariance_type, tied)
+        self.total = sum(prod(s) for s in self.shapes)
+        self.hyper = MLP(context, self.total, **kwargs) if context > 0 else None
+        self.tril = torch.tril_indices(features, features, offset=-1)
+
+    def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
+        if self.hyper is not None:
+            return {"hyper": self.hyper.init(generator, dtype=dtype, device=device)}
+        dtype = dtype or torch.get_default_dtype()
+        if str(device) == "meta":
+            return {"phi": {str(i): torch.empty(s, dtype=dtype, device="meta") for i, s in enumerate(self.shapes)}}
+        return {"phi": {str(i): torch.randn(s, generator=generator, dtype=dtype).to(device)
+                        for i, s in enumerate(self.shapes)}}
+
+    def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Mixture:
+        if self.hyper is not None:
+            phi = unpack(self.hyper._apply(params["hyper"], c, {}), self.shapes)
+        else:
+            phi = [params["phi"][str(i)] for i in range(len(self.shapes))]
+        logits, loc, diag = phi[0], phi[1], phi[2]
+        if self.covariance_type != "full":
+            return Mixture(DiagNormal(loc, diag.exp() + self.epsilon), logits)
+        d = self.features
+        scale = torch.diag_embed(diag.exp() + self.epsilon)
+        lower = phi[3]
+        flat_index = (self.tril[0] * d + self.tril[1]).to(lower.device)
+        filled = torch.zeros(*lower.shape[:-1], d * d, dtype=lower.dtype, device=lower.device)
+        filled = filled.scatter(-1, flat_index.expand(*lower.shape[:-1], -1), lower)
+        scale = scale + filled.reshape(*lower.shape[:-1], d, d)
+        return Mixture(MultivariateNormal(loc, scale), logits)
+
+    # -- fitting helper (not a torch.func transform target) ------------------------------
+    @torch.no_grad()
+    def initialize(
+        self,
+        params: Mapping[str, Any],
+        x: Tensor,
+        strategy: Literal["random", "kmeans", "kmeans++"] = "kmeans++",
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Any]:
+        r"""Returns new parameters whose components are fitted to clusters of ``x`` (N, D):
+        weights from cluster sizes, means from cluster means, covariances from the
+        weighted cluster covariances. Conditional GMMs set the last layer's bias to
+        these values and shrink its weight (as Zuko does)."""
+
+        n = x.shape[0]
+        if n <= self.components:
+            raise ValueError(f"initialize needs more samples ({n}) than components ({self.components})")
+        centers = _cluster(x, self.components, strategy, generator)
+        match = torch.nn.functional.one_hot(torch.cdist(x, centers).argmin(-1), self.components).to(x.dtype)
+        counts = match.sum(0)
+        means = (match.T @ x) / counts[:, None].clamp_min(1)
+        logits = (counts / counts.sum()).log()
+        covs = torch.stack([torch.cov(x.T, aweights=match[:, k]) for k in range(self.components)]).reshape(
+            self.components, self.features, self.features)
+        if self.tied:
+            covs = covs.mean(0, keepdim=True)
+        if self.covariance_type == "full":
+            L = torch.linalg.cholesky(covs)
+            values = [logits, means, torch.diagonal(L, dim1=-2, dim2=-1).log(), L[..., self.tril[0], self.tril[1]]]
+        else:
+            var = torch.diagonal(covs, dim1=-2, dim2=-1)
+            if self.covariance_type == "spherical":
+                var = var.mean(-1, keepdim=True)
+            # the model's scale is exp(phi.2): store log standard deviations (Zuko 1.6 stores
+            # log variances here, which makes its initial components too narrow)
+            values = [logits, means, 0.5 * var.log()]
+        if self.hyper is None:
+            return {"phi": {str(i): v.to(params["phi"][str(i)].dtype) for i, v in enumerate(values)}}
+        hyper = {k: dict(v) for k, v in params["hyper"].items()}
+        last = self.hyper.names[-1]
+        hyper[last] = {"weight": hyper[last]["weight"] * 1e-2, "bias": torch.cat([v.flatten() for v in values])}
+        return {"hyper": hyper}
+
+
+def _cluster(x: Tensor, k: int, strategy: str, generator: torch.Generator | None) -> Tensor:
+    n = x.shape[0]
+    pick = lambda weights, m: torch.multinomial(weights, m, generator=generator)  # noqa: E731
+    if strategy == "random":
+        return x[pick(torch.ones(n), k)]
+    if strategy not in ("kmeans", "kmeans++"):
+        raise ValueError(f"strategy should be 'random', 'kmeans' or 'kmeans++', got {strategy!r}")
+    # k-means++ seeding: each next center drawn with probability proportional to D(x)^2
+    centers = [x[pick(torch.ones(n), 1)][0]]
+    for _ in range(1, k):
+        d2 = torch.cdist(x, torch.stack(centers)).min(-1).values.square()
+        centers.append(x[pick(d2 + 1e-12, 1)][0])
+    centers = torch.stack(centers)
+    if strategy == "kmeans":  # a few Lloyd iterations; empty clusters keep their center
+        for _ in range(7):
+            match = torch.nn.functional.one_hot(torch.cdist(x, centers).argmin(-1), k).to(x.dtype)
+            counts = match.sum(0)[:, None]
+            centers = torch.where(counts > 0, (match.T @ x) / counts.clamp_min(1), centers)
+    return centers
