@@ -10,3 +10,15 @@ __all__ = ["FunctionalDistribution", "NormalizingFlow", "DiagNormal", "BoxUnifor
 from .mixture import Mixture, MultivariateNormal  # noqa: E402
 
 __all__ += ["Mixture", "MultivariateNormal"]
+from .composite import (  # noqa: E402
+    GeneralizedNormal,
+    Joint,
+    Maximum,
+    Minimum,
+    Sort,
+    TopK,
+    TransformedUniform,
+    Truncated,
+)
+
+__all__ += ["GeneralizedNormal", "Joint", "Maximum", "Minimum", "Sort", "TopK", "TransformedUniform", "Truncated"]
