@@ -8,3 +8,7 @@ __all__ = ["MLP", "MaskedMLP", "init_linear", "linear", "masked_mlp_masks"]
 from .monotonic import MonotonicMLP  # noqa: E402
 
 __all__ += ["MonotonicMLP"]
+
+from .layers import LayerNorm, Linear, Residual  # noqa: E402
+
+__all__ += ["LayerNorm", "Linear", "Residual"]
