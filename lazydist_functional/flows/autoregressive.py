@@ -141,6 +141,16 @@ class MaskedAutoregressiveTransform(Spec):
         return AutoregressiveTransform(Partial(self.meta, (params["hyper"], state["hyper"], c)), self.passes)
 
 
+def feature_orders(features: int, transforms: int, randperm: bool = False) -> list[Tensor]:
+    r"""Orders of successive autoregressive transforms: ascending / descending in turn,
+    or drawn at random (global RNG, at construction) with ``randperm=True``."""
+
+    ascending = torch.arange(features)
+    if randperm:
+        return [torch.randperm(features) for _ in range(transforms)]
+    return [ascending if i % 2 == 0 else torch.flipud(ascending) for i in range(transforms)]
+
+
 def standard_base(features: int) -> UnconditionalDistribution:
     r""":math:`\mathcal{N}(0, I)` as a buffered unconditional lazy distribution."""
 
@@ -175,15 +185,9 @@ class MAF(Flow):
         randperm: bool = False,
         **kwargs: Any,
     ) -> None:
-        orders = [torch.arange(features), torch.flipud(torch.arange(features))]
         specs = [
-            MaskedAutoregressiveTransform(
-                features=features,
-                context=context,
-                order=torch.randperm(features) if randperm else orders[i % 2],
-                **kwargs,
-            )
-            for i in range(transforms)
+            MaskedAutoregressiveTransform(features=features, context=context, order=order, **kwargs)
+            for order in feature_orders(features, transforms, randperm)
         ]
         super().__init__(specs, standard_base(features))
         self.features = int(features)

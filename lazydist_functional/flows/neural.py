@@ -27,7 +27,7 @@ from ..transforms import AdditiveTransform, ComposedTransform, DependentTransfor
 from ..transforms.monotonic import MonotonicTransform, UnconstrainedMonotonicTransform
 from ..transforms.softclip import SoftclipTransform
 from ._conditioner import unpack
-from .autoregressive import standard_base
+from .autoregressive import feature_orders, standard_base
 from .grouped import GroupedMaskedAutoregressiveTransform
 from .core import Flow, UnconditionalTransform
 
@@ -207,17 +207,16 @@ class NAF(Flow):
     def __init__(self, features: int, context: int = 0, transforms: int = 3, randperm: bool = False,
                  signal: int = 16, network: dict[str, Any] = {}, iterations: int = 12,  # noqa: B006
                  **kwargs: Any) -> None:
-        orders = [torch.arange(features), torch.flipud(torch.arange(features))]
         specs = [
             NeuralAutoregressiveTransform(
                 features=features,
                 context=context,
-                order=torch.randperm(features) if randperm else orders[i % 2],
+                order=order,
                 univariate=MNN(signal=signal, stack=features, iterations=iterations, **network),
                 shapes=[(signal,)],
                 **kwargs,
             )
-            for i in range(transforms)
+            for order in feature_orders(features, transforms, randperm)
         ]
         super().__init__(_with_softclips(specs), standard_base(features))
         self.features = int(features)
@@ -238,17 +237,16 @@ class UNAF(Flow):
     def __init__(self, features: int, context: int = 0, transforms: int = 3, randperm: bool = False,
                  signal: int = 16, network: dict[str, Any] = {}, iterations: int = 12,  # noqa: B006
                  **kwargs: Any) -> None:
-        orders = [torch.arange(features), torch.flipud(torch.arange(features))]
         specs = [
             NeuralAutoregressiveTransform(
                 features=features,
                 context=context,
-                order=torch.randperm(features) if randperm else orders[i % 2],
+                order=order,
                 univariate=UMNN(signal=signal, stack=features, iterations=iterations, **network),
                 shapes=[(signal,), ()],
                 **kwargs,
             )
-            for i in range(transforms)
+            for order in feature_orders(features, transforms, randperm)
         ]
         super().__init__(_with_softclips(specs), standard_base(features))
         self.features = int(features)

@@ -14,22 +14,21 @@ from ..transforms import AdditiveTransform, ComposedTransform
 from ..transforms.monotonic import BoundedBernsteinTransform, SOSPolynomialTransform
 import torch
 
-from .autoregressive import MAF, standard_base
+from .autoregressive import MAF, feature_orders, standard_base
 from .core import Flow
 from .grouped import GroupedMaskedAutoregressiveTransform
 from .neural import _with_softclips
 
 
 def _grouped(features: int, context: int, transforms: int, randperm: bool, **kwargs: Any) -> list:
-    orders = [torch.arange(features), torch.flipud(torch.arange(features))]
     return [
         GroupedMaskedAutoregressiveTransform(
             features=features,
             context=context,
-            order=torch.randperm(features) if randperm else orders[i % 2],
+            order=order,
             **kwargs,
         )
-        for i in range(transforms)
+        for order in feature_orders(features, transforms, randperm)
     ]
 
 
