@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import optree
-import torch
 import torch.utils._pytree as torch_pytree
 
 NAMESPACE = "lazydist_functional"
@@ -139,10 +138,6 @@ def tree_structure_equal(a: Any, b: Any) -> bool:
     r"""Whether two trees have the same structure (keys and nesting)."""
 
     return optree.tree_structure(a, namespace=NAMESPACE) == optree.tree_structure(b, namespace=NAMESPACE)
-
-
-def is_tensor(x: Any) -> bool:
-    return isinstance(x, torch.Tensor)
 
 
 @register_pytree_class(children=("leaves",), static=("fn", "present"))

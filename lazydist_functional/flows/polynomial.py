@@ -12,7 +12,6 @@ from torch.distributions import Transform
 
 from ..transforms import AdditiveTransform, ComposedTransform
 from ..transforms.monotonic import BoundedBernsteinTransform, SOSPolynomialTransform
-import torch
 
 from .autoregressive import MAF, feature_orders, standard_base
 from .core import Flow
