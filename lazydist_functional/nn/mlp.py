@@ -95,6 +95,22 @@ class MLP(Spec):
         return self._apply(params, x, {})
 
 
+def _subset(a: Tensor, b: Tensor) -> Tensor:
+    r"""``[j, i] = a[i] ⊆ b[j]`` for rows of 0/1 matrices."""
+
+    return (b @ a.T) == a.sum(dim=-1)
+
+
+def _hidden_sets(A: Tensor, hidden_features: Sequence[int]) -> list[Tensor]:
+    rows = [r for r in torch.unique(A, dim=0) if bool(r.any())]
+    if not rows:
+        raise ValueError("the adjacency matrix leads to a null Jacobian (no output depends on any input)")
+    # Small sets first so that the cycle covers the most constrained outputs.
+    rows.sort(key=lambda r: (int(r.sum()), r.int().tolist()))
+    sets = torch.stack(rows).float()
+    return [sets[torch.arange(h) % len(rows)] for h in hidden_features]
+
+
 def masked_mlp_masks(adjacency: Tensor, hidden_features: Sequence[int]) -> list[Tensor]:
     r"""Masks of a masked MLP whose Jacobian respects ``adjacency``.
 
@@ -109,24 +125,27 @@ def masked_mlp_masks(adjacency: Tensor, hidden_features: Sequence[int]) -> list[
     """
 
     A = torch.as_tensor(adjacency, dtype=torch.bool)
-    rows = [r for r in torch.unique(A, dim=0) if bool(r.any())]
-    if not rows:
-        raise ValueError("the adjacency matrix leads to a null Jacobian (no output depends on any input)")
-    # Small sets first so that the cycle covers the most constrained outputs.
-    rows.sort(key=lambda r: (int(r.sum()), r.int().tolist()))
-    sets = torch.stack(rows).float()
-
-    def subset(a: Tensor, b: Tensor) -> Tensor:  # a[i] ⊆ b[j] -> [j, i]
-        return (b @ a.T) == a.sum(dim=-1)
-
-    masks = []
-    prev: Tensor | None = None
-    for h in hidden_features:
-        cur = sets[torch.arange(h) % len(rows)]
-        masks.append(cur.bool() if prev is None else subset(prev, cur))
-        prev = cur
-    masks.append(subset(prev, A.float()) if prev is not None else A.clone())
+    sets = _hidden_sets(A, hidden_features)
+    masks = [sets[0].bool()] + [_subset(a, b) for a, b in zip(sets[:-1], sets[1:])] if sets else []
+    masks.append(_subset(sets[-1], A.float()) if sets else A.clone())
     return masks
+
+
+def _plan(A: Tensor, hidden: Sequence[int], residual: bool) -> list[tuple[str, str, int, int, Tensor]]:
+    masks = masked_mlp_masks(A, hidden)
+    sizes = (A.shape[1], *hidden, A.shape[0])
+    if not residual:
+        return [(str(2 * i), "linear", sizes[i], sizes[i + 1], m) for i, m in enumerate(masks)]
+    sets = _hidden_sets(A, hidden)
+    plan, k = [], 0
+    for i, h in enumerate(hidden):
+        if i == 0 or h != hidden[i - 1]:  # a square hidden-to-hidden linear is replaced by the block
+            plan.append((str(k), "linear", sizes[i], h, masks[i]))
+            k += 1
+        plan.append((str(k), "residual", h, h, _subset(sets[i], sets[i])))  # S_g ⊆ S_h within the layer
+        k += 1
+    plan.append((str(k), "linear", sizes[-2], sizes[-1], masks[-1]))
+    return plan
 
 
 class MaskedMLP(Spec):
@@ -156,38 +175,48 @@ class MaskedMLP(Spec):
         activation: Callable[[], nn.Module] | None = None,
         residual: bool = False,
     ) -> None:
-        if residual:
-            raise NotImplementedError("MaskedMLP(residual=True) is not supported yet")
         self.adjacency = torch.as_tensor(adjacency, dtype=torch.bool).clone()
         self.out_features, self.in_features = self.adjacency.shape
         self.hidden_features = tuple(int(h) for h in hidden_features)
         self.act = _activation(activation)
-        self.names = tuple(str(2 * i) for i in range(len(self.hidden_features) + 1))
-        sizes = (self.in_features, *self.hidden_features, self.out_features)
-        self.sizes = tuple(zip(sizes[:-1], sizes[1:], strict=True))
-        # Computed once here (data-dependent ops), so that ``init_state`` is a plain copy
-        # that also runs inside ``torch.compile(fullgraph=True)`` (default state).
-        self.masks = tuple(masked_mlp_masks(self.adjacency, self.hidden_features))
+        self.residual = bool(residual)
+        # The layer plan (computed once: data-dependent ops, so that ``init_state`` is a
+        # plain copy that also runs inside ``torch.compile(fullgraph=True)``): entries
+        # (name, kind, in, out, masks) with kind "linear" or "residual" (Zuko's layout:
+        # without residual, masked linears at even positions with activations between;
+        # with residual, linear, residual block(s) x + W2 a(W1 x) per hidden layer, linear).
+        self.plan = tuple(_plan(self.adjacency, self.hidden_features, self.residual))
+        self.names = tuple(entry[0] for entry in self.plan)
 
     def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
-        return {
-            name: init_linear(i, o, True, generator, dtype, device)
-            for name, (i, o) in zip(self.names, self.sizes, strict=True)
-        }
+        params: dict[str, Any] = {}
+        for name, kind, i, o, _ in self.plan:
+            if kind == "linear":
+                params[name] = init_linear(i, o, True, generator, dtype, device)
+            else:
+                params[name] = {k: init_linear(i, o, True, generator, dtype, device) for k in ("0", "2")}
+        return params
 
     def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:
-        if str(device) == "meta":
-            return {n: {"mask": torch.empty(o, i, dtype=torch.bool, device="meta")}
-                    for n, (i, o) in zip(self.names, self.sizes, strict=True)}
-        return {n: {"mask": m.to(device).clone()} for n, m in zip(self.names, self.masks, strict=True)}
+        def mask(m: Tensor) -> dict[str, Tensor]:
+            if str(device) == "meta":
+                return {"mask": torch.empty(m.shape, dtype=torch.bool, device="meta")}
+            return {"mask": m.to(device).clone()}
+
+        return {name: mask(masks) if kind == "linear" else {"0": mask(masks), "2": mask(masks)}
+                for name, kind, _, _, masks in self.plan}
 
     def _apply(self, params: Mapping[str, Any], x: Tensor, state: Mapping[str, Any]) -> Tensor:
-        last = len(self.names) - 1
-        for i, name in enumerate(self.names):
-            layer = params[name]
-            x = linear(x, layer["weight"] * state[name]["mask"], layer["bias"])
-            if i < last:
-                x = self.act(x)
+        last = len(self.plan) - 1
+        for i, (name, kind, *_) in enumerate(self.plan):
+            p, s = params[name], state[name]
+            if kind == "linear":
+                x = linear(x, p["weight"] * s["mask"], p["bias"])
+                if i < last and not self.residual:
+                    x = self.act(x)
+            else:
+                h = self.act(linear(x, p["0"]["weight"] * s["0"]["mask"], p["0"]["bias"]))
+                x = x + linear(h, p["2"]["weight"] * s["2"]["mask"], p["2"]["bias"])
         return x
 
     def apply(self, params: Mapping[str, Any], x: Tensor, *, state: Any = None) -> Tensor:  # type: ignore[override]
