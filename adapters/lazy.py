@@ -15,6 +15,7 @@ __all__ = [
     "LazyDistribution",
     "LazyInverse",
     "LazyTransform",
+    "Unconditional",
     "UnconditionalDistribution",
     "UnconditionalTransform",
 ]
@@ -190,3 +191,14 @@ class UnconditionalTransform(LazyTransform):
 
     def forward(self, c: Tensor | None = None) -> Transform:
         return SpecModule.forward(self, None)
+
+
+class Unconditional(UnconditionalTransform):
+    r"""Deprecated in Zuko: use :class:`UnconditionalDistribution` or :class:`UnconditionalTransform`."""
+
+    def __init__(self, meta: Callable[..., Any], *args: Any, buffer: bool = False, **kwargs: Any) -> None:
+        import warnings
+
+        warnings.warn("'Unconditional' is deprecated; use 'UnconditionalDistribution' or 'UnconditionalTransform'",
+                      DeprecationWarning, stacklevel=2)
+        super().__init__(meta, *args, buffer=buffer, **kwargs)
