@@ -46,34 +46,41 @@ from .lazy import (
 from .module import SpecModule
 
 
-class MaskedAutoregressiveTransform(LazyTransform):
-    r"""Module of :class:`lazydist_functional.flows.MaskedAutoregressiveTransform` (same arguments)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_flows.MaskedAutoregressiveTransform(*args, **kwargs))
-
-    def forward(self, c: torch.Tensor | None = None) -> Any:
-        return SpecModule.forward(self, c)
-
-
-class GeneralCouplingTransform(LazyTransform):
-    r"""Module of :class:`lazydist_functional.flows.GeneralCouplingTransform` (same arguments)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_flows.GeneralCouplingTransform(*args, **kwargs))
-
-    def forward(self, c: torch.Tensor | None = None) -> Any:
-        return SpecModule.forward(self, c)
-
-
 class _SpecLeaf(LazyTransform):
+    r"""A lazy transform module applying a core spec; subclasses name the spec class in
+    ``_core`` and take its constructor arguments."""
+
+    _core: type | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(self._core(*args, **kwargs))
+
     def forward(self, c: torch.Tensor | None = None) -> Any:
         return SpecModule.forward(self, c)
 
 
 class _SpecDistribution(LazyDistribution):
+    r"""A lazy distribution module applying a core spec (see :class:`_SpecLeaf`)."""
+
+    _core: type | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(self._core(*args, **kwargs))
+
     def forward(self, c: torch.Tensor | None = None) -> Any:
         return SpecModule.forward(self, c)
+
+
+class MaskedAutoregressiveTransform(_SpecLeaf):
+    r"""Module of :class:`lazydist_functional.flows.MaskedAutoregressiveTransform` (same arguments)."""
+
+    _core = _flows.MaskedAutoregressiveTransform
+
+
+class GeneralCouplingTransform(_SpecLeaf):
+    r"""Module of :class:`lazydist_functional.flows.GeneralCouplingTransform` (same arguments)."""
+
+    _core = _flows.GeneralCouplingTransform
 
 
 _LEAF_MODULES: dict[type, type] = {
@@ -170,7 +177,7 @@ class RealNVP(NICE):
     r"""Alias of :class:`NICE`, as in Zuko."""
 
 
-class FFJTransform(LazyTransform):
+class FFJTransform(_SpecLeaf):
     r"""Module of :class:`lazydist_functional.flows.FFJTransform` (same arguments as
     ``zuko.flows.FFJTransform``, plus ``steps``/``method``/``divergence``).
 
@@ -182,11 +189,7 @@ class FFJTransform(LazyTransform):
         True
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_flows.FFJTransform(*args, **kwargs))
-
-    def forward(self, c: torch.Tensor | None = None) -> Any:
-        return SpecModule.forward(self, c)
+    _core = _flows.FFJTransform
 
 
 _LEAF_MODULES[_flows.FFJTransform] = FFJTransform
@@ -213,15 +216,11 @@ __all__ += ["CNF", "FFJTransform"]
 # -- monotonic flows (NAF, UNAF, SOSPF, BPF, GF) ------------------------------------
 
 
-class ElementWiseTransform(LazyTransform):
+class ElementWiseTransform(_SpecLeaf):
     r"""Module of :class:`lazydist_functional.flows.ElementWiseTransform` (same arguments as
     ``zuko.flows.gaussianization.ElementWiseTransform``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_flows.ElementWiseTransform(*args, **kwargs))
-
-    def forward(self, c: torch.Tensor | None = None) -> Any:
-        return SpecModule.forward(self, c)
+    _core = _flows.ElementWiseTransform
 
 
 _LEAF_MODULES[_flows.ElementWiseTransform] = ElementWiseTransform
@@ -288,7 +287,7 @@ class NCSF(_FlowFromSpec):
         super().__init__(_flows.NCSF(features, context, bins, slope, **kwargs))
 
 
-class GMM(LazyDistribution):
+class GMM(_SpecDistribution):
     r"""Gaussian mixture model; module of :class:`lazydist_functional.flows.GMM` (Zuko's names).
 
     Example:
@@ -298,11 +297,7 @@ class GMM(LazyDistribution):
         torch.Size([])
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_flows.GMM(*args, **kwargs))
-
-    def forward(self, c: torch.Tensor | None = None) -> Any:
-        return SpecModule.forward(self, c)
+    _core = _flows.GMM
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor, strategy: str = "kmeans++") -> None:
