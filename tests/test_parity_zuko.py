@@ -101,3 +101,20 @@ def test_same_seed_same_samples_as_zuko():
     torch.manual_seed(11)
     so = ours(c).sample((4,))
     assert_close(so, sz, atol=1e-4, what="samples")
+
+
+@pytest.mark.parametrize("name", ["MAF", "NSF", "NICE"])
+@pytest.mark.parametrize("context", [0, 2])
+def test_single_feature_flows_fall_back_to_element_wise_like_zuko(name, context):
+    import lazydist_functional.adapters as adapters
+
+    ref = getattr(zuko.flows, name)(1, context)
+    ours = getattr(adapters.flows, name)(1, context)
+    assert type(ours.transform.transforms[0]).__name__ == "ElementWiseTransform"
+    assert sorted(ref.state_dict()) == sorted(ours.state_dict())
+    ours.load_state_dict(ref.state_dict())
+    c = torch.randn(7, context) if context else None
+    x = torch.randn(7, 1)
+    assert torch.allclose(ours(c).log_prob(x), ref(c).log_prob(x), atol=1e-5)
+    d = ours(c)
+    assert torch.allclose(d.transform.inv(d.transform(x)), x, atol=1e-4)

@@ -67,6 +67,22 @@ class MaskedAutoregressiveTransform(Spec):
         True
     """
 
+    def __new__(
+        cls,
+        features: int | None = None,
+        context: int = 0,
+        passes: int | None = None,
+        order: Tensor | Sequence[int] | None = None,
+        adjacency: Tensor | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Spec:
+        if features == 1:  # as Zuko: one feature has no autoregressive structure
+            from .gaussianization import ElementWiseTransform
+
+            return ElementWiseTransform(features, context, *args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         features: int,

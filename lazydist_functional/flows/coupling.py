@@ -49,6 +49,20 @@ class GeneralCouplingTransform(Spec):
         True
     """
 
+    def __new__(
+        cls,
+        features: int | None = None,
+        context: int = 0,
+        mask: Tensor | Sequence[bool] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Spec:
+        if features == 1:  # as Zuko: a single feature cannot be split, use an element-wise transform
+            from .gaussianization import ElementWiseTransform
+
+            return ElementWiseTransform(features, context, *args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         features: int,
