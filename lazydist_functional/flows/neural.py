@@ -183,6 +183,18 @@ def _with_softclips(transforms: list[Spec], bound: float = 11.0) -> list[Spec]:
     return out
 
 
+def _neural_transforms(features: int, context: int, transforms: int, randperm: bool,
+                       univariate: Callable[[], Any], shapes: list, **kwargs: Any) -> list:
+    r"""The autoregressive transforms of NAF / UNAF, one monotonic network each."""
+
+    return [
+        NeuralAutoregressiveTransform(
+            features=features, context=context, order=order, univariate=univariate(), shapes=shapes, **kwargs
+        )
+        for order in feature_orders(features, transforms, randperm)
+    ]
+
+
 class NAF(Flow):
     r"""Neural autoregressive flow (NAF): autoregressive :class:`MNN` transforms, with
     soft-clipping to :math:`[-11, 11]` between them.
@@ -207,17 +219,8 @@ class NAF(Flow):
     def __init__(self, features: int, context: int = 0, transforms: int = 3, randperm: bool = False,
                  signal: int = 16, network: dict[str, Any] = {}, iterations: int = 12,  # noqa: B006
                  **kwargs: Any) -> None:
-        specs = [
-            NeuralAutoregressiveTransform(
-                features=features,
-                context=context,
-                order=order,
-                univariate=MNN(signal=signal, stack=features, iterations=iterations, **network),
-                shapes=[(signal,)],
-                **kwargs,
-            )
-            for order in feature_orders(features, transforms, randperm)
-        ]
+        univariate = lambda: MNN(signal=signal, stack=features, iterations=iterations, **network)  # noqa: E731
+        specs = _neural_transforms(features, context, transforms, randperm, univariate, [(signal,)], **kwargs)
         super().__init__(_with_softclips(specs), standard_base(features))
         self.features = int(features)
 
@@ -237,16 +240,7 @@ class UNAF(Flow):
     def __init__(self, features: int, context: int = 0, transforms: int = 3, randperm: bool = False,
                  signal: int = 16, network: dict[str, Any] = {}, iterations: int = 12,  # noqa: B006
                  **kwargs: Any) -> None:
-        specs = [
-            NeuralAutoregressiveTransform(
-                features=features,
-                context=context,
-                order=order,
-                univariate=UMNN(signal=signal, stack=features, iterations=iterations, **network),
-                shapes=[(signal,), ()],
-                **kwargs,
-            )
-            for order in feature_orders(features, transforms, randperm)
-        ]
+        univariate = lambda: UMNN(signal=signal, stack=features, iterations=iterations, **network)  # noqa: E731
+        specs = _neural_transforms(features, context, transforms, randperm, univariate, [(signal,), ()], **kwargs)
         super().__init__(_with_softclips(specs), standard_base(features))
         self.features = int(features)
