@@ -23,9 +23,7 @@ from .. import distributions as _dists
 from .. import flows as _flows
 from .. import transforms as _transforms
 from ..pytree import flatten_names, unflatten_names
-from .flows import to_module
-from .lazy import spec_of
-from .module import module_trees
+from .module import module_trees, spec_of, to_module
 
 
 class _Evaluate(nn.Module):

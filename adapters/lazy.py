@@ -1,10 +1,12 @@
 r"""Zuko-compatible lazy modules: a ``forward(c)`` that returns ``p(X | c)`` or ``f(· | c)``.
 
-Same names and constructor signatures as ``zuko.lazy``. Modules built here compute
-their forward with the pure spec (:class:`~lazydist_functional.adapters.module.SpecModule`);
-composites (:class:`Flow`, :class:`LazyComposedTransform`, :class:`LazyInverse`) do so
-whenever all their children are spec modules, and fall back to calling the children
-(a user's own lazy modules) otherwise.
+Same names, constructor signatures and attributes as ``zuko.lazy``. A module built
+from a spec keeps it (``module.spec``) and its forward is that spec's ``apply`` on
+the module's own tensors. Composites (:class:`Flow`, :class:`LazyComposedTransform`,
+:class:`LazyInverse`) keep the spec they were built from while their children are
+the ones it made; if the user replaces a child by another spec module, the spec is
+rebuilt once from the children's specs, and if a child is the user's own lazy module
+(no spec), forward calls the children as Zuko does.
 """
 
 from __future__ import annotations
@@ -21,22 +23,32 @@ __all__ = [
 ]
 
 import abc
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 import torch.nn as nn
 from torch import Tensor
 from torch.distributions import Distribution, Transform
 
 from ..distributions import NormalizingFlow
-from ..flows import core as _core
+from ..flows import core
 from ..spec import Spec
 from ..transforms import ComposedTransform
-from .module import _STRUCTURE_VERSION, NoSpecError, SpecModule
+from .module import _STRUCTURE_VERSION, NoSpecError, SpecModule, module_class, spec_of, to_module
+from .utils import Partial
+
+# Zuko's ``zuko.lazy`` namespace also holds these names.
+_ = (Any, Callable, Partial)
 
 
 class LazyDistribution(SpecModule, abc.ABC):
-    r"""Abstract lazy distribution: a module whose ``forward(c)`` returns :math:`p(X | c)`."""
+    r"""Abstract lazy distribution: a module whose ``forward(c)`` returns :math:`p(X | c)`.
+
+    Subclass it and define ``forward``, as with Zuko; modules of this library built
+    from a spec (:class:`SpecDistribution`) define it as ``spec.apply``.
+    """
 
     @abc.abstractmethod
     def forward(self, c: Tensor | None = None) -> Distribution:
@@ -57,74 +69,158 @@ class LazyTransform(SpecModule, abc.ABC):
         return LazyInverse(self)
 
 
-def spec_of(module: nn.Module) -> Spec | None:
-    r"""The spec a module applies, or ``None`` for modules outside this library."""
+class SpecDistribution(LazyDistribution):
+    r"""A lazy distribution built from a core spec: ``forward(c) = spec.apply(own params, c)``.
 
-    try:
-        return module.spec if isinstance(module, SpecModule) else None
-    except NoSpecError:
-        return None
+    Example:
+        >>> from lazydist_functional.flows import GMM
+        >>> SpecDistribution(GMM(2, components=3))().log_prob(torch.zeros(2)).shape
+        torch.Size([])
+    """
+
+    def forward(self, c: Tensor | None = None) -> Distribution:
+        return SpecModule.forward(self, c)
 
 
-class _Composite:
-    r"""Mixin: the spec is built from the children's specs; ``None`` if a child is not a
-    spec module (then ``forward`` calls the children). Cached until the module
-    structure changes."""
+@module_class(Spec)
+class SpecTransform(LazyTransform):
+    r"""A lazy transform built from a core spec: ``forward(c) = spec.apply(own params, c)``.
 
-    def _composite_spec(self) -> Spec | None:
+    Example:
+        >>> from lazydist_functional.flows import MaskedAutoregressiveTransform
+        >>> t = SpecTransform(MaskedAutoregressiveTransform(3, 2))
+        >>> t(torch.randn(2))(torch.randn(3)).shape
+        torch.Size([3])
+    """
+
+    def forward(self, c: Tensor | None = None) -> Transform:
+        return SpecModule.forward(self, c)
+
+
+def _same(a: Any, b: Any) -> bool:
+    r"""Whether two parts are the same spec objects (identity, element-wise for tuples)."""
+
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+    return a is b
+
+
+class _CompositeModule(SpecModule):
+    r"""Base of composite modules. ``_composite`` is the core composite class whose
+    ``part_names`` are this module's child attributes (one definition of the names)."""
+
+    _composite: type[core.Composite]
+
+    @classmethod
+    def from_spec(cls, spec: core.Composite, params: Mapping[str, Any] | None = None,
+                  state: Mapping[str, Any] | None = None, generator: torch.Generator | None = None) -> SpecModule:
+        module = object.__new__(cls)
+        module._build(spec, params, state, generator)
+        return module
+
+    def _build(self, spec: core.Composite, params: Mapping[str, Any] | None = None,
+               state: Mapping[str, Any] | None = None, generator: torch.Generator | None = None) -> None:
+        r"""Initializes this module from ``spec``: one child module per part, holding its subtrees."""
+
+        params, state = spec.init_trees(params, state, generator)
+        SpecModule.__init__(self)
+        for name, part in spec.parts().items():
+            if isinstance(part, tuple):
+                child: nn.Module = nn.ModuleList(
+                    to_module(p, core.subtree(params, name, str(i)), core.subtree(state, name, str(i)))
+                    for i, p in enumerate(part)
+                )
+            else:
+                child = to_module(part, core.subtree(params, name), core.subtree(state, name))
+            setattr(self, name, child)
+        self.__dict__["_spec"] = spec
+
+    def _adopt_children(self) -> None:
+        r"""After the Zuko-signature constructor set the children: the spec is built from them."""
+
+        self.__dict__["_spec"] = self._rebuilt_spec()
+
+    def _child_specs(self) -> dict[str, Any] | None:
+        parts: dict[str, Any] = {}
+        for name in self._composite.part_names:
+            child = getattr(self, name)
+            specs = tuple(spec_of(m) for m in child) if isinstance(child, nn.ModuleList) else (spec_of(child),)
+            if any(s is None for s in specs):
+                return None
+            parts[name] = specs if isinstance(child, nn.ModuleList) else specs[0]
+        return parts
+
+    def _rebuilt_spec(self) -> Spec | None:
+        parts = self._child_specs()
+        if parts is None:
+            return None
+        original = self.__dict__.get("_spec")
+        if original is not None and all(_same(parts[k], v) for k, v in original.parts().items()):
+            return original
+        return self._composite.from_parts(**parts)
+
+    def current_spec(self) -> Spec | None:
+        r"""The spec of the current children: the one this module was built from unless
+        a child was replaced; ``None`` if a child is not a spec module."""
+
         cached = self.__dict__.get("_spec_cache")
-        if cached is None or cached[0] != _STRUCTURE_VERSION[0]:
-            specs = tuple(spec_of(m) for m in self._spec_children())
-            spec = None if any(s is None for s in specs) else self._build_spec(specs)
-            if spec is not None:
-                spec._name = type(self).__name__  # errors name the module class, e.g. MAF
-            cached = (_STRUCTURE_VERSION[0], spec)
-            self.__dict__["_spec_cache"] = cached
-        return cached[1]
+        if cached is not None and cached[0] == _STRUCTURE_VERSION[0]:
+            return cached[1]
+        spec = self._rebuilt_spec()
+        if not torch.compiler.is_compiling():
+            self.__dict__["_spec_cache"] = (_STRUCTURE_VERSION[0], spec)
+        return spec
 
     @property
     def spec(self) -> Spec:
-        spec = self._composite_spec()
+        spec = self.current_spec()
         if spec is None:
             raise NoSpecError(f"{type(self).__name__} has children that are not spec modules")
         return spec
 
+    def forward(self, c: Tensor | None = None) -> Any:
+        if self.current_spec() is not None:
+            return SpecModule.forward(self, c)
+        return self.forward_children(c)
 
-class LazyComposedTransform(_Composite, LazyTransform):
-    r"""Lazy composition :math:`f_n \circ \dots \circ f_0` of lazy transforms."""
+    def forward_children(self, c: Tensor | None) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@module_class(core.LazyComposedTransform)
+class LazyComposedTransform(_CompositeModule, LazyTransform):
+    r"""Lazy composition :math:`f_n \circ \dots \circ f_0` of lazy transforms.
+
+    Example:
+        >>> from lazydist_functional.adapters.flows import MaskedAutoregressiveTransform
+        >>> t = LazyComposedTransform(MaskedAutoregressiveTransform(2, 1), MaskedAutoregressiveTransform(2, 1))
+        >>> t(torch.randn(1))(torch.randn(2)).shape
+        torch.Size([2])
+    """
+
+    _composite = core.LazyComposedTransform
 
     def __init__(self, *transforms: nn.Module) -> None:
         super().__init__()
         self.transforms = nn.ModuleList(transforms)
+        self._adopt_children()
 
-    def _spec_children(self) -> Sequence[nn.Module]:
-        return list(self.transforms)
-
-    def _build_spec(self, specs: tuple[Spec, ...]) -> Spec:
-        return _core.LazyComposedTransform(*specs)
-
-    def forward(self, c: Tensor | None = None) -> Transform:
-        if self._composite_spec() is not None:
-            return SpecModule.forward(self, c)
+    def forward_children(self, c: Tensor | None) -> Transform:
         return ComposedTransform(*(t(c) for t in self.transforms))
 
 
-class LazyInverse(_Composite, LazyTransform):
+@module_class(core.LazyInverse)
+class LazyInverse(_CompositeModule, LazyTransform):
     r"""Lazy inverse :math:`f^{-1}(\cdot | c)` of a lazy transform."""
+
+    _composite = core.LazyInverse
 
     def __init__(self, transform: nn.Module) -> None:
         super().__init__()
         self.transform = transform
+        self._adopt_children()
 
-    def _spec_children(self) -> Sequence[nn.Module]:
-        return [self.transform]
-
-    def _build_spec(self, specs: tuple[Spec, ...]) -> Spec:
-        return _core.LazyInverse(specs[0])
-
-    def forward(self, c: Tensor | None = None) -> Transform:
-        if self._composite_spec() is not None:
-            return SpecModule.forward(self, c)
+    def forward_children(self, c: Tensor | None) -> Transform:
         return self.transform(c).inv
 
     @property
@@ -132,13 +228,24 @@ class LazyInverse(_Composite, LazyTransform):
         return self.transform
 
 
-class Flow(_Composite, LazyDistribution):
+@module_class(core.Flow)
+class Flow(_CompositeModule, LazyDistribution):
     r"""Lazy normalizing flow from lazy transform(s) and a lazy base distribution.
 
     Arguments:
         transform: a lazy transform or a sequence of them.
         base: a lazy distribution.
+
+    Example:
+        >>> from lazydist_functional.adapters.flows import MaskedAutoregressiveTransform
+        >>> from lazydist_functional.adapters.distributions import DiagNormal
+        >>> base = UnconditionalDistribution(DiagNormal, torch.zeros(2), torch.ones(2), buffer=True)
+        >>> flow = Flow([MaskedAutoregressiveTransform(2, 1)], base)
+        >>> flow(torch.randn(5, 1)).log_prob(torch.randn(5, 2)).shape
+        torch.Size([5])
     """
+
+    _composite = core.Flow
 
     def __init__(self, transform: nn.Module | Sequence[nn.Module], base: nn.Module) -> None:
         super().__init__()
@@ -146,16 +253,9 @@ class Flow(_Composite, LazyDistribution):
             transform = LazyComposedTransform(*transform)
         self.transform = transform
         self.base = base
+        self._adopt_children()
 
-    def _spec_children(self) -> Sequence[nn.Module]:
-        return [self.transform, self.base]
-
-    def _build_spec(self, specs: tuple[Spec, ...]) -> Spec:
-        return _core.Flow(*specs)
-
-    def forward(self, c: Tensor | None = None) -> NormalizingFlow:
-        if self._composite_spec() is not None:
-            return SpecModule.forward(self, c)
+    def forward_children(self, c: Tensor | None) -> NormalizingFlow:
         transform = self.transform(c)
         base = self.base(c)
         if c is not None:
@@ -163,6 +263,7 @@ class Flow(_Composite, LazyDistribution):
         return NormalizingFlow(transform, base)
 
 
+@module_class(core.UnconditionalDistribution)
 class UnconditionalDistribution(LazyDistribution):
     r"""Unconditional lazy distribution ``f(*args, **kwargs)``; tensors become parameters
     (or buffers with ``buffer=True``), named ``_<i>`` / by keyword as in Zuko.
@@ -174,7 +275,7 @@ class UnconditionalDistribution(LazyDistribution):
         torch.Size([2])
     """
 
-    _core_cls: type = _core.UnconditionalDistribution
+    _core_cls: type = core.UnconditionalDistribution
 
     def __init__(self, f: Callable[..., Any], *args: Any, buffer: bool = False, **kwargs: Any) -> None:
         super().__init__(self._core_cls(f, *args, buffer=buffer, **kwargs))
@@ -183,11 +284,20 @@ class UnconditionalDistribution(LazyDistribution):
         return SpecModule.forward(self, None)
 
 
+@module_class(core.UnconditionalTransform)
 class UnconditionalTransform(LazyTransform):
-    r"""Unconditional lazy transform ``f(*args, **kwargs)`` (see :class:`UnconditionalDistribution`)."""
+    r"""Unconditional lazy transform ``f(*args, **kwargs)`` (see :class:`UnconditionalDistribution`).
+
+    Any callable returning a transform works, torch's included:
+
+    Example:
+        >>> t = UnconditionalTransform(torch.distributions.AffineTransform, torch.tensor(1.0), torch.tensor(2.0))
+        >>> t()(torch.zeros(2))
+        tensor([1., 1.], grad_fn=<AddBackward0>)
+    """
 
     def __init__(self, f: Callable[..., Any], *args: Any, buffer: bool = False, **kwargs: Any) -> None:
-        super().__init__(_core.UnconditionalTransform(f, *args, buffer=buffer, **kwargs))
+        super().__init__(core.UnconditionalTransform(f, *args, buffer=buffer, **kwargs))
 
     def forward(self, c: Tensor | None = None) -> Transform:
         return SpecModule.forward(self, None)
@@ -197,8 +307,6 @@ class Unconditional(UnconditionalTransform):
     r"""Deprecated in Zuko: use :class:`UnconditionalDistribution` or :class:`UnconditionalTransform`."""
 
     def __init__(self, meta: Callable[..., Any], *args: Any, buffer: bool = False, **kwargs: Any) -> None:
-        import warnings
-
         warnings.warn("'Unconditional' is deprecated; use 'UnconditionalDistribution' or 'UnconditionalTransform'",
                       DeprecationWarning, stacklevel=2)
         super().__init__(meta, *args, buffer=buffer, **kwargs)

@@ -10,12 +10,11 @@ tensors: evaluating it after ``functional_call`` returned still uses them.
 
 from __future__ import annotations
 
-__all__ = ["NoSpecError", "ParameterNode", "SpecModule", "module_trees"]
+__all__ = ["NoSpecError", "ParameterNode", "SpecModule", "module_class", "module_trees", "spec_of", "to_module"]
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import optree
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -89,20 +88,29 @@ def module_trees(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
     return params, state
 
 
-def _references(module: nn.Module, kind: str) -> tuple[list[tuple[dict, str]], Any]:
-    r"""``(owner dict, key)`` of every parameter (or buffer), and the tree structure."""
+class _Slots:
+    r"""Where each tensor of a module tree lives: ``(owner dict, key)`` per dotted name,
+    so the current tensors (those :func:`torch.func.functional_call` substituted, or
+    ``.to()`` replaced) are read in one pass without walking the module tree."""
 
-    refs: dict[str, tuple[dict, str]] = {}
-    seen: set[int] = set()
-    for prefix, sub in module.named_modules():
-        store = sub._parameters if kind == "params" else sub._buffers
-        for key, value in store.items():
-            if value is None or id(value) in seen:
-                continue
-            seen.add(id(value))
-            refs[f"{prefix}.{key}" if prefix else key] = (store, key)
-    leaves, treespec = optree.tree_flatten(unflatten_names(refs), is_leaf=lambda x: isinstance(x, tuple))
-    return leaves, treespec
+    def __init__(self, module: nn.Module, kind: str) -> None:
+        slots: dict[str, tuple[dict, str]] = {}
+        seen: set[int] = set()
+        for prefix, sub in module.named_modules(remove_duplicate=False):
+            store = sub._parameters if kind == "params" else sub._buffers
+            for key, value in store.items():
+                if value is None or id(value) in seen:
+                    continue
+                seen.add(id(value))
+                slots[f"{prefix}.{key}" if prefix else key] = (store, key)
+        self.names = tuple(slots)
+        self.slots = tuple(slots.values())
+
+    def tree(self) -> dict[str, Any]:
+        return unflatten_names({name: d[k] for name, (d, k) in zip(self.names, self.slots)})
+
+    def shapes(self) -> tuple[torch.Size, ...]:
+        return tuple(d[k].shape for d, k in self.slots)
 
 
 class SpecModule(_Tracked):
@@ -131,8 +139,8 @@ class SpecModule(_Tracked):
     ) -> None:
         super().__init__()
         if spec is not None:
-            self._spec = spec
             params, state = spec.init_trees(params, state, generator)
+            self.__dict__["_spec"] = spec
             _register(self, params, state)
 
     @property
@@ -148,39 +156,105 @@ class SpecModule(_Tracked):
         r"""The current ``(params, state)`` trees: the tensors now held by the module,
         including those substituted by :func:`torch.func.functional_call`.
 
-        References to the parameter dicts are cached and rebuilt when any module's
-        structure changes; values are read fresh on every call.
+        Where the tensors live is cached until any module's structure changes; values are
+        read fresh on every call. While ``torch.compile`` traces, nothing is cached (a
+        cache written during tracing would hold traced objects).
         """
 
-        cache = self.__dict__.get("_refs")
-        if cache is None or cache[0] != _STRUCTURE_VERSION[0]:
-            cache = (_STRUCTURE_VERSION[0], _references(self, "params"), _references(self, "state"))
-            self.__dict__["_refs"] = cache
-        (p_refs, p_spec), (s_refs, s_spec) = cache[1], cache[2]
-        p_leaves = [d[k] for d, k in p_refs]
-        s_leaves = [d[k] for d, k in s_refs]
-        params = optree.tree_unflatten(p_spec, p_leaves)
-        state = optree.tree_unflatten(s_spec, s_leaves)
-        return params, state
+        if torch.compiler.is_compiling():
+            return module_trees(self)
+        params, state = self._slots()
+        return params.tree(), state.tree()
 
-    def _validated_trees(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        r"""Current trees, validated against the spec once per (structure, shapes)."""
+    def _slots(self) -> tuple[_Slots, _Slots]:
+        cache = self.__dict__.get("_slots_cache")
+        if cache is None or cache[0] != _STRUCTURE_VERSION[0]:
+            cache = (_STRUCTURE_VERSION[0], _Slots(self, "params"), _Slots(self, "state"))
+            self.__dict__["_slots_cache"] = cache
+        return cache[1], cache[2]
+
+    def _validated_trees(self, spec: Spec) -> tuple[dict[str, Any], dict[str, Any]]:
+        r"""Current trees, checked against ``spec`` once per (structure, shapes)."""
 
         params, state = self.trees()
-        cache = self.__dict__["_refs"]
-        signature = (
-            cache[0],
-            tuple(d[k].shape for d, k in cache[1][0]),
-            tuple(d[k].shape for d, k in cache[2][0]),
-        )
-        validated = self.__dict__.setdefault("_validated", set())
-        if signature not in validated:
-            self.spec.check(params, state)
-            validated.add(signature)
+        if torch.compiler.is_compiling():
+            spec.check(params, state)
+            return params, state
+        p_slots, s_slots = self._slots()
+        signature = (id(spec), _STRUCTURE_VERSION[0], p_slots.shapes(), s_slots.shapes())
+        if self.__dict__.get("_validated") != signature:
+            spec.check(params, state)
+            self.__dict__["_validated"] = signature
         return params, state
 
     def forward(self, c: Tensor | None = None) -> Any:
         r"""Returns :math:`p(X | c)` (or the transform :math:`f(\cdot | c)`)."""
 
-        params, state = self._validated_trees()
-        return self.spec.apply_checked(params, c, state)
+        spec = self.spec
+        params, state = self._validated_trees(spec)
+        return spec.apply_checked(params, c, state)
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Spec,
+        params: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SpecModule:
+        r"""An instance of this class holding ``spec`` and its trees, without calling the
+        class's own (Zuko-signature) constructor."""
+
+        module = object.__new__(cls)
+        SpecModule.__init__(module, spec, params, state, generator)
+        return module
+
+
+def spec_of(module: nn.Module) -> Spec | None:
+    r"""The spec a module applies, or ``None`` for modules outside this library."""
+
+    try:
+        return module.spec if isinstance(module, SpecModule) else None
+    except NoSpecError:
+        return None
+
+
+_MODULES: dict[type, type] = {}
+
+
+def module_class(spec_cls: type) -> Callable[[type], type]:
+    r"""Class decorator: modules of this class represent specs of ``spec_cls`` (and of
+    its subclasses, unless a subclass has its own)."""
+
+    def register(cls: type) -> type:
+        _MODULES[spec_cls] = cls
+        return cls
+
+    return register
+
+
+def to_module(
+    spec: Spec,
+    params: Mapping[str, Any] | None = None,
+    state: Mapping[str, Any] | None = None,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    r"""The adapter module of a spec, holding ``params``/``state`` (default: fresh init).
+
+    The module class is the one registered for the spec's class (nearest in its MRO):
+    ``to_module(flows.MAF(3))`` is a ``zuko.flows.MAF`` whose ``.spec`` is that very
+    spec; composite specs become composite modules whose children are modules too, so
+    names and structure match Zuko's.
+
+    Example:
+        >>> from lazydist_functional import flows
+        >>> spec = flows.NSF(2, 1)
+        >>> module = to_module(spec, spec.init())
+        >>> type(module).__name__, module.spec is spec, sorted(module.state_dict())[0]
+        ('NSF', True, 'base.loc')
+    """
+
+    for cls in type(spec).__mro__:
+        if cls in _MODULES:
+            return _MODULES[cls].from_spec(spec, params, state, generator)
+    raise TypeError(f"no adapter module is registered for specs of type {type(spec).__name__}")

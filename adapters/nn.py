@@ -1,68 +1,30 @@
-r"""Zuko-compatible network modules whose forward is the pure network's ``apply``."""
+r"""Zuko-compatible network modules (``zuko.nn`` names).
+
+Each is a :class:`~lazydist_functional.adapters.SpecModule` of a pure network
+(:mod:`lazydist_functional.nn`): the generic forward ``network.apply_checked(own
+params, x, own buffers)`` is the module's forward, as for flows.
+"""
 
 from __future__ import annotations
 
-__all__ = ["LayerNorm", "Linear", "MLP", "MaskedMLP", "MonotonicMLP", "Residual"]
+__all__ = ["MLP", "Linear", "MaskedMLP", "MonotonicMLP"]
 
+from collections.abc import Callable, Iterable, Sequence  # noqa: F401  (zuko.nn's namespace)
 from typing import Any
 
-from torch import Tensor
+import torch
+import torch.nn as nn
+import torch.nn.functional as F  # noqa: F401  (zuko.nn's namespace)
+from torch import BoolTensor, Tensor  # noqa: F401  (zuko.nn's namespace)
 
 from .. import nn as _nn
+from ..nn import linear
 from .module import SpecModule
 
 
-class MLP(SpecModule):
-    r"""Module of :class:`lazydist_functional.nn.MLP` (same arguments as ``zuko.nn.MLP``).
-
-    Example:
-        >>> net = MLP(3, 2, [16])
-        >>> net(torch.randn(5, 3)).shape
-        torch.Size([5, 2])
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_nn.MLP(*args, **kwargs))
-
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        params, _ = self.trees()
-        return self.spec.apply(params, x)
-
-
-class MaskedMLP(SpecModule):
-    r"""Module of :class:`lazydist_functional.nn.MaskedMLP` (masks are buffers)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_nn.MaskedMLP(*args, **kwargs))
-
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        params, state = self.trees()
-        return self.spec.apply(params, x, state=state)
-
-
-class MonotonicMLP(SpecModule):
-    r"""Module of :class:`lazydist_functional.nn.MonotonicMLP` (same arguments and parameter
-    names as ``zuko.nn.MonotonicMLP``, plus ``stack``).
-
-    Example:
-        >>> net = MonotonicMLP(3, 4, [16, 32])
-        >>> net(torch.randn(5, 3)).shape
-        torch.Size([5, 4])
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_nn.MonotonicMLP(*args, **kwargs))
-
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        params, _ = self.trees()
-        return self.spec.apply(params, x)
-
-
-__all__ += ["MonotonicMLP"]
-
-
 class Linear(SpecModule):
-    r"""Module of :class:`lazydist_functional.nn.Linear` (``zuko.nn.Linear``: ``stack`` supported).
+    r"""Linear layer :math:`y = x W^T + b`, or ``stack`` independent ones on inputs
+    :math:`(*, S, C)` (``zuko.nn.Linear``).
 
     Example:
         >>> Linear(3, 2, stack=4)(torch.randn(5, 4, 3)).shape
@@ -71,27 +33,97 @@ class Linear(SpecModule):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, stack: int | None = None) -> None:
         super().__init__(_nn.Linear(in_features, out_features, bias, stack))
+        self.in_features, self.out_features = in_features, out_features
 
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        params, _ = self.trees()
-        return self.spec.apply(params, x)
+
+class MonotonicLinear(Linear):
+    r"""Monotonic linear layer :math:`y = x |W|^T + b` (``zuko.nn.MonotonicLinear``).
+
+    Example:
+        >>> MonotonicLinear(3, 2)(torch.randn(5, 3)).shape
+        torch.Size([5, 2])
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, stack: int | None = None) -> None:
+        SpecModule.__init__(self, _nn.MonotonicLinear(in_features, out_features, bias, stack))
+        self.in_features, self.out_features = in_features, out_features
+
+
+class MaskedLinear(SpecModule):
+    r"""Masked linear layer :math:`y = x (W \odot A)^T + b` (``zuko.nn.MaskedLinear``:
+    parameters ``weight``, ``bias`` and the buffer ``mask``).
+
+    Example:
+        >>> MaskedLinear(torch.tensor([[True, False], [True, True]]))(torch.randn(2)).shape
+        torch.Size([2])
+    """
+
+    def __init__(self, adjacency: BoolTensor, bias: bool = True) -> None:
+        super().__init__(_nn.MaskedLinear(adjacency, bias))
+        self.out_features, self.in_features = adjacency.shape
+
+
+class MLP(SpecModule):
+    r"""Multi-layer perceptron (:class:`lazydist_functional.nn.MLP`; ``zuko.nn.MLP``'s
+    arguments and parameter names).
+
+    Example:
+        >>> net = MLP(3, 2, [16])
+        >>> net(torch.randn(5, 3)).shape
+        torch.Size([5, 2])
+    """
+
+    def __init__(self, in_features: int, out_features: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_nn.MLP(in_features, out_features, *args, **kwargs))
+        self.in_features, self.out_features = in_features, out_features
+
+
+class MaskedMLP(SpecModule):
+    r"""Masked MLP whose Jacobian respects ``adjacency`` (:class:`lazydist_functional.nn.MaskedMLP`;
+    masks are buffers, ``zuko.nn.MaskedMLP``'s layout).
+
+    Example:
+        >>> net = MaskedMLP(torch.tensor([[False, False], [True, False]]), [8])
+        >>> net(torch.randn(2)).shape
+        torch.Size([2])
+    """
+
+    def __init__(self, adjacency: BoolTensor, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_nn.MaskedMLP(adjacency, *args, **kwargs))
+        self.out_features, self.in_features = adjacency.shape
+
+
+class MonotonicMLP(SpecModule):
+    r"""Monotonic MLP (:class:`lazydist_functional.nn.MonotonicMLP`; ``zuko.nn.MonotonicMLP``'s
+    arguments and parameter names, plus ``stack``).
+
+    Example:
+        >>> net = MonotonicMLP(3, 4, [16, 32])
+        >>> net(torch.randn(5, 3)).shape
+        torch.Size([5, 4])
+    """
+
+    def __init__(self, in_features: int, out_features: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_nn.MonotonicMLP(in_features, out_features, *args, **kwargs))
+        self.in_features, self.out_features = in_features, out_features
 
 
 class LayerNorm(SpecModule):
-    r"""Standardizes features along ``dim`` (no parameters), as ``zuko.nn.LayerNorm``."""
+    r"""Standardizes features along ``dim`` (no parameters), as ``zuko.nn.LayerNorm``.
 
-    def __init__(self, dim: int = -1, eps: float = 1e-5) -> None:
+    Example:
+        >>> LayerNorm()(torch.randn(2, 5)).shape
+        torch.Size([2, 5])
+    """
+
+    def __init__(self, dim: int | Iterable[int] = -1, eps: float = 1e-5) -> None:
         super().__init__(_nn.LayerNorm(dim, eps))
-
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        return self.spec.apply({}, x)
 
 
 class Residual(SpecModule):
     r"""Residual block :math:`x + g(x)` over adapter layers or parameter-free modules.
 
     Example:
-        >>> import torch.nn as nn
         >>> block = Residual(Linear(4, 4), nn.ReLU(), Linear(4, 4))
         >>> block(torch.randn(2, 4)).shape
         torch.Size([2, 4])
@@ -99,10 +131,20 @@ class Residual(SpecModule):
 
     def __init__(self, *layers: Any) -> None:
         specs = [layer.spec if isinstance(layer, SpecModule) else layer for layer in layers]
-        params = {str(i): layer.trees()[0] for i, layer in enumerate(layers)
-                  if isinstance(layer, SpecModule) and layer.spec.param_shapes}
-        super().__init__(_nn.Residual(*specs), params)
+        trees = [layer.trees() if isinstance(layer, SpecModule) else ({}, {}) for layer in layers]
+        params = {str(i): p for i, (p, _) in enumerate(trees) if p}
+        state = {str(i): s for i, (_, s) in enumerate(trees) if s}
+        super().__init__(_nn.Residual(*specs), params, state)
 
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        params, state = self.trees()
-        return self.spec.apply(params, x, state=state)
+
+class TwoWayELU(nn.ELU):
+    r""":math:`\mathrm{ELU}(x)` on the first half of the features and :math:`-\mathrm{ELU}(-x)`
+    on the second (``zuko.nn.TwoWayELU``; :func:`lazydist_functional.nn.two_way_elu`).
+
+    Example:
+        >>> TwoWayELU()(torch.tensor([-1.0, 1.0]))
+        tensor([-0.6321,  0.6321])
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _nn.two_way_elu(x, self.alpha)

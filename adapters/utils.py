@@ -1,35 +1,33 @@
 r"""``zuko.utils`` names: module partials, broadcasting, unpacking, and the numerical
-routines (bisection, Gauss–Legendre quadrature, ODE integration), here as plain,
-``torch.func``-safe tensor code (no custom ``autograd.Function``)."""
+routines (bisection, Gauss–Legendre quadrature, ODE integration) as plain,
+``torch.func``-safe tensor code that delegates to the core
+(:mod:`lazydist_functional.roots`, :mod:`lazydist_functional.ode`).
+
+Zuko implements the routines as ``autograd.Function``\ s (``Bisection``,
+``GaussLegendre``, ``AdaptiveCheckpointAdjoint``); the names exist here with the same
+``apply`` signatures, computed by the functions below (differentiable by plain
+autograd, so they also compose with ``torch.func`` where the routine allows).
+"""
 
 from __future__ import annotations
 
-__all__ = [
-    "ModuleBoundDistribution",
-    "Partial",
-    "SpecModule",
-    "bisection",
-    "broadcast",
-    "from_zuko",
-    "gauss_legendre",
-    "module_trees",
-    "odeint",
-    "to_functional",
-    "unpack",
-]
+__all__ = ["Partial", "bisection", "broadcast", "gauss_legendre", "odeint", "unpack"]
 
+import math  # noqa: F401  (zuko.utils' namespace)
 from collections.abc import Callable, Iterable, Sequence
+from functools import cache  # noqa: F401  (zuko.utils' namespace)
 from typing import Any
 
+import numpy as np  # noqa: F401  (zuko.utils' namespace)
 import torch
 import torch.nn as nn
-from torch import Tensor
+from torch import Size, Tensor  # noqa: F401  (zuko.utils' namespace)
+from torch.autograd.function import FunctionCtx, once_differentiable  # noqa: F401  (zuko.utils' namespace)
 
 from ..flows._conditioner import unpack
-from ..ode import odeint_adaptive
+from ..ode import dopri5_step, odeint_adaptive
+from ..roots import newton_bisection, value_and_derivative
 from ..transforms.monotonic import gauss_legendre_nodes
-from .functional import ModuleBoundDistribution, from_zuko, to_functional
-from .module import SpecModule, module_trees
 
 
 class Partial(nn.Module):
@@ -61,7 +59,8 @@ class Partial(nn.Module):
 
 
 def broadcast(*tensors: Tensor, ignore: int | Sequence[int] = 0) -> list[Tensor]:
-    r"""Broadcasts tensors together, except their ``ignore`` rightmost dimensions.
+    r"""Broadcasts tensors together, except their ``ignore`` rightmost dimensions (an
+    ``int`` for all, or one per tensor).
 
     Example:
         >>> x, y = broadcast(torch.rand(3, 1, 2), torch.rand(4, 5), ignore=1)
@@ -78,9 +77,14 @@ def bisection(
     f: Callable[[Tensor], Tensor], y: Tensor, a: float | Tensor, b: float | Tensor, n: int = 16,
     phi: Iterable[Tensor] = (),
 ) -> Tensor:
-    r"""``n`` bisection steps for :math:`f(x) = y` with :math:`f` increasing on :math:`[a, b]`;
-    gradients w.r.t. ``y`` and the parameters captured by ``f`` by one implicit Newton step
-    (:math:`dx = dy / f'(x)`). ``phi`` is accepted for Zuko compatibility and unused.
+    r"""Solves :math:`f(x) = y` for :math:`x` between :math:`a` and :math:`b`, where
+    :math:`f(a) \leq y \leq f(b)` (:math:`a > b` is allowed: :math:`f` then decreases).
+
+    Runs :func:`lazydist_functional.roots.newton_bisection` for ``n`` iterations on
+    :math:`u \mapsto f(a + (b - a) u)` over :math:`[0, 1]` (safeguarded Newton, so
+    more accurate than ``n`` halvings); gradients w.r.t. ``y`` and the tensors ``f``
+    closes over come from the implicit function theorem. ``phi`` is accepted for Zuko
+    compatibility (those tensors get gradients through ``f`` anyway).
 
     Example:
         >>> x = bisection(lambda x: x**3, torch.tensor(8.0), 0.0, 4.0, n=40)
@@ -88,44 +92,59 @@ def bisection(
         2.0
     """
 
-    a = torch.as_tensor(a, dtype=y.dtype, device=y.device).expand(y.shape)
-    b = torch.as_tensor(b, dtype=y.dtype, device=y.device).expand(y.shape)
-    with torch.no_grad():
-        lo, hi, yd = a.detach(), b.detach(), y.detach()
-        for _ in range(n):
-            mid = (lo + hi) / 2
-            below = f(mid) < yd
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-        x = (lo + hi) / 2
-    value, slope = torch.func.jvp(f, (x,), (torch.ones_like(x),))
-    return x - (value - y) / slope
+    a = torch.as_tensor(a, dtype=y.dtype, device=y.device)
+    b = torch.as_tensor(b, dtype=y.dtype, device=y.device)
+
+    def g(u: Tensor) -> Tensor:
+        return f(a + (b - a) * u)
+
+    def g_and_dg(u: Tensor) -> tuple[Tensor, Tensor]:
+        return value_and_derivative(g, u)
+
+    def fixed(u: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            return value_and_derivative(g, u)
+
+    u = newton_bisection(g_and_dg, y, 0.0, 1.0, iterations=n, fixed=fixed, expand=False)
+    return a + (b - a) * u
 
 
 def gauss_legendre(
     f: Callable[[Tensor], Tensor], a: Tensor, b: Tensor, n: int = 3, phi: Iterable[Tensor] = ()
 ) -> Tensor:
     r""":math:`\int_a^b f(x)\,dx \approx (b - a) \sum_i w_i f(a + (b - a) \xi_i)` with the ``n``
-    Gauss–Legendre nodes :math:`\xi_i` and weights :math:`w_i` of :math:`[0, 1]`; differentiable
-    by plain autograd (also under ``vmap``).
+    Gauss–Legendre nodes :math:`\xi_i` and weights :math:`w_i` of :math:`[0, 1]`; ``f``
+    receives points stacked on a new first dimension.
+
+    Gradients are those of the integral, as Zuko's: :math:`f(b)` and :math:`-f(a)` for the
+    bounds (exact), and the quadrature of :math:`\partial f / \partial \phi` for the
+    tensors ``f`` closes over. Plain tensor ops (``vmap`` and ``grad`` compose); ``phi``
+    is accepted for Zuko compatibility.
 
     Example:
         >>> gauss_legendre(lambda x: x**2, torch.tensor(0.0), torch.tensor(3.0), n=3)
         tensor(9.)
     """
 
-    nodes, weights = gauss_legendre_nodes(n, dtype=a.dtype, device=a.device)  # on [0, 1]
-    width = b - a
-    x = a[..., None] + width[..., None] * nodes
-    fx = f(x.movedim(-1, 0))
-    return width * torch.tensordot(weights, fx, dims=([0], [0]))
+    a, b = torch.broadcast_tensors(torch.as_tensor(a), torch.as_tensor(b))
+    a_, b_ = a.detach(), b.detach()
+    nodes, weights = gauss_legendre_nodes(n, dtype=a.dtype, device=a.device)
+    x = torch.lerp(a_[..., None], b_[..., None], nodes).movedim(-1, 0)
+    fx = f(torch.cat((x, a[None], b[None])))  # the nodes, then the bounds (for their gradients)
+    area = (b_ - a_) * torch.tensordot(weights, fx[:n], dims=1)
+    return area + fx[n + 1] * (b - b_) - fx[n] * (a - a_)  # zero in value, d/db = f(b), d/da = -f(a)
 
 
 def odeint(
-    f: Callable[[Tensor, Any], Any], x: Any, t0: float | Tensor, t1: float | Tensor,
+    f: Callable[..., Any], x: Tensor | Sequence[Tensor], t0: float | Tensor, t1: float | Tensor,
     phi: Iterable[Tensor] = (), atol: float = 1e-6, rtol: float = 1e-5,
-) -> Any:
-    r"""Zuko's adaptive ``odeint`` signature (Dormand–Prince 5(4), :func:`lazydist_functional.ode.odeint_adaptive`);
-    for ``vmap`` use the fixed-step :func:`lazydist_functional.ode.odeint`.
+) -> Tensor | list[Tensor]:
+    r"""Integrates :math:`dx/dt = f(t, x)` from :math:`t_0` to :math:`t_1` with the adaptive
+    Dormand–Prince method (:func:`lazydist_functional.ode.odeint_adaptive`), as Zuko's
+    ``odeint``: ``x`` may be a sequence of tensors, then ``f(t, *x)`` returns one
+    derivative per tensor. Differentiable w.r.t. ``x``, ``t0``, ``t1`` and the tensors
+    ``f`` closes over (through the solver's steps); ``phi`` is accepted for Zuko
+    compatibility. For ``vmap``, use the fixed-step :func:`lazydist_functional.ode.odeint`.
 
     Example:
         >>> x1 = odeint(lambda t, x: -x, torch.tensor(1.0), 0.0, 1.0)
@@ -133,4 +152,70 @@ def odeint(
         0.3679
     """
 
-    return odeint_adaptive(f, x, t0, t1, atol=atol, rtol=rtol)
+    if isinstance(x, Tensor):
+        return odeint_adaptive(f, x, t0, t1, atol=atol, rtol=rtol)
+    return list(odeint_adaptive(lambda t, xs: tuple(f(t, *xs)), tuple(x), t0, t1, atol=atol, rtol=rtol))
+
+
+def dopri45(
+    f: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: Tensor, dt: Tensor, error: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
+    r"""One Dormand–Prince step (:func:`lazydist_functional.ode.dopri5_step`): the next
+    state, and with ``error=True`` also the absolute local error estimate.
+
+    Example:
+        >>> x1, err = dopri45(lambda t, x: -x, torch.tensor(1.0), torch.tensor(0.0), torch.tensor(0.1), error=True)
+        >>> round(float(x1), 6)
+        0.904837
+    """
+
+    x_next, err, _ = dopri5_step(f, t, x, dt)
+    return (x_next, err.abs()) if error else x_next
+
+
+class NestedTensor(tuple):
+    r"""A tuple of tensors with element-wise ``+``, ``-`` and scalar ``*`` (Zuko's helper).
+
+    Example:
+        >>> 2 * (NestedTensor((torch.ones(1), torch.zeros(2))) + NestedTensor((torch.ones(1), torch.ones(2))))
+        (tensor([4.]), tensor([2., 2.]))
+    """
+
+    def __add__(self, other: Sequence[Tensor]) -> NestedTensor:  # type: ignore[override]
+        return NestedTensor(u + v for u, v in zip(self, other, strict=True))
+
+    def __sub__(self, other: Sequence[Tensor]) -> NestedTensor:
+        return NestedTensor(u - v for u, v in zip(self, other, strict=True))
+
+    def __rmul__(self, scale: Any) -> NestedTensor:
+        return NestedTensor(scale * u for u in self)
+
+
+class Bisection:
+    r"""Zuko's ``Bisection.apply(f, y, a, b, n, *phi)``: :func:`bisection`."""
+
+    @staticmethod
+    def apply(f: Callable[[Tensor], Tensor], y: Tensor, a: Tensor, b: Tensor, n: int, *phi: Tensor) -> Tensor:
+        return bisection(f, y, a, b, n, phi)
+
+
+class GaussLegendre:
+    r"""Zuko's ``GaussLegendre.apply(f, a, b, n, *phi)`` and ``nodes(n)``: :func:`gauss_legendre`."""
+
+    nodes = staticmethod(gauss_legendre_nodes)
+
+    @staticmethod
+    def apply(f: Callable[[Tensor], Tensor], a: Tensor, b: Tensor, n: int, *phi: Tensor) -> Tensor:
+        return gauss_legendre(f, a, b, n, phi)
+
+
+class AdaptiveCheckpointAdjoint:
+    r"""Zuko's ``AdaptiveCheckpointAdjoint.apply(settings, f, x, t0, t1, *phi)`` with
+    ``settings = (atol, rtol, grad_enabled)``: :func:`odeint` on one tensor state."""
+
+    @staticmethod
+    def apply(settings: tuple[float, float, bool], f: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+              t0: Tensor, t1: Tensor, *phi: Tensor) -> Tensor:
+        atol, rtol, grad = settings
+        with torch.set_grad_enabled(grad):
+            return odeint_adaptive(f, x, t0, t1, atol=atol, rtol=rtol)

@@ -11,16 +11,17 @@ Variational parameters are named like Zuko's ``BayesianModel``
 
 from __future__ import annotations
 
-__all__ = ["BayesianModel"]
+__all__ = ["BayesianModel", "kl_divergence", "sample_params", "select_names"]
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .nn.gaussian import GaussianWeight
 from .pytree import flatten_names, unflatten_names
 from .spec import Spec
 
@@ -38,6 +39,63 @@ def softclip(x: Tensor, bound: float) -> Tensor:
     r""":math:`x / \sqrt{1 + (x / b)^2}`, a smooth clip of :math:`x` to :math:`(-b, b)`."""
 
     return x * torch.rsqrt(1 + (x / bound) ** 2)
+
+
+def select_names(names: Iterable[str], include: Sequence[str] = ("",), exclude: Sequence[str] = ()) -> tuple[str, ...]:
+    r"""The dotted ``names`` matching a prefix of ``include`` and none of ``exclude``
+    (``*``: one name component, ``**``: several)."""
+
+    inc, exc = [_pattern(p) for p in include], [_pattern(p) for p in exclude]
+    return tuple(n for n in names if any(p.fullmatch(n) for p in inc) and not any(p.fullmatch(n) for p in exc))
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "-")
+
+
+def sample_params(
+    means: Mapping[str, Tensor], logvars: Mapping[str, Tensor], local: bool = False
+) -> dict[str, Tensor]:
+    r"""One draw :math:`\theta = \mu + \sigma \odot \epsilon` of the weights, by dotted name.
+
+    ``means`` and ``logvars`` are keyed by names with ``-`` for ``.`` (Zuko's layout);
+    :math:`\log \sigma^2 = \mathrm{softclip}(\ell, 18)`. Reparameterized (differentiable
+    in :math:`\mu, \ell`), drawn with an out-of-place factory (``vmap(...,
+    randomness="different")`` gives independent draws). With ``local=True`` every draw is a
+    :class:`~lazydist_functional.nn.GaussianWeight`: linear layers then sample their outputs
+    (the local reparameterization trick; eager only).
+
+    Example:
+        >>> theta = sample_params({"0-weight": torch.zeros(2)}, {"0-weight": torch.full((2,), -60.0)})
+        >>> list(theta), bool(theta["0.weight"].abs().max() < 1e-3)
+        (['0.weight'], True)
+    """
+
+    out = {}
+    for key, mean in means.items():
+        var = torch.exp(softclip(logvars[key], 18.0))
+        if local:
+            out[key.replace("-", ".")] = GaussianWeight(mean, var)
+        else:
+            eps = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device)
+            out[key.replace("-", ".")] = mean + var.sqrt() * eps
+    return out
+
+
+def kl_divergence(means: Mapping[str, Tensor], logvars: Mapping[str, Tensor], prior_var: float = 1.0) -> Tensor:
+    r""":math:`\mathrm{KL}(q \,\|\, \mathcal{N}(0, s^2 I)) = \frac{1}{2} \sum_i
+    \left(\sigma_i^2 / s^2 + \mu_i^2 / s^2 + \log s^2 - \log \sigma_i^2 - 1\right)`.
+
+    Example:
+        >>> kl_divergence({"w": torch.zeros(3)}, {"w": torch.zeros(3)})
+        tensor(0.)
+    """
+
+    terms = []
+    for key, mean in means.items():
+        logvar = softclip(logvars[key], 18.0)
+        terms.append(0.5 * (logvar.exp() / prior_var + mean**2 / prior_var + math.log(prior_var) - logvar - 1).sum())
+    return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
 class BayesianModel:
@@ -69,17 +127,11 @@ class BayesianModel:
     ) -> None:
         self.base = base
         self.init_logvar = float(init_logvar)
-        include = [_pattern(p) for p in include_params]
-        exclude = [_pattern(p) for p in exclude_params]
-        self.names = tuple(
-            name
-            for name in base.param_shapes
-            if any(p.fullmatch(name) for p in include) and not any(p.fullmatch(name) for p in exclude)
-        )
+        self.names = select_names(base.param_shapes, include_params, exclude_params)
 
     @staticmethod
     def key(name: str) -> str:
-        return name.replace(".", "-")
+        return _key(name)
 
     def init(self, base_params: Mapping[str, Any], generator: torch.Generator | None = None) -> dict[str, Any]:
         r"""Posterior means at ``base_params``, log-variances :math:`\approx` ``init_logvar``."""
@@ -93,27 +145,20 @@ class BayesianModel:
             logvars[self.key(name)] = self.init_logvar + 1e-3 * noise
         return {"means": means, "logvars": logvars}
 
-    def sample_params(self, params: Mapping[str, Any], base_params: Mapping[str, Any]) -> dict[str, Any]:
+    def sample_params(
+        self, params: Mapping[str, Any], base_params: Mapping[str, Any], local: bool = False
+    ) -> dict[str, Any]:
         r"""A base parameter tree with the included weights drawn from :math:`q`
-        (reparameterized: :math:`\mu + \sigma \epsilon`, differentiable in :math:`\mu, \ell`)."""
+        (:func:`sample_params`; ``local=True``: the local reparameterization trick)."""
 
         flat = dict(flatten_names(base_params))
-        for name in self.names:
-            mean, logvar = params["means"][self.key(name)], params["logvars"][self.key(name)]
-            std = torch.exp(softclip(logvar, 18.0) / 2)
-            flat[name] = mean + std * torch.randn(mean.shape, dtype=mean.dtype, device=mean.device)
+        flat.update(sample_params(params["means"], params["logvars"], local))
         return unflatten_names(flat)
 
     def kl_divergence(self, params: Mapping[str, Any], prior_var: float = 1.0) -> Tensor:
-        r""":math:`\mathrm{KL}(q \,\|\, \mathcal{N}(0, s^2 I))`, summed over all weights."""
+        r""":math:`\mathrm{KL}(q \,\|\, \mathcal{N}(0, s^2 I))`, summed over all weights (:func:`kl_divergence`)."""
 
-        total = torch.zeros(())
-        for name in self.names:
-            mean, logvar = params["means"][self.key(name)], softclip(params["logvars"][self.key(name)], 18.0)
-            total = total + 0.5 * (
-                logvar.exp() / prior_var + mean**2 / prior_var + math.log(prior_var) - logvar - 1
-            ).sum()
-        return total
+        return kl_divergence(params["means"], params["logvars"], prior_var)
 
     def apply(
         self, params: Mapping[str, Any], base_params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None

@@ -10,60 +10,98 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import optree
 import torch
 from torch import Tensor
 
+from .pytree import flatten_names, tree_flatten
+
+__all__ = [
+    "ContextError",
+    "InputTypeError",
+    "LazydistError",
+    "ParamTreeError",
+    "ShapeError",
+    "check_context",
+    "check_dtype",
+    "check_event",
+    "check_tree",
+    "dict_leaves",
+]
 
 
-class ParamTreeError(ValueError):
-    r"""A parameter tree does not match what a spec expects."""
+class LazydistError(Exception):
+    r"""Base class of the errors this library raises for bad input (each also subclasses
+    the built-in type a caller would catch: :class:`ValueError` or :class:`TypeError`)."""
 
 
-def dict_leaves(tree: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
-    r"""``{dotted path: leaf}`` of a nested dict (plain recursion, so it traces under
-    :func:`torch.compile`)."""
-
-    out = {} if out is None else out
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            dict_leaves(value, f"{prefix}{key}.", out)
-        elif value is not None:
-            out[f"{prefix}{key}"] = value
-    return out
+class ParamTreeError(LazydistError, ValueError):
+    r"""A parameter (or state) tree does not match what a spec expects."""
 
 
-def _paths(tree: Any) -> dict[str, Any]:
-    return dict_leaves(tree)
+class ContextError(LazydistError, ValueError):
+    r"""A context is missing, unexpected, or of the wrong size for a spec."""
 
 
-def check_tree(what: str, tree: Any, expected: Mapping[str, torch.Size], seen: set | None = None) -> None:
-    r"""Checks that ``tree`` has exactly the leaves ``expected`` (name -> trailing shape).
+class ShapeError(LazydistError, ValueError):
+    r"""An input's shape does not match the event shape, or batch shapes do not broadcast."""
+
+
+class InputTypeError(LazydistError, TypeError):
+    r"""An input is not a tensor, or its dtype differs from the parameters'."""
+
+
+#: Deprecated alias of :func:`~lazydist_functional.pytree.flatten_names` (same function).
+dict_leaves = flatten_names
+
+
+def check_tree(
+    what: str, tree: Any, expected: Mapping[str, torch.Size], seen: dict | None = None
+) -> torch.Size:
+    r"""Checks that ``tree`` has exactly the leaves ``expected`` (name -> trailing shape),
+    that its floating leaves share one dtype, and returns its batch shape.
 
     Leaves may carry extra *leading* (batch) dimensions, e.g. K stacked parameter
-    sets; the trailing dimensions must equal the expected shape.
+    sets; the trailing dimensions must equal the expected shape and the leading ones
+    must be the same on every leaf.
 
-    ``seen`` is an optional cache of signatures (tree structure and leaf shapes)
-    already validated: a hit skips the per-leaf walk, so the check costs a C++
-    flatten and a set lookup on the hot path.
+    ``seen`` is an optional cache ``{signature: batch shape}`` of signatures (tree
+    structure, leaf shapes and dtypes) already validated: a hit skips the per-leaf walk.
+
+    Example:
+        >>> check_tree("p", {"w": torch.zeros(4, 2, 3)}, {"w": torch.Size([2, 3])})
+        torch.Size([4])
+        >>> check_tree("p", {"w": torch.zeros(3, 2)}, {"w": torch.Size([2, 3])})
+        Traceback (most recent call last):
+          ...
+        lazydist_functional.checks.ParamTreeError: p: leaf 'w' should have shape (2, 3) (optionally with leading batch dimensions), got (3, 2)
     """
 
     key = None
     if seen is not None and isinstance(tree, dict) and not torch.compiler.is_compiling():
-        leaves, treespec = optree.tree_flatten(tree)
+        leaves, treespec = tree_flatten(tree)
         if all(isinstance(leaf, Tensor) for leaf in leaves):
-            key = (treespec, tuple(leaf.shape for leaf in leaves))
+            key = (treespec, tuple((leaf.shape, leaf.dtype) for leaf in leaves))
             if key in seen:
-                return
-    _check_tree_slow(what, tree, expected)
+                return seen[key]
+    batch = _check_tree_slow(what, tree, expected)
     if key is not None:
-        seen.add(key)
+        seen[key] = batch
+    return batch
 
 
-def _check_tree_slow(what: str, tree: Any, expected: Mapping[str, torch.Size]) -> None:
+def _most_common(values: list[Any]) -> Any:
+    r"""The most frequent value (the first one seen on ties); plain loops, so it traces."""
+
+    counts: dict[Any, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return max(counts, key=counts.__getitem__)
+
+
+def _check_tree_slow(what: str, tree: Any, expected: Mapping[str, torch.Size]) -> torch.Size:
     if not isinstance(tree, Mapping):
         raise ParamTreeError(f"{what}: expected a dict of tensors, got {type(tree).__name__}")
-    got = _paths(tree)
+    got = flatten_names(tree)
     missing = [k for k in expected if k not in got]
     extra = [k for k in got if k not in expected]
     if missing or extra:
@@ -72,7 +110,10 @@ def _check_tree_slow(what: str, tree: Any, expected: Mapping[str, torch.Size]) -
             parts.append(f"missing {missing}")
         if extra:
             parts.append(f"unexpected {extra}")
-        raise ParamTreeError(f"{what}: " + ", ".join(parts) + f"; expected leaves {sorted(expected)}")
+        dotted = [k for k in _keys(tree) if "." in k]
+        hint = f" (keys with dots such as '{dotted[0]}' are not nested names here)" if dotted else ""
+        raise ParamTreeError(f"{what}: " + ", ".join(parts) + f"; expected leaves {sorted(expected)}" + hint)
+    leading: dict[str, torch.Size] = {}
     for name, shape in expected.items():
         leaf = got[name]
         if not isinstance(leaf, Tensor):
@@ -83,6 +124,36 @@ def _check_tree_slow(what: str, tree: Any, expected: Mapping[str, torch.Size]) -
                 f"{what}: leaf '{name}' should have shape {tuple(shape)} (optionally with leading "
                 f"batch dimensions), got {tuple(leaf.shape)}"
             )
+        leading[name] = leaf.shape[: leaf.dim() - n]
+    floats = {k: got[k].dtype for k in expected if got[k].is_floating_point()}
+    if floats:
+        dtype = _most_common(list(floats.values()))
+        for name, other in floats.items():
+            if other != dtype:
+                raise ParamTreeError(
+                    f"{what}: leaf '{name}' has dtype {other} but the other floating leaves have dtype {dtype}"
+                )
+    if not leading:
+        return torch.Size()
+    batch = _most_common(list(leading.values()))
+    for name, lead in leading.items():
+        if lead != batch:
+            raise ParamTreeError(
+                f"{what}: leaf '{name}' has leading (batch) dimensions {tuple(lead)} but the other leaves "
+                f"have {tuple(batch)}; stacked parameter sets need the same leading dimensions on every leaf"
+            )
+    return batch
+
+
+def _keys(tree: Mapping[str, Any]) -> list[str]:
+    r"""Every key of a nested dict, at every depth."""
+
+    out = []
+    for key, value in tree.items():
+        out.append(str(key))
+        if isinstance(value, Mapping):
+            out.extend(_keys(value))
+    return out
 
 
 def check_context(c: Tensor | None, context: int, owner: str) -> None:
@@ -90,33 +161,35 @@ def check_context(c: Tensor | None, context: int, owner: str) -> None:
 
     if context == 0:
         if c is not None:
-            raise ValueError(
+            raise ContextError(
                 f"{owner} is unconditional (context=0) but a context of shape {tuple(c.shape)} was given"
             )
         return
     if c is None:
-        raise ValueError(f"{owner} is conditional: expected a context with {context} features, got None")
+        raise ContextError(f"{owner} is conditional: expected a context with {context} features, got None")
     if not isinstance(c, Tensor):
-        raise TypeError(f"{owner}: the context should be a tensor, got {type(c).__name__}")
+        raise InputTypeError(f"{owner}: the context should be a tensor, got {type(c).__name__}")
     if c.dim() < 1 or c.shape[-1] != context:
-        raise ValueError(
+        raise ContextError(
             f"{owner}: expected a context of shape (*, {context}), got {tuple(c.shape)}"
         )
 
 
 def check_dtype(what: str, x: Tensor, dtype: torch.dtype) -> None:
+    r"""Checks that ``x`` has the parameters' ``dtype``."""
+
     if x.dtype != dtype:
-        raise TypeError(f"{what} has dtype {x.dtype} but the parameters have dtype {dtype}")
+        raise InputTypeError(f"{what} has dtype {x.dtype} but the parameters have dtype {dtype}")
 
 
 def check_event(x: Tensor, event_shape: Sequence[int], what: str = "x") -> None:
     r"""Checks the rightmost dimensions of ``x`` against an event shape."""
 
     if not isinstance(x, Tensor):
-        raise TypeError(f"{what} should be a tensor, got {type(x).__name__}")
+        raise InputTypeError(f"{what} should be a tensor, got {type(x).__name__}")
     n = len(event_shape)
     if x.dim() < n or tuple(x.shape[x.dim() - n :]) != tuple(event_shape):
-        raise ValueError(
+        raise ShapeError(
             f"{what} should have shape (*, {', '.join(map(str, event_shape))}) "
             f"(event shape {tuple(event_shape)}), got {tuple(x.shape)}"
         )

@@ -36,6 +36,7 @@ __all__ = [
     "METHODS",
     "divergence_exact",
     "divergence_hutchinson",
+    "dopri5_step",
     "odeint",
     "odeint_adaptive",
     "rk_step",
@@ -164,6 +165,43 @@ _DP_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
 _DP_B_STAR = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
 
 
+def dopri5_step(
+    f: Callable[[Tensor, Any], Any], t: Tensor, x: Any, dt: Tensor, k1: Any = None
+) -> tuple[Any, Any, Any]:
+    r"""One Dormand-Prince 5(4) step from :math:`(t, x)`: returns the fifth-order solution
+    :math:`x'`, the difference :math:`e` of the embedded fourth-order one (the local error
+    estimate) and :math:`f(t + \Delta t, x')` (the next step's first stage, "first same
+    as last"). ``k1`` is :math:`f(t, x)` if already known.
+
+    Example:
+        >>> x1, err, _ = dopri5_step(lambda t, x: -x, torch.tensor(0.0), torch.tensor(1.0), torch.tensor(0.1))
+        >>> round(float(x1), 6), bool(err.abs() < 1e-7)
+        (0.904837, True)
+    """
+
+    ks: list[Any] = [f(t, x) if k1 is None else k1]
+    x_new = x
+    for c, row in zip(_DP_NODES[1:], _DP_MATRIX[1:], strict=True):
+        xi = _axpy(x, list(zip(row, ks, strict=False)), dt)
+        if len(ks) == 6:  # the last stage's point is the fifth-order solution itself
+            x_new = xi
+        ks.append(f(t + c * dt, xi))
+    diff = [b - bs for b, bs in zip(_DP_B, _DP_B_STAR, strict=True)]
+    zeros = optree.tree_map(torch.zeros_like, x, namespace=NAMESPACE)
+    error = _axpy(zeros, list(zip(diff, ks, strict=True)), dt)
+    return x_new, error, ks[-1]
+
+
+def _rescaled(f: Callable[[Tensor, Any], Any], t0: Tensor, span: Tensor) -> Callable[[Tensor, Any], Any]:
+    r"""The field in :math:`s \in [0, 1]`, :math:`t = t_0 + s (t_1 - t_0)`:
+    :math:`dx/ds = (t_1 - t_0) f(t, x)` (so gradients reach :math:`t_0` and :math:`t_1`)."""
+
+    def g(s: Tensor, x: Any) -> Any:
+        return optree.tree_map(lambda v: span * v, f(t0 + s * span, x), namespace=NAMESPACE)
+
+    return g
+
+
 def odeint_adaptive(
     f: Callable[[Tensor, Any], Any],
     x: Any,
@@ -175,13 +213,15 @@ def odeint_adaptive(
     max_steps: int = 10_000,
 ) -> Any:
     r"""Integrates :math:`\frac{dx}{dt} = f(t, x)` from :math:`t_0` to :math:`t_1` with the
-    adaptive Dormand-Prince 5(4) method.
+    adaptive Dormand-Prince 5(4) method (:func:`dopri5_step`).
 
     A step is accepted when :math:`\max_i |e_i| w_i / (\text{atol} + \text{rtol} \max(|x_i|, |x'_i|)) \leq 1`,
     with :math:`e` the difference of the embedded solutions and :math:`w` the optional
     per-leaf ``error_weights`` (a tree of floats like ``x``; e.g. a small weight relaxes
     the tolerance on an auxiliary log-determinant); the next step size is scaled by
-    :math:`0.9\, \text{err}^{-1/5}` clipped to :math:`[0.1, 10]`.
+    :math:`0.9\, \text{err}^{-1/5}` clipped to :math:`[0.1, 10]`. The solver runs in
+    :math:`s = (t - t_0) / (t_1 - t_0) \in [0, 1]`, so the result is differentiable
+    w.r.t. ``x``, the tensors ``f`` closes over, and ``t0``/``t1`` (tensors).
 
     Not for ``vmap``: step sizes are chosen with ``.item()`` (Python control flow on
     values), which ``vmap`` refuses; use :func:`odeint` there. Gradients (``backward()``
@@ -197,30 +237,29 @@ def odeint_adaptive(
 
     leaves = optree.tree_leaves(x, namespace=NAMESPACE)
     ref = leaves[0]
+    t0 = torch.as_tensor(t0, dtype=ref.dtype, device=ref.device)
+    t1 = torch.as_tensor(t1, dtype=ref.dtype, device=ref.device)
+    if t0.dim() or t1.dim():
+        raise ValueError(f"'t0' and 't1' should be scalars, got shapes {tuple(t0.shape)} and {tuple(t1.shape)}")
     try:
-        t, end = float(t0), float(t1)
+        same = bool(t0 == t1)
     except RuntimeError as error:  # pragma: no cover - message depends on torch
         raise RuntimeError("odeint_adaptive cannot run under vmap; use the fixed-step odeint") from error
+    if same:
+        return x
+    g = _rescaled(f, t0, t1 - t0)
     weights = [1.0] * len(leaves) if error_weights is None else optree.tree_leaves(error_weights)
     if len(weights) != len(leaves):
         raise ValueError("'error_weights' should have one weight per leaf of the state")
-    dt = end - t
-    direction = 1.0 if dt >= 0 else -1.0
-    k_first = None
+    s, ds, k_first = 0.0, 1.0, None
     for _ in range(max_steps):
-        if direction * (end - t) <= 0:
+        if s >= 1.0:
             return x
-        dt = direction * min(abs(dt), abs(end - t))
-        dt_t = torch.tensor(dt, dtype=ref.dtype, device=ref.device)
-        t_t = torch.tensor(t, dtype=ref.dtype, device=ref.device)
-        ks: list[Any] = [f(t_t, x) if k_first is None else k_first]
-        for c, row in zip(_DP_NODES[1:], _DP_MATRIX[1:], strict=True):
-            xi = _axpy(x, list(zip(row, ks, strict=False)), dt_t)
-            if len(ks) == 6:  # the last stage's point is the fifth-order solution itself
-                x_new = xi
-            ks.append(f(t_t + c * dt_t, xi))
-        diff = [b - bs for b, bs in zip(_DP_B, _DP_B_STAR, strict=True)]
-        error = _axpy(optree.tree_map(torch.zeros_like, x, namespace=NAMESPACE), list(zip(diff, ks, strict=True)), dt_t)
+        last = ds >= 1.0 - s
+        ds = 1.0 - s if last else ds
+        ds_t = torch.tensor(ds, dtype=ref.dtype, device=ref.device)
+        s_t = torch.tensor(s, dtype=ref.dtype, device=ref.device)
+        x_new, error, k_last = dopri5_step(g, s_t, x, ds_t, k_first)
         ratios = [
             (w * e.abs() / (atol + rtol * torch.maximum(a.abs(), b.abs()))).max()
             for w, e, a, b in zip(
@@ -236,10 +275,10 @@ def odeint_adaptive(
         except RuntimeError as error_:
             raise RuntimeError("odeint_adaptive cannot run under vmap; use the fixed-step odeint") from error_
         if norm <= 1.0:
-            t, x, k_first = t + dt, x_new, ks[-1]
+            s, x, k_first = 1.0 if last else s + ds, x_new, k_last
             leaves = optree.tree_leaves(x, namespace=NAMESPACE)
-        dt = dt * min(10.0, max(0.1, 0.9 * norm ** (-1 / 5)))
-    raise RuntimeError(f"odeint_adaptive did not reach t1 in {max_steps} steps (t = {t})")
+        ds = ds * min(10.0, max(0.1, 0.9 * norm ** (-1 / 5)))
+    raise RuntimeError(f"odeint_adaptive did not reach t1 in {max_steps} steps (s = {s})")
 
 
 def _basis(x: Tensor) -> Tensor:

@@ -18,11 +18,13 @@ from __future__ import annotations
 __all__ = [
     "NAMESPACE",
     "register_pytree_class",
+    "first_float",
     "flatten_names",
     "unflatten_names",
+    "tree_flatten",
     "tree_map",
     "tree_leaves",
-    "tree_structure_equal",
+    "tree_unflatten",
 ]
 
 from collections.abc import Callable, Iterable, Mapping
@@ -30,10 +32,9 @@ from typing import Any
 
 import optree
 import torch.utils._pytree as torch_pytree
+from torch import Tensor
 
 NAMESPACE = "lazydist_functional"
-
-ParamTree = dict[str, Any]
 
 
 def register_pytree_class(
@@ -101,10 +102,22 @@ def register_pytree_class(
 
 
 def flatten_names(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    r"""Flattens a nested dict into ``{"a.b.c": leaf}`` (the ``named_parameters`` scheme)."""
+    r"""Flattens a nested dict into ``{"a.b.c": leaf}`` (the ``named_parameters`` scheme),
+    in insertion order, skipping ``None``. Plain recursion over mappings, so it traces under
+    :func:`torch.compile`; any value that is not a mapping is a leaf.
 
-    paths, leaves, _ = optree.tree_flatten_with_path(tree, none_is_leaf=False, namespace=NAMESPACE)
-    return {prefix + ".".join(map(str, path)): leaf for path, leaf in zip(paths, leaves, strict=True)}
+    Example:
+        >>> flatten_names({"a": {"b": torch.zeros(1), "c": None}, "d": torch.ones(1)})
+        {'a.b': tensor([0.]), 'd': tensor([1.])}
+    """
+
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(flatten_names(value, f"{prefix}{key}."))
+        elif value is not None:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def unflatten_names(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,6 +135,31 @@ def unflatten_names(flat: Mapping[str, Any]) -> dict[str, Any]:
     return tree
 
 
+def first_float(tree: Any) -> Tensor | None:
+    r"""The first floating-point tensor of a tree (depth first through mappings, lists,
+    tuples and registered classes' children), or ``None``. Reads ``.dtype`` only.
+
+    Example:
+        >>> first_float({"order": torch.arange(2), "net": {"w": torch.zeros(1, dtype=torch.float64)}}).dtype
+        torch.float64
+    """
+
+    if isinstance(tree, Tensor):
+        return tree if tree.is_floating_point() else None
+    if isinstance(tree, Mapping):
+        children: Iterable[Any] = tree.values()
+    elif isinstance(tree, (list, tuple)):
+        children = tree
+    else:
+        names = getattr(type(tree), "_pytree_children", ())
+        children = (getattr(tree, name, None) for name in names)
+    for child in children:
+        found = first_float(child)
+        if found is not None:
+            return found
+    return None
+
+
 def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     r"""``optree.tree_map`` in this library's namespace (so distributions are traversed)."""
 
@@ -134,10 +172,16 @@ def tree_leaves(tree: Any) -> list[Any]:
     return optree.tree_leaves(tree, namespace=NAMESPACE)
 
 
-def tree_structure_equal(a: Any, b: Any) -> bool:
-    r"""Whether two trees have the same structure (keys and nesting)."""
+def tree_flatten(tree: Any) -> tuple[list[Any], Any]:
+    r"""``optree.tree_flatten`` in this library's namespace: ``(leaves, treespec)``."""
 
-    return optree.tree_structure(a, namespace=NAMESPACE) == optree.tree_structure(b, namespace=NAMESPACE)
+    return optree.tree_flatten(tree, namespace=NAMESPACE)
+
+
+def tree_unflatten(treespec: Any, leaves: Iterable[Any]) -> Any:
+    r"""Inverse of :func:`tree_flatten`."""
+
+    return optree.tree_unflatten(treespec, leaves)
 
 
 @register_pytree_class(children=("leaves",), static=("fn", "present"))

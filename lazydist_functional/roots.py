@@ -1,13 +1,19 @@
 r"""Fixed-iteration root finding for monotonic functions, safe under ``torch.func``.
 
 :func:`newton_bisection` solves :math:`f(x) = y` element-wise for an increasing
-:math:`f` by Newton's method safeguarded by bisection: it keeps a bracket
-:math:`[l, h]` with :math:`f(l) \le y \le f(h)`, takes the Newton step
-:math:`x - (f(x) - y) / f'(x)` when it stays inside the bracket and at least halves
-the step before last (the rule of Numerical Recipes' ``rtsafe``, which rules out slow
-crawling and cycling) and bisects otherwise, and returns the evaluated point with the
-smallest residual. It runs a fixed number of iterations with no data-dependent
-control flow, so it works under :func:`torch.func.vmap` and :func:`torch.compile`.
+:math:`f` by Newton's method safeguarded by a bracket :math:`[l, h]` with
+:math:`f(l) \le y \le f(h)`. The bracket starts open, :math:`(-\infty, \infty)`,
+unless ``expand=False``: every evaluation narrows it, and while one side is still
+infinite a rejected step widens geometrically (the root is found wherever :math:`f`
+is defined, not clamped to a guessed interval). A Newton step
+:math:`x - (f(x) - y) / f'(x)` is taken when it stays inside the bracket and at least
+halves the step before last (the rule of Numerical Recipes' ``rtsafe``, which rules
+out slow crawling and cycling); otherwise the bracket is split, at its midpoint in
+:math:`\operatorname{asinh}` coordinates (the midpoint for a narrow bracket, the
+geometric mean for a wide one). The evaluated point with the smallest residual is
+returned. The number of iterations is fixed and there is no data-dependent control
+flow, so it works under :func:`torch.func.vmap` and :func:`torch.compile`; from a good
+initial guess Newton's quadratic convergence makes a few iterations enough.
 
 Gradients flow by the implicit function theorem: the iterations run on detached
 values and one differentiable Newton step from the detached root :math:`x^\star`
@@ -23,12 +29,17 @@ tensor ops, so ``grad``, ``vmap(grad)``, ``jacrev`` and ``jacfwd`` compose.
 
 from __future__ import annotations
 
-__all__ = ["newton_bisection", "value_and_derivative"]
+__all__ = ["detach_tree", "newton_bisection", "value_and_derivative"]
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor
+
+from .pytree import tree_map
+
+T = TypeVar("T")
 
 
 def value_and_derivative(f: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
@@ -38,15 +49,19 @@ def value_and_derivative(f: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tens
     return torch.func.jvp(f, (x,), (torch.ones_like(x),))
 
 
-def _detach_tree(fn: Callable) -> Callable:
-    r"""``fn`` with the tensors it closes over (if it is a pytree) detached."""
+def detach_tree(tree: T) -> T:
+    r"""``tree`` (a pytree, e.g. a :class:`~lazydist_functional.pytree.Partial` or a
+    transform) with its tensors detached; other leaves (plain functions) are kept."""
 
-    from .pytree import tree_map
+    return tree_map(lambda t: t.detach() if isinstance(t, Tensor) else t, tree)
 
-    try:
-        return tree_map(lambda t: t.detach() if isinstance(t, Tensor) else t, fn)
-    except Exception:  # not a pytree of tensors: leave it
-        return fn
+
+def _split(lo: Tensor, hi: Tensor, scale: Tensor) -> Tensor:
+    r"""Midpoint of :math:`[l, h]` in :math:`s \operatorname{asinh}(x / s)` coordinates:
+    the midpoint when :math:`|l|, |h| \lesssim s`, the geometric mean far out."""
+
+    mid = scale * torch.sinh((torch.asinh(lo / scale) + torch.asinh(hi / scale)) / 2)
+    return torch.minimum(torch.maximum(mid, lo), hi)
 
 
 def newton_bisection(
@@ -58,46 +73,59 @@ def newton_bisection(
     x0: Tensor | None = None,
     implicit: bool = True,
     fixed: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
+    expand: bool = True,
 ) -> Tensor:
-    r"""Solves :math:`f(x) = y` for an increasing element-wise :math:`f` on :math:`[l, h]`.
+    r"""Solves :math:`f(x) = y` for an increasing element-wise :math:`f`.
 
     Arguments:
         f_and_df: returns :math:`(f(x), f'(x))` (analytic, or :func:`value_and_derivative`).
             If it is a pytree (e.g. a :class:`~lazydist_functional.pytree.Partial`), its
             tensors are detached during the iterations.
         y: the targets.
-        lower: the lower end :math:`l` of the bracket (broadcast against ``y``).
+        lower: the lower end :math:`l` of the initial interval (broadcast against ``y``).
         upper: the upper end :math:`h`.
         iterations: the fixed number of safeguarded Newton iterations.
-        x0: the initial guess (default: the middle of the bracket).
+        x0: the initial guess (default: the middle of :math:`[l, h]`).
         implicit: end with one differentiable Newton step from the detached root,
             which gives implicit-function-theorem gradients w.r.t. ``y`` and the
             parameters of ``f``. If ``False`` the result is detached.
         fixed: the same function with its parameters detached, used for the
             iterations (default: ``f_and_df`` with its pytree leaves detached).
+        expand: if ``True`` (default), :math:`[l, h]` only sets the scale of the
+            search and the root is found outside it too; if ``False`` the solution is
+            confined to :math:`[l, h]` (it converges to the nearest end when
+            :math:`y \notin [f(l), f(h)]`).
 
     Returns:
         The solution :math:`x`, with the shape of ``y``: the evaluated point with the
-        smallest residual :math:`|f(x) - y|` (then refined by the final Newton step when
-        ``implicit``). When :math:`y` lies outside :math:`[f(l), f(h)]` the iterations
-        converge to the nearest end.
+        smallest residual :math:`|f(x) - y|`, refined by the final Newton step when
+        ``implicit``.
 
     Example:
         >>> f = lambda x: (x**3 + x, 3 * x**2 + 1)
-        >>> x = newton_bisection(f, torch.tensor([2.0, -10.0]), -10.0, 10.0)
-        >>> x
-        tensor([ 1., -2.])
+        >>> newton_bisection(f, torch.tensor([2.0, -10.0, 2e3]), -1.0, 1.0)
+        tensor([ 1.0000, -2.0000, 12.5606])
     """
 
     y_ = y.detach()
-    lo = torch.as_tensor(lower, dtype=y.dtype, device=y.device).expand_as(y_)
-    hi = torch.as_tensor(upper, dtype=y.dtype, device=y.device).expand_as(y_)
-    g = _detach_tree(f_and_df) if fixed is None else fixed
-    x = (lo + hi) / 2 if x0 is None else torch.minimum(torch.maximum(x0.detach(), lo), hi)
+    lower_ = torch.as_tensor(lower, dtype=y.dtype, device=y.device)
+    upper_ = torch.as_tensor(upper, dtype=y.dtype, device=y.device)
+    scale = ((upper_ - lower_) / 2).abs().clamp_min(torch.finfo(y.dtype).tiny)
+    zero = torch.zeros_like(y_)
+    # The bracket [lo, hi]; an end is "proven" once f there is known to be on its side
+    # of y. Unproven ends (only when expanding) are probed and widened geometrically.
+    lo, hi = zero + lower_, zero + upper_
+    lo_ok = torch.full_like(y_, not expand, dtype=torch.bool)
+    hi_ok = lo_ok
+    inf = torch.full_like(y_, float("inf"))
+    g = detach_tree(f_and_df) if fixed is None else fixed
+    x = zero + ((lower_ + upper_) / 2 if x0 is None else x0.detach())
+    if not expand:
+        x = torch.minimum(torch.maximum(x, lo), hi)
     tol = 64 * torch.finfo(y.dtype).eps
-    width = hi - lo  # the step before last, as in Numerical Recipes' rtsafe
+    width = inf  # the step before last, as in rtsafe
     last = width
-    best = torch.full_like(y_, float("inf"))
+    best = inf
     best_x = x
     for _ in range(iterations):
         fx, dfx = g(x)
@@ -105,31 +133,38 @@ def newton_bisection(
         better = r.abs() < best  # keep the best evaluated point (False for NaN)
         best = torch.where(better, r.abs(), best)
         best_x = torch.where(better, x, best_x)
-        below = r < 0
+        # f(x) NaN (e.g. overflow far out): step back towards the best point.
+        below = (r < 0) | (torch.isnan(r) & (x < best_x))
         lo = torch.where(below, x, lo)
         hi = torch.where(below, hi, x)
+        lo_ok = lo_ok | below
+        hi_ok = hi_ok | ~below
+        jump = 2 * torch.maximum(x.abs(), scale)
+        hi = torch.where(~hi_ok & (hi <= lo), lo + jump, hi)  # an unproven end was passed
+        lo = torch.where(~lo_ok & (lo >= hi), hi - jump, lo)
         delta = r / dfx
         step = x - delta
-        # Newton if it stays in the bracket and at least halves the step before last;
-        # otherwise bisect (comparisons with NaN are False, so NaN steps bisect).
+        # Newton if it stays in the proven bracket and at least halves the step before
+        # last; otherwise probe the unproven end on the root's side, or split the bracket.
         small = delta.abs() <= tol * (1 + x.abs())  # (nearly) converged: keep polishing
-        newton = (step >= lo) & (step <= hi) & ((2 * delta.abs() <= width.abs()) | small)
+        inside = (step >= torch.where(lo_ok, lo, -inf)) & (step <= torch.where(hi_ok, hi, inf))
+        newton = inside & ((2 * delta.abs() <= width.abs()) | small) & torch.isfinite(step)
+        other = torch.where(below & ~hi_ok, hi, torch.where(~below & ~lo_ok, lo, _split(lo, hi, scale)))
         width = last
-        half = (hi - lo) / 2
-        last = torch.where(newton, delta, half)
-        x = torch.where(newton, step, lo + half)
+        last = torch.where(newton, delta, (other - x).abs())
+        x = torch.where(newton, step, other)
     x = best_x
     if not implicit:
         return x
     fx, dfx = f_and_df(x)
-    delta = (fx - y) / dfx
-    step = x - delta
+    step = x - (fx - y) / dfx
     fixed_step = step.detach()
-    lower_ = torch.as_tensor(lower, dtype=y.dtype, device=y.device)
-    upper_ = torch.as_tensor(upper, dtype=y.dtype, device=y.device)
-    # Value: the refined step when it is short (within the final bracket's width, or 1%)
-    # and inside the initial bounds, else the root itself; gradient: always the
-    # implicit one carried by ``step``.
-    short = delta.detach().abs() <= (hi - lo) + 1e-2 * (1 + x.abs())
-    accept = short & (fixed_step >= lower_) & (fixed_step <= upper_)
-    return torch.where(accept, step, x + (step - fixed_step))
+    # Value: the refined step when it is short (within the final bracket's width, or
+    # 1%) and finite (and inside [l, h] if not expanding), else the root itself;
+    # gradient: always the implicit one carried by ``step`` (when finite).
+    finite = torch.isfinite(fixed_step)
+    accept = finite & ((fixed_step - x).abs() <= (hi - lo) + 1e-2 * (1 + x.abs()))
+    if not expand:
+        accept = accept & (fixed_step >= lower_) & (fixed_step <= upper_)
+    carrier = torch.where(finite, step - fixed_step, torch.zeros_like(step))
+    return torch.where(accept, fixed_step, x) + carrier

@@ -24,21 +24,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checks import check_context, check_dtype, check_tree, dict_leaves
-from .pytree import tree_map
+from .checks import ContextError, ParamTreeError, check_context, check_dtype, check_tree
+from .pytree import first_float, flatten_names, unflatten_names
+from .trees import tree_cast
 
 
-def _first_float(tree: Any) -> Tensor | None:
-    r"""The first floating-point tensor of a nested dict (depth first), or ``None``."""
+def nested(tree: Any) -> Any:
+    r"""``tree`` with top-level dotted names (``dict(module.named_parameters())``) nested:
+    ``{"a.b": t}`` becomes ``{"a": {"b": t}}``; other trees are returned as they are.
 
-    for value in tree.values():
-        if isinstance(value, Mapping):
-            found = _first_float(value)
-            if found is not None:
-                return found
-        elif isinstance(value, Tensor) and value.is_floating_point():
-            return value
-    return None
+    Example:
+        >>> nested({"hyper.0.weight": torch.zeros(1)})
+        {'hyper': {'0': {'weight': tensor([0.])}}}
+    """
+
+    if isinstance(tree, Mapping) and any(isinstance(k, str) and "." in k for k in tree):
+        return unflatten_names(flatten_names(tree))
+    return tree
 
 
 class Spec:
@@ -80,7 +82,7 @@ class Spec:
     def _cached_shapes(self, key: str, make: Any) -> dict[str, torch.Size]:
         shapes = self.__dict__.get(key)
         if shapes is None:
-            shapes = {k: v.shape for k, v in dict_leaves(make(device="meta")).items()}
+            shapes = {k: v.shape for k, v in flatten_names(make(device="meta")).items()}
             self.__dict__[key] = shapes
         return shapes
 
@@ -103,15 +105,18 @@ class Spec:
         dtype = like.dtype if like is not None else torch.get_default_dtype()
         cache = self.__dict__.setdefault("_state_cache", {})
         key = (device, dtype)
-        if key not in cache:
-            if torch.compiler.is_compiling():
-                cache[key] = self.init_state(dtype=dtype, device=device)
-            else:
-                # Built outside any torch.func transform and inference mode: a state first
-                # built under grad/vmap would cache wrapped tensors that escape their level,
-                # and inference tensors cannot be saved for a later backward.
-                with torch._C._DisableFuncTorch(), torch.inference_mode(False):
-                    cache[key] = self.init_state(dtype=dtype, device=device)
+        if key in cache:
+            return cache[key]
+        if torch.compiler.is_compiling():
+            # Built inside the graph and not cached: a cached traced tensor would become a
+            # graph output, which fails under ``torch.func`` transforms ("Cannot access
+            # storage of TensorWrapper") and would tie the cache to one trace.
+            return self.init_state(dtype=dtype, device=device)
+        # Built outside any torch.func transform and inference mode: a state first built
+        # under grad/vmap would cache wrapped tensors that escape their level, and
+        # inference tensors cannot be saved for a later backward.
+        with torch._C._DisableFuncTorch(), torch.inference_mode(False):
+            cache[key] = self.init_state(dtype=dtype, device=device)
         return cache[key]
 
     def init_trees(
@@ -125,42 +130,81 @@ class Spec:
 
         params = self.init(generator) if params is None else params
         if state is None:
-            ref = _first_float(params)
+            ref = first_float(params)
             state = self.init_state(dtype=None if ref is None else ref.dtype, device=None if ref is None else ref.device)
         self.check(params, state)
         return params, state
 
-    def check(self, params: Any, state: Any = None) -> None:
+    def check(self, params: Any, state: Any = None) -> torch.Size:
         r"""Raises :class:`~lazydist_functional.checks.ParamTreeError` if the trees do not
-        have the expected leaves and (trailing) shapes."""
+        have the expected leaves, (trailing) shapes and one floating dtype; returns the
+        parameters' batch shape (the leading dimensions shared by every leaf)."""
 
         # The signature cache holds optree specs, which ``torch.compile`` cannot hash: skip it
         # while tracing (the checks then run once, at trace time).
-        seen = (None, None) if torch.compiler.is_compiling() else self.__dict__.setdefault("_checked", (set(), set()))
-        check_tree(f"{self.name} params", params, self.param_shapes, seen[0])
+        seen = (None, None) if torch.compiler.is_compiling() else self.__dict__.setdefault("_checked", ({}, {}))
+        batch = check_tree(f"{self.name} params", params, self.param_shapes, seen[0])
         if state is not None:
             check_tree(f"{self.name} state", state, self.state_shapes, seen[1])
+            ref, other = first_float(params), first_float(state)
+            if ref is not None and other is not None and other.dtype != ref.dtype:
+                raise ParamTreeError(
+                    f"{self.name} state has dtype {other.dtype} but the parameters have dtype {ref.dtype}"
+                )
+        return batch
+
+    def split_state_dict(self, state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Any], dict[str, Any]]:
+        r"""A flat ``state_dict`` (dotted names, e.g. a module's or a Zuko checkpoint's) as
+        ``(params, state)`` nested trees, split by :attr:`param_shapes` / :attr:`state_shapes`
+        and checked.
+
+        Example:
+            >>> from lazydist_functional.flows import MAF
+            >>> spec = MAF(2, 1, hidden_features=[8])
+            >>> sd = {**flatten_names(spec.init()), **flatten_names(spec.init_state())}
+            >>> params, state = spec.split_state_dict(sd)
+            >>> sorted(params["transform"]["transforms"]["0"]["hyper"])
+            ['0', '2']
+        """
+
+        ps, ss = self.param_shapes, self.state_shapes
+        missing = [k for k in (*ps, *ss) if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in ps and k not in ss]
+        if missing or unexpected:
+            parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {unexpected}"] if unexpected else [])
+            raise ParamTreeError(f"{self.name} state_dict: " + ", ".join(parts))
+        params = unflatten_names({k: state_dict[k] for k in ps})
+        state = unflatten_names({k: state_dict[k] for k in ss})
+        self.check(params, state)
+        return params, state
 
     def apply(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None) -> Any:
         r"""Builds the distribution (or transform) :math:`p(X | c)` from ``params``.
 
         Pure: the result holds ``params``, ``state`` and ``c`` and nothing else.
-        Checks (shapes and dtypes only, before any compute): the parameter tree,
-        the context's presence and size, and dtypes.
+        ``params`` may be nested or flat with dotted names (``dict(module.named_parameters())``).
+        Checks (shapes and dtypes only, before any compute): the parameter tree, the
+        context's presence and size, that the parameters' batch shape broadcasts with the
+        context's, and dtypes.
         """
 
-        self.check(params, state)
+        params = nested(params)
+        state = None if state is None else nested(state)
+        batch = self.check(params, state)
+        check_context(c, self.context, self.name)
+        if c is not None and len(batch) > 0:
+            _check_broadcast(self.name, batch, c.shape[:-1])
         return self.apply_checked(params, c, state)
 
     def apply_checked(self, params: Mapping[str, Any], c: Tensor | None, state: Any) -> Any:
         r""":meth:`apply` for trees already validated by :meth:`check` (the adapter's hot
         path): checks the context and dtypes, fills in the default state, applies."""
 
-        ref = _first_float(params)
+        ref = first_float(params)
         if state is None:
             state = self.default_state(ref)
         if ref is None:
-            ref = _first_float(state)
+            ref = first_float(state)
         check_context(c, self.context, self.name)
         if c is not None and ref is not None:
             check_dtype("the context", c, ref.dtype)
@@ -170,14 +214,18 @@ class Spec:
         return self.apply(params, c, state=state)
 
 
-def cast_tree(tree: Any, dtype: torch.dtype | None, device: torch.device | str | None) -> Any:
-    r"""Moves a tree to ``device`` and casts its floating leaves to ``dtype``."""
+def _check_broadcast(owner: str, batch: torch.Size, context: torch.Size) -> None:
+    r"""Raises :class:`ContextError` unless the parameters' and the context's batch shapes broadcast."""
 
-    def cast(t: Tensor) -> Tensor:
-        if t.is_floating_point() and dtype is not None:
-            return t.to(device=device, dtype=dtype)
-        return t.to(device=device)
+    for a, b in zip(reversed(batch), reversed(context)):
+        if a != b and a != 1 and b != 1:
+            raise ContextError(
+                f"{owner}: the parameters' batch shape {tuple(batch)} does not broadcast with the "
+                f"context's batch shape {tuple(context)}"
+            )
 
-    return tree_map(cast, tree)
 
-
+#: Deprecated aliases kept importable: use :func:`~lazydist_functional.trees.tree_cast` and
+#: :func:`~lazydist_functional.pytree.first_float`.
+cast_tree = tree_cast
+_first_float = first_float

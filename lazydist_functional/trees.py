@@ -18,22 +18,15 @@ __all__ = [
     "tree_stack",
     "tree_sub",
     "tree_unstack",
-    "tree_zeros_like",
 ]
 
 from collections.abc import Sequence
 from typing import Any
 
-import optree
 import torch
 from torch import Tensor
 
-from .pytree import NAMESPACE, flatten_names, unflatten_names
-
-
-def _flat(tree: Any) -> tuple[list[str], list[Any], Any]:
-    paths, leaves, spec = optree.tree_flatten_with_path(tree, namespace=NAMESPACE)
-    return [".".join(map(str, p)) for p in paths], leaves, spec
+from .pytree import flatten_names, tree_flatten, tree_map, tree_unflatten, unflatten_names
 
 
 def tree_check_same(trees: Sequence[Any], what: str = "trees", shapes: bool = True) -> None:
@@ -41,15 +34,15 @@ def tree_check_same(trees: Sequence[Any], what: str = "trees", shapes: bool = Tr
 
     if not trees:
         raise ValueError(f"{what}: expected at least one tree")
-    names0, leaves0, spec0 = _flat(trees[0])
+    flat0 = flatten_names(trees[0])
     for k, tree in enumerate(trees[1:], start=1):
-        names, leaves, spec = _flat(tree)
-        if spec != spec0:
-            a, b = set(names0), set(names)
-            first = sorted(a ^ b)[:1] or [f"structure {spec} vs {spec0}"]
-            raise ValueError(f"{what}: tree {k} differs from tree 0 in structure at '{first[0]}'")
+        flat = flatten_names(tree)
+        if set(flat) != set(flat0):
+            first = sorted(set(flat0) ^ set(flat))[0]
+            raise ValueError(f"{what}: tree {k} differs from tree 0 in structure at '{first}'")
         if shapes:
-            for name, x, y in zip(names0, leaves0, leaves, strict=True):
+            for name, x in flat0.items():
+                y = flat[name]
                 if isinstance(x, Tensor) and isinstance(y, Tensor):
                     if x.shape != y.shape or x.dtype != y.dtype:
                         raise ValueError(
@@ -63,25 +56,25 @@ def tree_stack(trees: Sequence[Any]) -> Any:
 
     trees = list(trees)
     tree_check_same(trees, "tree_stack")
-    return optree.tree_map(lambda *xs: torch.stack(xs), *trees, namespace=NAMESPACE)
+    return tree_map(lambda *xs: torch.stack(xs), *trees)
 
 
 def tree_unstack(tree: Any) -> list[Any]:
     r"""Inverse of :func:`tree_stack`: a tree with leading axis K becomes K trees."""
 
-    leaves, spec = optree.tree_flatten(tree, namespace=NAMESPACE)
+    leaves, spec = tree_flatten(tree)
     if not leaves:
         return []
     sizes = {leaf.shape[0] for leaf in leaves}
     if len(sizes) != 1:
         raise ValueError(f"tree_unstack: leaves have different leading sizes {sorted(sizes)}")
     (k,) = sizes
-    return [optree.tree_unflatten(spec, [leaf[i] for leaf in leaves]) for i in range(k)]
+    return [tree_unflatten(spec, [leaf[i] for leaf in leaves]) for i in range(k)]
 
 
 def _binary(name: str, fn: Any, a: Any, b: Any) -> Any:
     tree_check_same([a, b], name, shapes=False)
-    return optree.tree_map(fn, a, b, namespace=NAMESPACE)
+    return tree_map(fn, a, b)
 
 
 def tree_add(a: Any, b: Any) -> Any:
@@ -99,7 +92,7 @@ def tree_sub(a: Any, b: Any) -> Any:
 def tree_scale(a: Any, alpha: float | Tensor) -> Any:
     r""":math:`\alpha a` leaf-wise."""
 
-    return optree.tree_map(lambda x: alpha * x, a, namespace=NAMESPACE)
+    return tree_map(lambda x: alpha * x, a)
 
 
 def tree_axpy(alpha: float | Tensor, x: Any, y: Any) -> Any:
@@ -108,17 +101,13 @@ def tree_axpy(alpha: float | Tensor, x: Any, y: Any) -> Any:
     return _binary("tree_axpy", lambda u, v: alpha * u + v, x, y)
 
 
-def tree_zeros_like(a: Any) -> Any:
-    return optree.tree_map(torch.zeros_like, a, namespace=NAMESPACE)
-
-
 def tree_cast(a: Any, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Any:
     r"""Moves leaves to ``device`` and casts floating leaves to ``dtype``."""
 
     def cast(t: Tensor) -> Tensor:
         return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
 
-    return optree.tree_map(cast, a, namespace=NAMESPACE)
+    return tree_map(cast, a)
 
 
 def init_stacked(spec: Any, k: int, seed: int = 0, **kwargs: Any) -> Any:

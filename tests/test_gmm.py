@@ -30,7 +30,7 @@ def test_multivariate_normal_matches_torch():
     L_ = torch.tril(torch.randn(4, 3, 3)) + 3 * torch.eye(3)
     loc, x = torch.randn(4, 3), torch.randn(5, 4, 3)
     ref = torch.distributions.MultivariateNormal(loc, scale_tril=L_)
-    assert torch.allclose(MultivariateNormal(loc, L_).log_prob(x), ref.log_prob(x), atol=1e-5)
+    assert torch.allclose(MultivariateNormal(loc, scale_tril=L_).log_prob(x), ref.log_prob(x), atol=1e-5)
 
 
 def test_mixture_samples_follow_the_weights():
@@ -76,3 +76,81 @@ def test_gmm_initialize_fits_clusters(kw, strategy):
         assert after > -2.5
     with pytest.raises(ValueError, match="more samples"):
         gmm.initialize(x[:2], strategy)
+
+
+@pytest.mark.parametrize("context", [0, 2])
+@pytest.mark.parametrize("kw", CONFIGS, ids=["full", "diagonal", "spherical", "tied"])
+def test_mixtures_module_is_a_spec_distribution_with_zuko_parity(kw, context):
+    ref = zuko.mixtures.GMM(3, context, components=4, **kw)
+    ours = Z.mixtures.GMM(3, context, components=4, **kw)
+    assert isinstance(ours, Z.lazy.SpecDistribution) and isinstance(ours.spec, L.flows.GMM)
+    ours.load_state_dict(ref.state_dict())
+    c = torch.randn(6, context) if context else None
+    x = torch.randn(6, 3)
+    d, r = ours(c), ref(c)
+    assert torch.allclose(d.log_prob(x), r.log_prob(x), atol=1e-5)
+    if kw.get("covariance_type", "full") == "full":
+        assert isinstance(d.base, torch.distributions.MultivariateNormal)
+        assert torch.allclose(d.base.covariance_matrix, r.base.covariance_matrix, atol=1e-6)
+    else:
+        assert isinstance(d.base, torch.distributions.Independent)
+        assert torch.allclose(d.base.base_dist.scale, r.base.base_dist.scale)
+
+
+def test_unknown_options_raise_zuko_compatible_errors():
+    from lazydist_functional.flows.mixture import UnknownOptionError
+
+    for make in (L.flows.GMM, Z.mixtures.GMM):
+        with pytest.raises(UnknownOptionError, match="Unknown covariance type 'cube': expected 'full', 'diagonal' or "
+                                                     "'spherical'") as info:
+            make(3, covariance_type="cube")
+        assert isinstance(info.value, NotImplementedError) and isinstance(info.value, ValueError)
+    gmm = Z.mixtures.GMM(3)
+    with pytest.raises(NotImplementedError, match="Unknown clustering strategy 'median': expected 'random', "
+                                                  "'kmeans' or 'kmeans\\+\\+'"):
+        gmm.initialize(torch.randn(16, 3), "median")
+    gmm.covariance_type = "cube"  # as in Zuko: reported when used
+    with pytest.raises(ValueError, match="Unknown covariance type 'cube'"):
+        gmm.initialize(torch.randn(16, 3), "random")
+    with pytest.raises(ValueError, match="Unknown covariance type 'cube'"):
+        gmm()
+
+
+def test_too_few_samples_is_an_assertion_and_a_value_error():
+    gmm = Z.mixtures.GMM(3, components=7)
+    with pytest.raises(AssertionError, match=r"The number of samples \(6\) should be larger than the number of "
+                                             r"components \(7\)") as info:
+        gmm.initialize(torch.randn(6, 3), "random")
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.fixture
+def gmm_dist():
+    return Z.mixtures.GMM(3, components=2)()
+
+
+def test_gmm_log_prob_rejects_too_few_features(gmm_dist):
+    with pytest.raises(ValueError, match=r"x should have shape \(\*, 3\) \(event shape \(3,\)\), got \(5, 1\)"):
+        gmm_dist.log_prob(torch.randn(5, 1))
+
+
+def test_gmm_log_prob_rejects_too_many_features(gmm_dist):
+    with pytest.raises(ValueError, match=r"x should have shape \(\*, 3\) \(event shape \(3,\)\), got \(5, 4\)"):
+        gmm_dist.log_prob(torch.randn(5, 4))
+
+
+def test_gmm_log_prob_rejects_a_list(gmm_dist):
+    with pytest.raises(TypeError, match="x should be a tensor, got list"):
+        gmm_dist.log_prob([0.0, 0.0, 0.0])
+
+
+def test_gmm_log_prob_rejects_another_dtype(gmm_dist):
+    with pytest.raises(TypeError, match="x has dtype torch.float64 but the parameters have dtype torch.float32"):
+        gmm_dist.log_prob(torch.randn(5, 3, dtype=torch.float64))
+
+
+def test_gmm_log_prob_rejects_a_batch_that_does_not_broadcast():
+    d = Z.mixtures.GMM(3, 2, components=2)(torch.randn(8, 2))
+    with pytest.raises(ValueError, match=r"batch shape \(5,\) .*does not broadcast with the distribution's batch "
+                                         r"shape \(8,\)"):
+        d.log_prob(torch.randn(5, 3))

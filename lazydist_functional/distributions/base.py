@@ -1,12 +1,16 @@
-r"""Base class of this library's distributions: pytree, shapes derived from leaves."""
+r"""Base classes of this library's distributions: pytrees whose shapes derive from leaves."""
 
 from __future__ import annotations
 
-__all__ = ["FunctionalDistribution", "IndependentBase"]
+__all__ = ["FunctionalDistribution", "IndependentBase", "check_sample"]
+
+from collections.abc import Sequence
 
 import torch
 from torch import Size, Tensor
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent
+
+from ..checks import check_dtype, check_event
 
 
 class FunctionalDistribution(Distribution):
@@ -14,8 +18,13 @@ class FunctionalDistribution(Distribution):
 
     Batch and event shapes are *properties computed from the leaves*, never stored,
     because a distribution returned by :func:`torch.func.vmap` is unflattened with
-    leaves that gained a batch dimension. Argument validation is off (it branches
-    on values, which breaks ``vmap``); checks here are on shapes only.
+    leaves that gained a batch dimension (``_batch_shape``/``_event_shape``, which
+    torch's own methods read, are properties too). Argument validation is off (it
+    branches on values, which breaks ``vmap``); checks here are on shapes only.
+
+    Constructors broadcast the tensor leaves to the full batch shape (views, no copy):
+    ``vmap`` gives every returned leaf one leading dimension, which keeps broadcastable
+    leaves broadcastable only if none had fewer batch dimensions than the others.
     """
 
     arg_constraints: dict = {}
@@ -49,13 +58,42 @@ class FunctionalDistribution(Distribution):
         return f"{type(self).__name__}(batch_shape={tuple(self.batch_shape)}, event_shape={tuple(self.event_shape)})"
 
 
-class IndependentBase(FunctionalDistribution):
-    r"""Base of distributions with two element-wise parameters whose ``ndims`` rightmost
-    dimensions form the event (``DiagNormal``, ``BoxUniform``). Subclasses name the two
-    parameters in ``_params``."""
+def check_sample(x: Tensor, d: Distribution, dtype: torch.dtype | None, what: str = "x") -> None:
+    r"""Checks a value given to ``d.log_prob``: a tensor, ``d``'s event shape on the right,
+    leading dimensions that broadcast with ``d``'s batch shape, and ``dtype`` (shapes and
+    dtypes only, so it costs nothing under ``vmap``/``compile``)."""
+
+    event: Sequence[int] = d.event_shape
+    check_event(x, event, what)
+    if dtype is not None:
+        check_dtype(what, x, dtype)
+    batch, expected = x.shape[: x.dim() - len(event)], d.batch_shape
+    if any(a != b and a != 1 and b != 1 for a, b in zip(reversed(batch), reversed(expected))):
+        raise ValueError(
+            f"{what} has batch shape {tuple(batch)} (shape {tuple(x.shape)}, event shape {tuple(event)}), "
+            f"which does not broadcast with the distribution's batch shape {tuple(expected)}"
+        )
+
+
+class IndependentBase(FunctionalDistribution, Independent):
+    r"""A :class:`torch.distributions.Independent` over an element-wise distribution with
+    two parameters, the ``reinterpreted_batch_ndims`` rightmost dimensions forming the
+    event (``DiagNormal``, ``BoxUniform``).
+
+    The two parameters (named in ``_params``) are the pytree leaves; ``base_dist`` is a
+    property building the element-wise torch distribution (``_base_class``) from them,
+    without validation, so torch's attributes (``base_dist``, ``mean``, ``support``,
+    the ``Independent`` KL rules) work on vmapped and unflattened instances alike.
+    """
 
     _params: tuple[str, str]
-    ndims: int
+    _base_class: type[Distribution]
+    reinterpreted_batch_ndims: int
+
+    @property
+    def base_dist(self) -> Distribution:  # type: ignore[override]
+        a, b = (getattr(self, name) for name in self._params)
+        return self._base_class(a, b, validate_args=False)
 
     @property
     def _shape(self) -> Size:
@@ -65,17 +103,21 @@ class IndependentBase(FunctionalDistribution):
     @property
     def batch_shape(self) -> Size:
         shape = self._shape
-        return shape[: len(shape) - self.ndims]
+        return shape[: len(shape) - self.reinterpreted_batch_ndims]
 
     @property
     def event_shape(self) -> Size:
         shape = self._shape
-        return shape[len(shape) - self.ndims :]
+        return shape[len(shape) - self.reinterpreted_batch_ndims :]
 
     def _sum_event(self, x: Tensor) -> Tensor:
-        return x.sum(dim=tuple(range(-self.ndims, 0))) if self.ndims else x
+        n = self.reinterpreted_batch_ndims
+        return x.sum(dim=tuple(range(-n, 0))) if n else x
 
     def expand(self, batch_shape: Size, _instance: object = None) -> IndependentBase:
         shape = Size(batch_shape) + self.event_shape
         a, b = (getattr(self, name).expand(shape) for name in self._params)
-        return type(self)(a, b, self.ndims)
+        return type(self)(a, b, self.reinterpreted_batch_ndims)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_dist!r}, {self.reinterpreted_batch_ndims})"

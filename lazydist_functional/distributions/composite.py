@@ -9,7 +9,7 @@ import math
 
 import torch
 from torch import Size, Tensor
-from torch.distributions import Distribution, Transform
+from torch.distributions import Distribution, Transform, Uniform, constraints
 
 from ..pytree import register_pytree_class
 from .base import FunctionalDistribution
@@ -29,7 +29,12 @@ class Joint(FunctionalDistribution):
     """
 
     def __init__(self, *marginals: Distribution) -> None:
-        self.marginals = list(marginals)
+        batch = torch.broadcast_shapes(*(m.batch_shape for m in marginals))
+        self.marginals = [m if m.batch_shape == batch else m.expand(batch) for m in marginals]
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n  {m!r}" for m in self.marginals)
+        return f"Joint({inner}\n)"
 
     @property
     def batch_shape(self) -> Size:
@@ -71,6 +76,9 @@ class GeneralizedNormal(FunctionalDistribution):
         tensor(-0.5724)
     """
 
+    arg_constraints = {"beta": constraints.positive}
+    support = constraints.real
+
     def __init__(self, beta: Tensor) -> None:
         self.beta = torch.as_tensor(beta)
 
@@ -95,7 +103,8 @@ class GeneralizedNormal(FunctionalDistribution):
         return magnitude * sign
 
 
-def TransformedUniform(f: Transform, lower: Tensor, upper: Tensor) -> NormalizingFlow:  # noqa: N802 - Zuko's name
+@register_pytree_class(children=("transform", "base"))
+class TransformedUniform(NormalizingFlow):
     r""":math:`X` such that :math:`f(X) \sim \mathcal{U}(f(l), f(u))`, :math:`f` increasing:
     :math:`p(x) = f'(x) / (f(u) - f(l))` on :math:`[l, u)`.
 
@@ -106,8 +115,9 @@ def TransformedUniform(f: Transform, lower: Tensor, upper: Tensor) -> Normalizin
         tensor(-0.6931)
     """
 
-    lower, upper = torch.as_tensor(lower), torch.as_tensor(upper)
-    return NormalizingFlow(f, BoxUniform(f(lower), f(upper), ndims=0))
+    def __init__(self, f: Transform, lower: Tensor, upper: Tensor) -> None:
+        lower, upper = torch.as_tensor(lower), torch.as_tensor(upper)
+        super().__init__(f, BoxUniform(f(lower), f(upper), ndims=0))
 
 
 @register_pytree_class(children=("base", "low", "high"))
@@ -143,6 +153,15 @@ class Truncated(FunctionalDistribution):
         new.base = self.base.expand(batch_shape)
         new.low, new.high = self.low.expand(batch_shape), self.high.expand(batch_shape)
         return new
+
+    def __repr__(self) -> str:
+        return f"Truncated({self.base})"
+
+    @property
+    def uniform(self) -> Uniform:
+        r"""The uniform distribution of :math:`F(X)`, on :math:`[F(l), F(u))`."""
+
+        return Uniform(self.low, self.high, validate_args=False)
 
     def cdf(self, x: Tensor) -> Tensor:
         return ((self.base.cdf(x) - self.low) / (self.high - self.low)).clamp(0, 1)
@@ -193,15 +212,18 @@ class Sort(FunctionalDistribution):
         return new
 
     @property
-    def _log_count(self) -> float:
+    def log_fact(self) -> float:
         r""":math:`\log n! / (n - k)!`: the number of ways to pick the ordered :math:`k`."""
 
         return math.lgamma(self.n + 1) - math.lgamma(self.n - self.k + 1)
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base}, {self.n})"
+
     def _ordered_log_prob(self, x: Tensor) -> Tensor:
         pairs = (x[..., :-1] >= x[..., 1:]) if self.descending else (x[..., :-1] <= x[..., 1:])
         ordered = pairs.all(dim=-1)
-        lp = self.base.log_prob(torch.movedim(x, -1, 0)).sum(dim=0) + self._log_count
+        lp = self.base.log_prob(torch.movedim(x, -1, 0)).sum(dim=0) + self.log_fact
         return torch.where(ordered, lp, torch.full_like(lp, -math.inf))
 
     def log_prob(self, x: Tensor) -> Tensor:

@@ -6,12 +6,23 @@ __all__ = ["NormalizingFlow"]
 
 import torch
 from torch import Size, Tensor
-from torch.distributions import Distribution, Transform
+from torch.distributions import Distribution, Independent, Transform
 
-from ..checks import check_dtype, check_event
 from ..pytree import register_pytree_class
 from ..transforms.base import sum_rightmost
-from .base import FunctionalDistribution
+from .base import FunctionalDistribution, check_sample
+
+
+def call_and_ladj(t: Transform, x: Tensor) -> tuple[Tensor, Tensor]:
+    r""":math:`(f(x), \log |\det J_f(x)|)` for any transform: its ``call_and_ladj`` when it
+    has one (this library's, or torch's once Zuko or the adapter patched it in), else
+    torch's ``__call__`` and ``log_abs_det_jacobian`` (the core never patches torch)."""
+
+    method = getattr(t, "call_and_ladj", None)
+    if method is not None:
+        return method(x)
+    y = t(x)
+    return y, t.log_abs_det_jacobian(x, y)
 
 
 def _float_dtype(d: object) -> torch.dtype | None:
@@ -51,16 +62,18 @@ class NormalizingFlow(FunctionalDistribution):
     """
 
     def __init__(self, transform: Transform, base: Distribution) -> None:
+        extra = transform.codomain.event_dim - len(base.event_shape)
         self.transform = transform
-        self.base = base
+        self.base = Independent(base, extra, validate_args=False) if extra > 0 else base
 
     def __repr__(self) -> str:
-        return f"NormalizingFlow(\n  (transform): {self.transform!r}\n  (base): {self.base!r}\n)".replace(
-            "\n", "\n"
-        )
+        return f"{type(self).__name__}(\n  (transform): {self.transform!r}\n  (base): {self.base!r}\n)"
 
     @property
-    def _reinterpreted(self) -> int:
+    def reinterpreted(self) -> int:
+        r"""The number of the base's event dimensions the transform treats as batch:
+        its log-determinant is summed over them."""
+
         return max(len(self.base.event_shape) - self.transform.codomain.event_dim, 0)
 
     @property
@@ -72,26 +85,33 @@ class NormalizingFlow(FunctionalDistribution):
         return self.transform.inverse_shape(self.base.event_shape)
 
     def expand(self, batch_shape: Size, _instance: object = None) -> NormalizingFlow:
-        return NormalizingFlow(self.transform, self.base.expand(batch_shape))
+        new = object.__new__(type(self))
+        new.transform, new.base = self.transform, self.base.expand(batch_shape)
+        return new
 
     def log_prob(self, x: Tensor) -> Tensor:
-        check_event(x, self.event_shape)
-        dtype = _float_dtype(self.base)
-        if dtype is not None:
-            check_dtype("x", x, dtype)
-        z, ladj = self.transform.call_and_ladj(x)
-        return self.base.log_prob(z) + sum_rightmost(ladj, self._reinterpreted)
+        check_sample(x, self, _float_dtype(self.base))
+        # a value with fewer batch dims than the distribution (one x, many contexts) is
+        # broadcast first, so every transform sees x and its context with one batch shape
+        event = self.event_shape
+        batch = torch.broadcast_shapes(x.shape[: x.dim() - len(event)], self.batch_shape)
+        if x.shape[: x.dim() - len(event)] != batch:
+            x = x.expand(batch + event)
+        z, ladj = call_and_ladj(self.transform, x)
+        return self.base.log_prob(z) + sum_rightmost(ladj, self.reinterpreted)
+
+    def _draw_base(self, sample_shape: Size) -> Tensor:
+        return self.base.rsample(sample_shape) if self.base.has_rsample else self.base.sample(sample_shape)
 
     def rsample(self, sample_shape: Size = Size()) -> Tensor:
-        z = self.base.rsample(sample_shape) if self.base.has_rsample else self.base.sample(sample_shape)
-        return self.transform.inv(z)
+        return self.transform.inv(self._draw_base(Size(sample_shape)))
 
     def rsample_and_log_prob(self, sample_shape: Size = Size()) -> tuple[Tensor, Tensor]:
         r"""Samples :math:`x = f^{-1}(z)` and returns :math:`\log p(x)` from the same pass."""
 
-        z = self.base.rsample(sample_shape) if self.base.has_rsample else self.base.sample(sample_shape)
-        x, ladj = self.transform.inv.call_and_ladj(z)
-        return x, self.base.log_prob(z) - sum_rightmost(ladj, self._reinterpreted)
+        z = self._draw_base(Size(sample_shape))
+        x, ladj = call_and_ladj(self.transform.inv, z)
+        return x, self.base.log_prob(z) - sum_rightmost(ladj, self.reinterpreted)
 
     def sample(self, sample_shape: Size = Size()) -> Tensor:
         with torch.no_grad():

@@ -9,57 +9,106 @@ import math
 import torch
 from torch import Size, Tensor
 from torch.distributions import Distribution
+from torch.distributions import MultivariateNormal as _TorchMultivariateNormal
 
 from ..pytree import register_pytree_class
-from .base import FunctionalDistribution
+from .base import FunctionalDistribution, check_sample
 
 
 @register_pytree_class(children=("loc", "scale_tril"))
-class MultivariateNormal(FunctionalDistribution):
-    r""":math:`\mathcal{N}(\mu, L L^\top)` parametrized by a lower-triangular :math:`L`.
+class MultivariateNormal(FunctionalDistribution, _TorchMultivariateNormal):
+    r""":math:`\mathcal{N}(\mu, L L^\top)`: a :class:`torch.distributions.MultivariateNormal`
+    (same constructor and attributes) whose leaves are ``loc`` and the lower-triangular
+    factor :math:`L` (``scale_tril``), both expanded to the batch shape (views);
+    ``covariance_matrix`` and ``precision_matrix`` are derived from them.
 
     .. math:: \log p(x) = -\tfrac12 \| L^{-1}(x - \mu) \|^2 - \sum_i \log |L_{ii}| - \tfrac{D}{2} \log 2\pi
 
     Example:
-        >>> d = MultivariateNormal(torch.zeros(2), torch.eye(2))
-        >>> d.log_prob(torch.zeros(2))
-        tensor(-1.8379)
+        >>> d = MultivariateNormal(torch.zeros(2), scale_tril=2 * torch.eye(2))
+        >>> d.log_prob(torch.zeros(2)), d.covariance_matrix
+        (tensor(-3.2242), tensor([[4., 0.],
+                [0., 4.]]))
     """
 
-    def __init__(self, loc: Tensor, scale_tril: Tensor) -> None:
-        self.loc = loc
-        self.scale_tril = scale_tril
+    def __init__(
+        self,
+        loc: Tensor,
+        covariance_matrix: Tensor | None = None,
+        precision_matrix: Tensor | None = None,
+        scale_tril: Tensor | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        given = [m for m in (covariance_matrix, precision_matrix, scale_tril) if m is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "MultivariateNormal expects exactly one of covariance_matrix, precision_matrix, scale_tril; "
+                f"got {len(given)}"
+            )
+        if loc.dim() < 1 or given[0].dim() < 2 or given[0].shape[-2:] != (loc.shape[-1], loc.shape[-1]):
+            raise ValueError(
+                f"MultivariateNormal: loc should have shape (*, D) and the matrix (*, D, D), "
+                f"got {tuple(loc.shape)} and {tuple(given[0].shape)}"
+            )
+        if scale_tril is None:
+            cov = covariance_matrix if precision_matrix is None else torch.linalg.inv(precision_matrix)
+            scale_tril = torch.linalg.cholesky(cov)
+        batch = torch.broadcast_shapes(loc.shape[:-1], scale_tril.shape[:-2])
+        self.loc = loc.expand(*batch, loc.shape[-1])
+        self.scale_tril = scale_tril.expand(*batch, *scale_tril.shape[-2:])
 
-    @property
-    def _batch(self) -> Size:
-        return torch.broadcast_shapes(self.loc.shape[:-1], self.scale_tril.shape[:-2])
+    def __repr__(self) -> str:
+        return f"MultivariateNormal(loc: {self.loc.size()}, scale_tril: {self.scale_tril.size()})"
 
     @property
     def batch_shape(self) -> Size:
-        return self._batch
+        return self.loc.shape[:-1]
 
     @property
     def event_shape(self) -> Size:
         return self.loc.shape[-1:]
 
     @property
+    def _unbroadcasted_scale_tril(self) -> Tensor:  # type: ignore[override]
+        return self.scale_tril
+
+    @property
+    def covariance_matrix(self) -> Tensor:  # type: ignore[override]
+        return torch.matmul(self.scale_tril, self.scale_tril.mT)
+
+    @property
+    def precision_matrix(self) -> Tensor:  # type: ignore[override]
+        return torch.cholesky_inverse(self.scale_tril)
+
+    @property
     def mean(self) -> Tensor:
-        return self.loc.expand(self._batch + self.event_shape)
+        return self.loc
+
+    @property
+    def mode(self) -> Tensor:
+        return self.mean
+
+    @property
+    def variance(self) -> Tensor:
+        return self.scale_tril.pow(2).sum(-1)
 
     def expand(self, batch_shape: Size, _instance: object = None) -> MultivariateNormal:
-        d = self.loc.shape[-1]
-        return MultivariateNormal(self.loc.expand(*batch_shape, d), self.scale_tril.expand(*batch_shape, d, d))
+        new = object.__new__(MultivariateNormal)
+        new.loc = self.loc.expand(*batch_shape, self.loc.shape[-1])
+        new.scale_tril = self.scale_tril.expand(*batch_shape, *self.scale_tril.shape[-2:])
+        return new
 
     def log_prob(self, x: Tensor) -> Tensor:
+        L = self.scale_tril
         diff = x - self.loc
-        batch = torch.broadcast_shapes(diff.shape[:-1], self.scale_tril.shape[:-2])
-        L = self.scale_tril.expand(*batch, *self.scale_tril.shape[-2:])
+        batch = torch.broadcast_shapes(diff.shape[:-1], L.shape[:-2])
+        L = L.expand(*batch, *L.shape[-2:])
         z = torch.linalg.solve_triangular(L, diff.expand(*batch, diff.shape[-1]).unsqueeze(-1), upper=False)
         half_logdet = torch.log(torch.abs(torch.diagonal(L, dim1=-2, dim2=-1))).sum(-1)
         return -0.5 * z.squeeze(-1).pow(2).sum(-1) - half_logdet - 0.5 * x.shape[-1] * math.log(2 * math.pi)
 
     def rsample(self, sample_shape: Size = Size()) -> Tensor:
-        shape = Size(sample_shape) + self._batch + self.event_shape
+        shape = Size(sample_shape) + self.batch_shape + self.event_shape
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         return self.loc + torch.matmul(self.scale_tril, eps.unsqueeze(-1)).squeeze(-1)
 
@@ -71,10 +120,11 @@ class Mixture(FunctionalDistribution):
     ``base`` is a batch of component distributions whose last batch dimension indexes
     the components. Sampling draws the component by Gumbel-max (out-of-place noise,
     so ``vmap(randomness="different")`` works); it is not reparameterized.
+    ``log_prob`` checks the value's shape (event and batch) and floating dtype first.
 
     Example:
         >>> from lazydist_functional.distributions import DiagNormal
-        >>> d = Mixture(DiagNormal(torch.randn(3, 2), torch.ones(3, 2)), torch.zeros(3))
+        >>> d = Mixture(DiagNormal(torch.randn(3, 2), torch.ones(2)), torch.zeros(3))
         >>> d.event_shape, d.sample((4,)).shape
         (torch.Size([2]), torch.Size([4, 2]))
     """
@@ -82,8 +132,17 @@ class Mixture(FunctionalDistribution):
     has_rsample = False
 
     def __init__(self, base: Distribution, logits: Tensor) -> None:
+        batch = base.batch_shape
+        if len(batch) < max(logits.dim(), 1) or any(a not in (b, 1) for a, b in zip(logits.shape[::-1], batch[::-1])):
+            raise ValueError(
+                f"Mixture: the logits (shape {tuple(logits.shape)}) should broadcast to the base's batch shape "
+                f"{tuple(batch)}, whose last dimension indexes the components"
+            )
         self.base = base
-        self.logits = logits
+        self.logits = logits.expand(batch)
+
+    def __repr__(self) -> str:
+        return f"Mixture({self.base})"
 
     @property
     def batch_shape(self) -> Size:
@@ -97,6 +156,8 @@ class Mixture(FunctionalDistribution):
         return Mixture(self.base.expand(Size(batch_shape) + self.base.batch_shape[-1:]), self.logits)
 
     def log_prob(self, x: Tensor) -> Tensor:
+        floating = isinstance(x, Tensor) and x.is_floating_point()
+        check_sample(x, self, self.logits.dtype if floating else None)
         x = x.unsqueeze(-(len(self.event_shape) + 1))
         return torch.logsumexp(torch.log_softmax(self.logits, dim=-1) + self.base.log_prob(x), dim=-1)
 

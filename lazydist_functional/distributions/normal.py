@@ -8,6 +8,7 @@ import math
 
 import torch
 from torch import Size, Tensor
+from torch.distributions import Normal
 
 from ..pytree import register_pytree_class
 from .base import IndependentBase
@@ -15,28 +16,39 @@ from .base import IndependentBase
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
-@register_pytree_class(children=("loc", "scale"), static=("ndims",))
+@register_pytree_class(children=("loc", "scale"), static=("reinterpreted_batch_ndims",))
 class DiagNormal(IndependentBase):
-    r"""Normal distribution with diagonal covariance over the ``ndims`` rightmost dims.
+    r"""Normal distribution with diagonal covariance over the ``ndims`` rightmost dims:
+    a :class:`torch.distributions.Independent` over :class:`~torch.distributions.Normal`
+    (``base_dist``) whose leaves are ``loc`` and ``scale``.
 
     .. math:: \log p(x) = \sum_i -\frac{(x_i - \mu_i)^2}{2 \sigma_i^2} - \log \sigma_i - \frac{1}{2}\log 2\pi
 
     Example:
         >>> d = DiagNormal(torch.zeros(3), torch.ones(3))
-        >>> d.event_shape, d.sample((2,)).shape
-        (torch.Size([3]), torch.Size([2, 3]))
+        >>> d.event_shape, d.sample((2,)).shape, isinstance(d, torch.distributions.Independent)
+        (torch.Size([3]), torch.Size([2, 3]), True)
+        >>> d.base_dist
+        Normal(loc: torch.Size([3]), scale: torch.Size([3]))
     """
 
     _params = ("loc", "scale")
+    _base_class = Normal
 
     def __init__(self, loc: Tensor, scale: Tensor, ndims: int = 1) -> None:
-        self.loc = torch.as_tensor(loc)
-        self.scale = torch.as_tensor(scale)
-        self.ndims = int(ndims)
+        self.loc, self.scale = torch.broadcast_tensors(torch.as_tensor(loc), torch.as_tensor(scale))
+        self.reinterpreted_batch_ndims = int(ndims)
+
+    def __repr__(self) -> str:
+        return "Diag" + repr(self.base_dist)
 
     @property
     def mean(self) -> Tensor:
         return self.loc.expand(self._shape)
+
+    @property
+    def mode(self) -> Tensor:
+        return self.mean
 
     @property
     def stddev(self) -> Tensor:

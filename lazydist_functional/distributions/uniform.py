@@ -6,29 +6,35 @@ __all__ = ["BoxUniform"]
 
 import torch
 from torch import Size, Tensor
+from torch.distributions import Uniform
 
 from ..pytree import register_pytree_class
 from .base import IndependentBase
 
 
-@register_pytree_class(children=("lower", "upper"), static=("ndims",))
+@register_pytree_class(children=("lower", "upper"), static=("reinterpreted_batch_ndims",))
 class BoxUniform(IndependentBase):
-    r"""Uniform distribution over the box :math:`\prod_i [l_i, u_i)`.
+    r"""Uniform distribution over the box :math:`\prod_i [l_i, u_i)`: a
+    :class:`torch.distributions.Independent` over :class:`~torch.distributions.Uniform`
+    (``base_dist``) whose leaves are ``lower`` and ``upper``.
 
     .. math:: \log p(x) = -\sum_i \log (u_i - l_i) \quad \text{inside, } -\infty \text{ outside}
 
     Example:
         >>> d = BoxUniform(-torch.ones(2), torch.ones(2))
-        >>> d.log_prob(torch.zeros(2))
-        tensor(-1.3863)
+        >>> d.log_prob(torch.zeros(2)), d.base_dist.high
+        (tensor(-1.3863), tensor([1., 1.]))
     """
 
     _params = ("lower", "upper")
+    _base_class = Uniform
 
     def __init__(self, lower: Tensor, upper: Tensor, ndims: int = 1) -> None:
-        self.lower = torch.as_tensor(lower)
-        self.upper = torch.as_tensor(upper)
-        self.ndims = int(ndims)
+        self.lower, self.upper = torch.broadcast_tensors(torch.as_tensor(lower), torch.as_tensor(upper))
+        self.reinterpreted_batch_ndims = int(ndims)
+
+    def __repr__(self) -> str:
+        return "Box" + repr(self.base_dist)
 
     @property
     def mean(self) -> Tensor:

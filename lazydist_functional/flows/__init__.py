@@ -27,7 +27,8 @@ __all__ += ["BPF", "MNN", "NAF", "NeuralAutoregressiveTransform", "SOSPF", "UMNN
 from .continuous import CNF, FFJTransform  # noqa: E402
 
 __all__ += ["CNF", "FFJTransform"]
-from .gaussianization import GF, ElementWiseTransform  # noqa: E402
+from .elementwise import ElementWiseTransform  # noqa: E402
+from .gaussianization import GF  # noqa: E402
 
 __all__ += ["ElementWiseTransform", "GF"]
 from .grouped import GroupedMaskedAutoregressiveTransform  # noqa: E402

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["MAF", "MaskedAutoregressiveTransform"]
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from math import ceil, prod
 from typing import Any
 
@@ -12,17 +13,19 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Transform
 
-from ..distributions import DiagNormal
 from ..nn import MaskedMLP
 from ..pytree import Partial
 from ..spec import Spec
 from ..transforms import AutoregressiveTransform, MonotonicAffineTransform
 from ._conditioner import univariate_from, with_context
-from .core import Flow, UnconditionalDistribution
+from .common import FlowConfigError, autoregressive_layers, standard_base
+from .core import Flow
+from .elementwise import ElementWiseTransform
 
 
 def _dag_depth(adjacency: Tensor) -> int:
-    r"""Number of topological generations of the DAG ``adjacency[i, j]: j -> i``."""
+    r"""Number of topological generations of the DAG ``adjacency[i, j]: j -> i``
+    (the passes an inverse needs)."""
 
     A = adjacency.clone()
     remaining = torch.ones(A.shape[0], dtype=torch.bool)
@@ -30,7 +33,7 @@ def _dag_depth(adjacency: Tensor) -> int:
     while bool(remaining.any()):
         ready = remaining & ~(A[:, remaining].any(dim=1))
         if not bool(ready.any()):
-            raise ValueError("the adjacency matrix contains a cycle")
+            raise FlowConfigError("The graph contains cycles.")
         remaining &= ~ready
         depth += 1
     return depth
@@ -78,8 +81,6 @@ class MaskedAutoregressiveTransform(Spec):
         **kwargs: Any,
     ) -> Spec:
         if features == 1:  # as Zuko: one feature has no autoregressive structure
-            from .gaussianization import ElementWiseTransform
-
             return ElementWiseTransform(features, context, *args, **kwargs)
         return super().__new__(cls)
 
@@ -109,25 +110,25 @@ class MaskedAutoregressiveTransform(Spec):
             passes = features if passes is None else passes
             order = torch.arange(features) if order is None else torch.as_tensor(order, dtype=torch.long)
             if order.shape != (features,):
-                raise ValueError(f"'order' should have shape ({features},), got {tuple(order.shape)}")
+                raise FlowConfigError(f"'order' should have {features} elements, got shape {tuple(order.shape)}")
             self.passes = min(max(int(passes), 1), features)
             self.order = torch.div(order, ceil(features / self.passes), rounding_mode="floor")
             A = self.order[:, None] > self.order
             A_context = None
         else:
             adjacency = torch.as_tensor(adjacency, dtype=torch.bool)
-            if adjacency.dim() != 2 or adjacency.shape[0] != features or adjacency.shape[1] not in (
-                features,
-                features + context,
-            ):
-                raise ValueError(
-                    f"'adjacency' should have shape ({features}, {features}) or "
-                    f"({features}, {features + context}), got {tuple(adjacency.shape)}"
+            if adjacency.dim() != 2:
+                raise FlowConfigError(f"'adjacency' should be a matrix, got shape {tuple(adjacency.shape)}")
+            if adjacency.shape[0] != features:
+                raise FlowConfigError(f"'adjacency' should have {features} rows, got {adjacency.shape[0]}")
+            if adjacency.shape[1] not in (features, features + context):
+                raise FlowConfigError(
+                    f"'adjacency' should have {features} or {features + context} columns, got {adjacency.shape[1]}."
                 )
             A_context = adjacency[:, features:] if adjacency.shape[1] > features else None
             A = adjacency[:, :features]
             if not bool(A.diag().all()):
-                raise ValueError("'adjacency' should have ones on its diagonal")
+                raise FlowConfigError("'adjacency' should have ones on the diagonal.")
             A = A & ~torch.eye(features, dtype=torch.bool)
             self.passes = _dag_depth(A)
             self.order = None
@@ -155,22 +156,6 @@ class MaskedAutoregressiveTransform(Spec):
 
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Transform:
         return AutoregressiveTransform(Partial(self.meta, (params["hyper"], state["hyper"], c)), self.passes)
-
-
-def feature_orders(features: int, transforms: int, randperm: bool = False) -> list[Tensor]:
-    r"""Orders of successive autoregressive transforms: ascending / descending in turn,
-    or drawn at random (global RNG, at construction) with ``randperm=True``."""
-
-    ascending = torch.arange(features)
-    if randperm:
-        return [torch.randperm(features) for _ in range(transforms)]
-    return [ascending if i % 2 == 0 else torch.flipud(ascending) for i in range(transforms)]
-
-
-def standard_base(features: int) -> UnconditionalDistribution:
-    r""":math:`\mathcal{N}(0, I)` as a buffered unconditional lazy distribution."""
-
-    return UnconditionalDistribution(DiagNormal, loc=torch.zeros(features), scale=torch.ones(features), buffer=True)
 
 
 class MAF(Flow):
@@ -201,9 +186,12 @@ class MAF(Flow):
         randperm: bool = False,
         **kwargs: Any,
     ) -> None:
-        specs = [
-            MaskedAutoregressiveTransform(features=features, context=context, order=order, **kwargs)
-            for order in feature_orders(features, transforms, randperm)
-        ]
-        super().__init__(specs, standard_base(features))
+        layer = partial(MaskedAutoregressiveTransform, features=features, context=context, **kwargs)
+        super().__init__(autoregressive_layers(layer, features, transforms, randperm), self.base_of(features))
         self.features = int(features)
+
+    @staticmethod
+    def base_of(features: int) -> Spec:
+        r"""The base distribution spec: :math:`\mathcal{N}(0, I)` (subclasses may override)."""
+
+        return standard_base(features)

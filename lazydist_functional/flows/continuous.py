@@ -13,7 +13,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..nn import MLP
-from ..nn.linear import linear
+from ..nn import linear, on_device
 from ..pytree import Partial
 from ..spec import Spec
 from ..transforms import FreeFormJacobianTransform
@@ -50,16 +50,19 @@ class FFJTransform(Spec):
     ``freqs`` time embedding frequencies. Same signature, defaults and parameter names
     as ``zuko.flows.FFJTransform`` (``ode.*`` parameters; ``times`` and ``freqs``
     state), so Zuko checkpoints load. The transform is
-    :class:`~lazydist_functional.transforms.FreeFormJacobianTransform`: a fixed-step
-    solver (``steps``, ``method``) by default instead of Zuko's adaptive Dormand-Prince,
-    so it runs under ``vmap``/``grad``; ``steps=None`` selects the adaptive solver with
-    Zuko's ``atol``/``rtol`` (not under ``vmap``).
+    :class:`~lazydist_functional.transforms.FreeFormJacobianTransform`, whose solver
+    ``steps`` selects: ``"auto"`` (default) integrates with Zuko's adaptive
+    Dormand-Prince at ``atol``/``rtol`` (so log-densities equal Zuko's) wherever it can
+    run (eager, ``grad``, ``backward()``), and with 16 fixed RK4 steps under ``vmap``,
+    ``jvp``/``jacfwd`` and ``torch.compile``; an integer always takes that many fixed
+    steps of ``method``; ``None`` is always adaptive (an error under ``vmap``).
 
-    Accuracy: with Zuko's default network (ELU), ``steps=16`` of RK4 is within about
-    4e-5 (float64) of a tightly solved (``atol=rtol=1e-9``) log-density, closer than
-    Zuko's own defaults (about 2e-4 from it). ELU's second derivative jumps at 0, which
-    caps RK4's observed order near 2 for the log-determinant; smooth activations
-    (``nn.SiLU``, ``nn.Tanh``) converge at fourth order.
+    Accuracy of the fixed steps: with Zuko's default network (ELU), ``steps=16`` of RK4
+    is within about 4e-5 (float64) of a tightly solved (``atol=rtol=1e-9``)
+    log-density, and about 2e-4 from Zuko's adaptive solution at its default
+    tolerances. ELU's second derivative jumps at 0, which caps RK4's observed order
+    near 2 for the log-determinant; smooth activations (``nn.SiLU``, ``nn.Tanh``)
+    converge at fourth order.
 
     References:
         | FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models (Grathwohl et al., 2018)
@@ -69,10 +72,10 @@ class FFJTransform(Spec):
         features: the number of features :math:`D`.
         context: the number of context features.
         freqs: the number of time embedding frequencies :math:`F`.
-        atol: the absolute tolerance of the adaptive solver (``steps=None`` only).
-        rtol: the relative tolerance of the adaptive solver (``steps=None`` only).
+        atol: the absolute tolerance of the adaptive solver.
+        rtol: the relative tolerance of the adaptive solver.
         exact: exact trace (``True``) or Hutchinson estimate (``False``).
-        steps: the number of fixed solver steps, or ``None`` for the adaptive solver.
+        steps: ``"auto"``, a number of fixed solver steps, or ``None`` (always adaptive).
         method: the fixed-step method (see :data:`lazydist_functional.ode.METHODS`).
         divergence: how Jacobian-vector products of the network are computed:
             ``"manual"`` propagates tangents through the MLP by hand (plain tensor ops,
@@ -99,7 +102,7 @@ class FFJTransform(Spec):
         rtol: float = 1e-5,
         exact: bool = True,
         *,
-        steps: int | None = 16,
+        steps: int | str | None = "auto",
         method: str = "rk4",
         divergence: str = "auto",
         **kwargs: Any,
@@ -110,7 +113,7 @@ class FFJTransform(Spec):
         self.freqs = int(freqs)
         self.atol, self.rtol = atol, rtol
         self.exact = bool(exact)
-        self.steps = None if steps is None else int(steps)
+        self.steps = steps if steps is None or steps == "auto" else int(steps)
         self.method = str(method)
         self.ode = MLP(self.features + self.context + 2 * self.freqs, self.features, **kwargs)
         manual_ok = type(self.ode.act) in ACTIVATION_DERIVATIVES and not self.ode.normalize
@@ -133,16 +136,13 @@ class FFJTransform(Spec):
 
     def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:
         dtype = dtype or torch.get_default_dtype()
-        if str(device) == "meta":
-            return {"times": torch.empty(2, dtype=dtype, device="meta"),
-                    "freqs": torch.empty(self.freqs, dtype=dtype, device="meta")}
         return {
-            "times": torch.tensor((0.0, 1.0), dtype=dtype, device=device),
-            "freqs": torch.arange(1, self.freqs + 1, dtype=dtype, device=device) * pi,
+            "times": on_device(lambda: torch.tensor((0.0, 1.0), dtype=dtype), (2,), dtype, device),
+            "freqs": on_device(lambda: torch.arange(1, self.freqs + 1, dtype=dtype) * pi, (self.freqs,), dtype, device),
         }
 
     def _inputs(self, freqs: Tensor, c: Tensor | None, t: Tensor, x: Tensor) -> Tensor:
-        wt = freqs * t
+        wt = freqs * t[..., None]  # t: a scalar, or the batch shape of stacked trees
         embedding = torch.cat((wt.cos(), wt.sin()), dim=-1)
         batch = x.shape[:-1] if c is None else torch.broadcast_shapes(x.shape[:-1], c.shape[:-1])
         parts = [embedding.expand(*batch, embedding.shape[-1]), x.expand(*batch, x.shape[-1])]
@@ -172,9 +172,10 @@ class FFJTransform(Spec):
         tangent = v
         for i, name in enumerate(self.ode.names):
             layer = ode[name]
-            W = layer["weight"]
+            W = layer["weight"]  # (O, I), or (*, O, I) for stacked trees
             # the first layer only sees the tangent through its x columns
-            tangent = linear(tangent, W[:, start : start + self.features] if i == 0 else W)
+            Wt = W[..., start : start + self.features] if i == 0 else W
+            tangent = linear(tangent, Wt if Wt.dim() == 2 else Wt.unsqueeze(-3))  # stacked: over K too
             h = linear(h, W, layer.get("bias"))
             if i < last:
                 z, h = h, self.ode.act(h)
@@ -182,15 +183,13 @@ class FFJTransform(Spec):
         return h, tangent
 
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> FreeFormJacobianTransform:
-        times = state["times"]
+        times = state["times"]  # (*, 2): leading dims if the trees are stacked
         args = (params["ode"], state["freqs"], c)
-        manual = self.divergence == "manual" and all(
-            layer["weight"].dim() == 2 for layer in params["ode"].values()
-        )  # stacked weights without vmap (leading dims) take the torch.func path
+        manual = self.divergence == "manual"
         return FreeFormJacobianTransform(
             Partial(self.vector_field, args),
-            times[0],
-            times[1],
+            times[..., 0],
+            times[..., 1],
             atol=self.atol,
             rtol=self.rtol,
             exact=self.exact,
@@ -205,11 +204,12 @@ class CNF(Flow):
     r"""Continuous normalizing flow (CNF): one :class:`FFJTransform` on :math:`\mathcal{N}(0, I)`.
 
     Same signature, defaults and parameter names as ``zuko.flows.CNF``, so
-    ``zuko.flows.CNF(3, 2).state_dict()`` loads. Integration is fixed-step by default
-    (``steps=16``, ``method="rk4"``, passed to :class:`FFJTransform`; vmap-able), with
-    log-densities within about 2e-4 of Zuko's (Zuko's own error at its tolerances);
-    ``steps=None`` selects the adaptive Dormand-Prince solver at ``atol``/``rtol``,
-    which agrees with Zuko to about 1e-14 in float64 (not vmap-able).
+    ``zuko.flows.CNF(3, 2).state_dict()`` loads. The solver (``steps``, passed to
+    :class:`FFJTransform`) is by default (``"auto"``) Zuko's adaptive Dormand-Prince at
+    ``atol``/``rtol`` wherever it can run, so log-densities equal Zuko's (to about 1e-14
+    in float64), and 16 fixed RK4 steps under ``vmap``, ``jacfwd`` and
+    ``torch.compile`` (within about 2e-4 of Zuko's); ``steps=<int>`` always takes fixed
+    steps (vmap-able, the same numbers everywhere), ``steps=None`` is always adaptive.
 
     References:
         | Neural Ordinary Differential Equations (Chen el al., 2018)

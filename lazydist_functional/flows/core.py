@@ -3,15 +3,17 @@ r"""Core specs: flows, composed lazy transforms, unconditional distributions/tra
 from __future__ import annotations
 
 __all__ = [
+    "Composite",
     "Flow",
     "LazyComposedTransform",
     "LazyInverse",
     "UnconditionalDistribution",
     "UnconditionalTransform",
+    "subtree",
 ]
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Union
 
 import torch
 from torch import Tensor
@@ -21,11 +23,67 @@ from ..spec import Spec, cast_tree
 from ..transforms import ComposedTransform
 
 
-class LazyComposedTransform(Spec):
+Part = Union[Spec, tuple[Spec, ...]]
+
+
+class Composite(Spec):
+    r"""A spec made of child specs, its *parts*.
+
+    ``part_names`` (a class attribute) are the keys of the parameter and state trees
+    and the attribute names of the adapter's module (Zuko's names): a single part
+    ``k`` owns the subtree ``tree[k]``, a tuple part owns ``tree[k][str(i)]``. This is
+    the one place where composite tree keys are defined; the adapter builds its child
+    modules from :meth:`parts` and rebuilds a spec with :meth:`from_parts`.
+    """
+
+    part_names: tuple[str, ...] = ()
+
+    def parts(self) -> dict[str, Part]:
+        r"""``{name: spec or tuple of specs}`` in ``part_names`` order."""
+
+        return {name: getattr(self, name) for name in self.part_names}
+
+    @classmethod
+    def from_parts(cls, **parts: Part) -> Composite:
+        r"""A spec of this composite kind from parts (the generic constructor)."""
+
+        return cls(*parts.values())
+
+    def _each(self, make: Callable[[Spec], Any]) -> dict[str, Any]:
+        return {
+            name: {str(i): make(p) for i, p in enumerate(part)} if isinstance(part, tuple) else make(part)
+            for name, part in self.parts().items()
+        }
+
+    def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
+        return self._each(lambda p: p.init(generator, dtype=dtype, device=device))
+
+    def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:
+        return self._each(lambda p: p.init_state(dtype=dtype, device=device))
+
+
+def subtree(tree: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
+    r"""``tree[k0][k1]...``, or ``{}`` where a key is absent (a part without parameters
+    has no subtree)."""
+
+    for key in keys:
+        tree = tree.get(key, {})
+    return tree
+
+
+class LazyComposedTransform(Composite):
     r"""Composition of lazy transform specs :math:`f(x | c) = f_n(\cdot | c) \circ \dots \circ f_0(x | c)`.
 
     Parameters live under ``"transforms.<i>"`` (the names of Zuko's module).
+
+    Example:
+        >>> from lazydist_functional.flows import MaskedAutoregressiveTransform
+        >>> t = LazyComposedTransform(MaskedAutoregressiveTransform(2), MaskedAutoregressiveTransform(2))
+        >>> sorted(t.init())
+        ['transforms']
     """
+
+    part_names = ("transforms",)
 
     def __init__(self, *transforms: Spec) -> None:
         if not transforms:
@@ -33,36 +91,28 @@ class LazyComposedTransform(Spec):
         self.transforms = tuple(transforms)
         self.context = max(t.context for t in self.transforms)
 
-    def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
-        return {"transforms": {str(i): t.init(generator, dtype=dtype, device=device)
-                               for i, t in enumerate(self.transforms)}}
-
-    def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:
-        return {"transforms": {str(i): t.init_state(dtype=dtype, device=device)
-                               for i, t in enumerate(self.transforms)}}
+    @classmethod
+    def from_parts(cls, *, transforms: tuple[Spec, ...]) -> LazyComposedTransform:
+        return cls(*transforms)
 
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Any:
-        p, s = params.get("transforms", {}), state.get("transforms", {})
         return ComposedTransform(*(
-            t._apply(p.get(str(i), {}), c if t.context else None, s.get(str(i), {})) for i, t in enumerate(self.transforms)
+            t._apply(subtree(params, "transforms", str(i)), c if t.context else None, subtree(state, "transforms", str(i)))
+            for i, t in enumerate(self.transforms)
         ))
 
 
-class LazyInverse(Spec):
+class LazyInverse(Composite):
     r"""The inverse :math:`f^{-1}(\cdot | c)` of a lazy transform spec (params under ``"transform"``)."""
+
+    part_names = ("transform",)
 
     def __init__(self, transform: Spec) -> None:
         self.transform = transform
         self.context = transform.context
 
-    def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
-        return {"transform": self.transform.init(generator, dtype=dtype, device=device)}
-
-    def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:
-        return {"transform": self.transform.init_state(dtype=dtype, device=device)}
-
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Any:
-        return self.transform._apply(params.get("transform", {}), c, state.get("transform", {})).inv
+        return self.transform._apply(subtree(params, "transform"), c, subtree(state, "transform")).inv
 
 
 class _Constructor(Spec):
@@ -122,7 +172,7 @@ class UnconditionalTransform(UnconditionalDistribution):
     r"""An unconditional lazy transform ``f(*args, **kwargs)``; the context is ignored."""
 
 
-class Flow(Spec):
+class Flow(Composite):
     r"""A lazy normalizing flow :math:`p(X | c)` from lazy transform(s) and a base.
 
     ``apply(params, c)`` returns a :class:`~lazydist_functional.distributions.NormalizingFlow`
@@ -132,7 +182,16 @@ class Flow(Spec):
     Arguments:
         transform: a lazy transform spec, or a sequence of them (composed).
         base: a lazy distribution spec.
+
+    Example:
+        >>> from lazydist_functional.flows import MaskedAutoregressiveTransform
+        >>> from lazydist_functional.flows.common import standard_base
+        >>> flow = Flow([MaskedAutoregressiveTransform(2, 1)], standard_base(2))
+        >>> flow.apply(flow.init(), torch.randn(5, 1)).batch_shape
+        torch.Size([5])
     """
+
+    part_names = ("transform", "base")
 
     def __init__(self, transform: Spec | Sequence[Spec], base: Spec) -> None:
         if not isinstance(transform, Spec):
@@ -141,21 +200,10 @@ class Flow(Spec):
         self.base = base
         self.context = max(transform.context, base.context)
 
-    def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
-        return {
-            "transform": self.transform.init(generator, dtype=dtype, device=device),
-            "base": self.base.init(generator, dtype=dtype, device=device),
-        }
-
-    def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:
-        return {
-            "transform": self.transform.init_state(dtype=dtype, device=device),
-            "base": self.base.init_state(dtype=dtype, device=device),
-        }
-
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> NormalizingFlow:
-        transform = self.transform._apply(params.get("transform", {}), c, state.get("transform", {}))
-        base = self.base._apply(params.get("base", {}), c if self.base.context else None, state.get("base", {}))
+        transform = self.transform._apply(subtree(params, "transform"), c, subtree(state, "transform"))
+        base_c = c if self.base.context else None
+        base = self.base._apply(subtree(params, "base"), base_c, subtree(state, "base"))
         if c is not None:
             base = base.expand(c.shape[:-1])
         return NormalizingFlow(transform, base)

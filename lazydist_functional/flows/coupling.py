@@ -17,8 +17,9 @@ from ..pytree import Partial
 from ..spec import Spec
 from ..transforms import CouplingTransform, MonotonicAffineTransform
 from ._conditioner import univariate_from, with_context
-from .autoregressive import standard_base
+from .common import standard_base
 from .core import Flow
+from .elementwise import ElementWiseTransform
 
 
 class GeneralCouplingTransform(Spec):
@@ -58,8 +59,6 @@ class GeneralCouplingTransform(Spec):
         **kwargs: Any,
     ) -> Spec:
         if features == 1:  # as Zuko: a single feature cannot be split, use an element-wise transform
-            from .gaussianization import ElementWiseTransform
-
             return ElementWiseTransform(features, context, *args, **kwargs)
         return super().__new__(cls)
 

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.distributions import Transform
 
 from ..pytree import Partial
-from ..transforms import DependentTransform
+from ..transforms import AutoregressiveTransform, DependentTransform
 from ..transforms.grouped import GroupedAutoregressiveTransform
 from ._conditioner import unpack, with_context
 from .autoregressive import MaskedAutoregressiveTransform
@@ -29,9 +29,13 @@ class GroupedMaskedAutoregressiveTransform(MaskedAutoregressiveTransform):
     order is used); with an explicit ``adjacency`` the plain inverse is used.
     """
 
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        return tuple(int((self.order == g).sum()) for g in range(int(self.order.max()) + 1))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Static group sizes, counted once from the spec's order (Python ints): derived in
+        # ``apply`` they would be data-dependent under ``torch.compile``.
+        self.sizes: tuple[int, ...] | None = None if self.order is None else tuple(
+            int(n) for n in torch.bincount(self.order).tolist()
+        )
 
     def select(self, phi: Tensor, index: Tensor) -> Tensor:
         r"""Rows ``index`` of ``phi`` of shape :math:`(*, D, T)`."""
@@ -66,8 +70,6 @@ class GroupedMaskedAutoregressiveTransform(MaskedAutoregressiveTransform):
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Transform:
         args = (params["hyper"], state["hyper"], self._extra(params), c)
         if self.order is None:
-            from ..transforms import AutoregressiveTransform
-
             return AutoregressiveTransform(Partial(self.meta_all, args), self.passes)
         return GroupedAutoregressiveTransform(
             Partial(self.meta_all, args), Partial(self.meta_group, args), state["order"], self.sizes

@@ -2,7 +2,7 @@ r"""Gaussian mixture models (GMM) as lazy distributions."""
 
 from __future__ import annotations
 
-__all__ = ["GMM"]
+__all__ = ["GMM", "TooFewSamplesError", "UnknownOptionError"]
 
 from collections.abc import Mapping
 from math import prod
@@ -17,17 +17,36 @@ from ..spec import Spec
 from ._conditioner import unpack
 
 
+COVARIANCE_TYPES = ("full", "diagonal", "spherical")
+STRATEGIES = ("random", "kmeans", "kmeans++")
+
+
+class UnknownOptionError(NotImplementedError, ValueError):
+    r"""An option (covariance type, clustering strategy) outside the known set. A
+    :class:`NotImplementedError` as in Zuko (whose users catch that) and a :class:`ValueError`."""
+
+
+class TooFewSamplesError(AssertionError, ValueError):
+    r"""Fewer samples than components to initialize a GMM from. An :class:`AssertionError`
+    as in Zuko (whose users catch that) and a :class:`ValueError`."""
+
+
+def _check_option(what: str, value: str, known: tuple[str, ...]) -> None:
+    if value not in known:
+        expected = ", ".join(map(repr, known[:-1])) + f" or {known[-1]!r}"
+        raise UnknownOptionError(f"Unknown {what} {value!r}: expected {expected}")
+
+
 def _shapes(components: int, features: int, covariance_type: str, tied: bool) -> list[tuple[int, ...]]:
+    _check_option("covariance type", covariance_type, COVARIANCE_TYPES)
     lead = 1 if tied else components
     shapes = [(components,), (components, features)]
     if covariance_type == "full":
         shapes += [(lead, features), (lead, features * (features - 1) // 2)]
     elif covariance_type == "diagonal":
         shapes += [(lead, features)]
-    elif covariance_type == "spherical":
+    else:  # spherical
         shapes += [(lead, 1)]
-    else:
-        raise ValueError(f"covariance_type should be 'full', 'diagonal' or 'spherical', got {covariance_type!r}")
     return shapes
 
 
@@ -86,6 +105,7 @@ class GMM(Spec):
             phi = unpack(self.hyper._apply(params["hyper"], c, {}), self.shapes)
         else:
             phi = [params["phi"][str(i)] for i in range(len(self.shapes))]
+        _check_option("covariance type", self.covariance_type, COVARIANCE_TYPES)
         logits, loc, diag = phi[0], phi[1], phi[2]
         if self.covariance_type != "full":
             return Mixture(DiagNormal(loc, diag.exp() + self.epsilon), logits)
@@ -96,7 +116,7 @@ class GMM(Spec):
         filled = torch.zeros(*lower.shape[:-1], d * d, dtype=lower.dtype, device=lower.device)
         filled = filled.scatter(-1, flat_index.expand(*lower.shape[:-1], -1), lower)
         scale = scale + filled.reshape(*lower.shape[:-1], d, d)
-        return Mixture(MultivariateNormal(loc, scale), logits)
+        return Mixture(MultivariateNormal(loc, scale_tril=scale), logits)
 
     # -- fitting helper (not a torch.func transform target) ------------------------------
     @torch.no_grad()
@@ -112,9 +132,14 @@ class GMM(Spec):
         weighted cluster covariances. Conditional GMMs set the last layer's bias to
         these values and shrink its weight (as Zuko does)."""
 
+        _check_option("covariance type", self.covariance_type, COVARIANCE_TYPES)
+        _check_option("clustering strategy", strategy, STRATEGIES)
         n = x.shape[0]
         if n <= self.components:
-            raise ValueError(f"initialize needs more samples ({n}) than components ({self.components})")
+            raise TooFewSamplesError(
+                f"The number of samples ({n}) should be larger than the number of components "
+                f"({self.components}): initialize needs more samples than components"
+            )
         centers = _cluster(x, self.components, strategy, generator)
         match = torch.nn.functional.one_hot(torch.cdist(x, centers).argmin(-1), self.components).to(x.dtype)
         counts = match.sum(0)
@@ -147,8 +172,6 @@ def _cluster(x: Tensor, k: int, strategy: str, generator: torch.Generator | None
     pick = lambda weights, m: torch.multinomial(weights, m, generator=generator)  # noqa: E731
     if strategy == "random":
         return x[pick(torch.ones(n), k)]
-    if strategy not in ("kmeans", "kmeans++"):
-        raise ValueError(f"strategy should be 'random', 'kmeans' or 'kmeans++', got {strategy!r}")
     # k-means++ seeding: each next center drawn with probability proportional to D(x)^2
     centers = [x[pick(torch.ones(n), 1)][0]]
     for _ in range(1, k):

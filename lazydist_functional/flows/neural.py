@@ -24,12 +24,11 @@ from ..nn.monotonic import MonotonicMLP, fold_signs, folded_value_and_tangent, s
 from ..pytree import Partial, tree_map
 from ..spec import Spec
 from ..transforms import AdditiveTransform, ComposedTransform, DependentTransform
-from ..transforms.monotonic import MonotonicTransform, UnconstrainedMonotonicTransform
-from ..transforms.softclip import SoftclipTransform
+from ..transforms import MonotonicTransform, UnconstrainedMonotonicTransform
 from ._conditioner import unpack
-from .autoregressive import feature_orders, standard_base
+from .common import autoregressive_layers, standard_base, with_softclips
+from .core import Flow
 from .grouped import GroupedMaskedAutoregressiveTransform
-from .core import Flow, UnconditionalTransform
 
 
 def _first_layer(layer: Mapping[str, Tensor], signal: Tensor, monotonic: bool) -> tuple[Tensor, Tensor]:
@@ -174,25 +173,16 @@ def _take_rows(t: Tensor, index: Tensor) -> Tensor:
     return t.gather(len(batch), idx.expand(*index.shape, *t.shape[len(batch) + 1:]))
 
 
-def _with_softclips(transforms: list[Spec], bound: float = 11.0) -> list[Spec]:
-    out: list[Spec] = []
-    for i, t in enumerate(transforms):
-        if i > 0:
-            out.append(UnconditionalTransform(SoftclipTransform, bound=bound))
-        out.append(t)
-    return out
+def _neural_layers(features: int, context: int, transforms: int, randperm: bool,
+                   univariate: Callable[[], Spec], shapes: list, **kwargs: Any) -> list[Spec]:
+    r"""The autoregressive layers of NAF / UNAF (one monotonic network each), soft-clipped."""
 
-
-def _neural_transforms(features: int, context: int, transforms: int, randperm: bool,
-                       univariate: Callable[[], Any], shapes: list, **kwargs: Any) -> list:
-    r"""The autoregressive transforms of NAF / UNAF, one monotonic network each."""
-
-    return [
-        NeuralAutoregressiveTransform(
+    def layer(order: Tensor) -> Spec:
+        return NeuralAutoregressiveTransform(
             features=features, context=context, order=order, univariate=univariate(), shapes=shapes, **kwargs
         )
-        for order in feature_orders(features, transforms, randperm)
-    ]
+
+    return with_softclips(autoregressive_layers(layer, features, transforms, randperm))
 
 
 class NAF(Flow):
@@ -220,8 +210,8 @@ class NAF(Flow):
                  signal: int = 16, network: dict[str, Any] = {}, iterations: int = 12,  # noqa: B006
                  **kwargs: Any) -> None:
         univariate = lambda: MNN(signal=signal, stack=features, iterations=iterations, **network)  # noqa: E731
-        specs = _neural_transforms(features, context, transforms, randperm, univariate, [(signal,)], **kwargs)
-        super().__init__(_with_softclips(specs), standard_base(features))
+        layers = _neural_layers(features, context, transforms, randperm, univariate, [(signal,)], **kwargs)
+        super().__init__(layers, standard_base(features))
         self.features = int(features)
 
 
@@ -241,6 +231,6 @@ class UNAF(Flow):
                  signal: int = 16, network: dict[str, Any] = {}, iterations: int = 12,  # noqa: B006
                  **kwargs: Any) -> None:
         univariate = lambda: UMNN(signal=signal, stack=features, iterations=iterations, **network)  # noqa: E731
-        specs = _neural_transforms(features, context, transforms, randperm, univariate, [(signal,), ()], **kwargs)
-        super().__init__(_with_softclips(specs), standard_base(features))
+        layers = _neural_layers(features, context, transforms, randperm, univariate, [(signal,), ()], **kwargs)
+        super().__init__(layers, standard_base(features))
         self.features = int(features)

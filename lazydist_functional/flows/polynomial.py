@@ -11,24 +11,19 @@ from torch import Tensor
 from torch.distributions import Transform
 
 from ..transforms import AdditiveTransform, ComposedTransform
-from ..transforms.monotonic import BoundedBernsteinTransform, SOSPolynomialTransform
+from ..transforms import BoundedBernsteinTransform, SOSPolynomialTransform
 
-from .autoregressive import MAF, feature_orders, standard_base
+from ..spec import Spec
+from .common import autoregressive_layers, standard_base, with_softclips
 from .core import Flow
 from .grouped import GroupedMaskedAutoregressiveTransform
-from .neural import _with_softclips
 
 
-def _grouped(features: int, context: int, transforms: int, randperm: bool, **kwargs: Any) -> list:
-    return [
-        GroupedMaskedAutoregressiveTransform(
-            features=features,
-            context=context,
-            order=order,
-            **kwargs,
-        )
-        for order in feature_orders(features, transforms, randperm)
-    ]
+def _grouped_layers(features: int, context: int, transforms: int, randperm: bool, **kwargs: Any) -> list[Spec]:
+    r"""The autoregressive layers of SOSPF / BPF."""
+
+    layer = partial(GroupedMaskedAutoregressiveTransform, features=features, context=context, **kwargs)
+    return autoregressive_layers(layer, features, transforms, randperm)
 
 
 def ShiftedSOSPTransform(a: Tensor, constant: Tensor, slope: float = 1e-3, iterations: int = 12) -> Transform:  # noqa: N802
@@ -40,7 +35,7 @@ def ShiftedSOSPTransform(a: Tensor, constant: Tensor, slope: float = 1e-3, itera
     )
 
 
-class SOSPF(MAF):
+class SOSPF(Flow):
     r"""Sum-of-squares polynomial flow (SOSPF): autoregressive shifted SOS polynomial
     transforms with soft-clipping to :math:`[-11, 11]` between them.
 
@@ -63,7 +58,7 @@ class SOSPF(MAF):
     def __init__(self, features: int, context: int = 0, degree: int = 4, polynomials: int = 3,
                  slope: float = 1e-3, iterations: int = 12, transforms: int = 3,
                  randperm: bool = False, **kwargs: Any) -> None:
-        specs = _grouped(
+        layers = _grouped_layers(
             features,
             context,
             transforms,
@@ -72,11 +67,11 @@ class SOSPF(MAF):
             shapes=[(polynomials, degree + 1), ()],
             **kwargs,
         )
-        Flow.__init__(self, _with_softclips(specs), standard_base(features))
+        super().__init__(with_softclips(layers), standard_base(features))
         self.features = int(features)
 
 
-class BPF(MAF):
+class BPF(Flow):
     r"""Bernstein polynomial flow (BPF): autoregressive bounded Bernstein polynomial
     transforms on :math:`[-5, 5]` (identity outside).
 
@@ -97,7 +92,7 @@ class BPF(MAF):
 
     def __init__(self, features: int, context: int = 0, degree: int = 16, iterations: int = 12,
                  transforms: int = 3, randperm: bool = False, **kwargs: Any) -> None:
-        specs = _grouped(
+        layers = _grouped_layers(
             features,
             context,
             transforms,
@@ -106,5 +101,5 @@ class BPF(MAF):
             shapes=[(degree + 1,)],
             **kwargs,
         )
-        Flow.__init__(self, specs, standard_base(features))
+        super().__init__(layers, standard_base(features))
         self.features = int(features)

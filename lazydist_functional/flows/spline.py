@@ -91,5 +91,10 @@ class NCSF(MAF):
             shapes=[(bins,), (bins,), (bins - 1,)],
             **kwargs,
         )
+
+    @staticmethod
+    def base_of(features: int) -> UnconditionalDistribution:
+        r"""The uniform base on :math:`[-\pi, \pi]^D` (Zuko's bounds)."""
+
         bound = torch.full((features,), math.pi + 1e-5)
-        self.base = UnconditionalDistribution(BoxUniform, lower=-bound, upper=bound, buffer=True)
+        return UnconditionalDistribution(BoxUniform, lower=-bound, upper=bound, buffer=True)

@@ -1,14 +1,31 @@
-r"""Pure networks with ``init``/``apply`` (parameter trees in, tensors out)."""
+r"""Pure networks: :class:`Network` subclasses with ``init``/``apply(params, x, state=None)``
+(parameter trees in, tensors out), and the layer functions they are made of."""
 
+from .gaussian import GaussianWeight
+from .init import is_meta, on_device, uniform
+from .layers import LayerNorm, Linear, MaskedLinear, MonotonicLinear, Residual, layer_norm, two_way_elu
 from .linear import init_linear, linear
 from .mlp import MLP, MaskedMLP, masked_mlp_masks
+from .monotonic import MonotonicMLP
+from .network import Network
 
-__all__ = ["MLP", "MaskedMLP", "init_linear", "linear", "masked_mlp_masks"]
-
-from .monotonic import MonotonicMLP  # noqa: E402
-
-__all__ += ["MonotonicMLP"]
-
-from .layers import LayerNorm, Linear, Residual  # noqa: E402
-
-__all__ += ["LayerNorm", "Linear", "Residual"]
+__all__ = [
+    "GaussianWeight",
+    "LayerNorm",
+    "Linear",
+    "MLP",
+    "MaskedLinear",
+    "MaskedMLP",
+    "MonotonicLinear",
+    "MonotonicMLP",
+    "Network",
+    "Residual",
+    "init_linear",
+    "is_meta",
+    "layer_norm",
+    "linear",
+    "masked_mlp_masks",
+    "on_device",
+    "two_way_elu",
+    "uniform",
+]

@@ -1,8 +1,8 @@
-r"""Pure linear layers: ``y = x W^T + b``, with optional leading batch dims on ``W``."""
+r"""Pure linear layers: ``y = x W^T + b``, with optional leading (stacked) dims on ``W``."""
 
 from __future__ import annotations
 
-__all__ = ["linear", "init_linear"]
+__all__ = ["init_linear", "linear"]
 
 import math
 
@@ -10,14 +10,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .gaussian import GaussianWeight
+from .init import uniform
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    r""":math:`y = x W^T + b`.
 
-    If ``weight`` has leading batch dimensions (stacked parameter sets), they
-    broadcast against the batch dimensions of ``x``.
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+    r""":math:`y = x (W \odot M)^T + b`.
+
+    A weight with leading dimensions (:math:`S` stacked operators, or stacked parameter
+    sets) maps inputs :math:`(*, S, I)` to :math:`(*, S, O)`, broadcasting the leading
+    dimensions. A :class:`~lazydist_functional.nn.gaussian.GaussianWeight` is evaluated
+    with the local reparameterization trick.
+
+    Example:
+        >>> W = torch.randn(4, 2, 3)  # 4 stacked operators
+        >>> linear(torch.randn(5, 4, 3), W).shape
+        torch.Size([5, 4, 2])
     """
 
+    if isinstance(weight, GaussianWeight):
+        return weight.local_linear(x, bias, mask)
+    if mask is not None:
+        weight = weight * mask
     if weight.dim() == 2:
         return F.linear(x, weight, bias)
     y = torch.matmul(weight, x.unsqueeze(-1)).squeeze(-1)
@@ -31,20 +45,19 @@ def init_linear(
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    stack: int | None = None,
 ) -> dict[str, Tensor]:
-    r"""Weights and bias drawn from :math:`\mathcal{U}(-1/\sqrt{n_\text{in}}, 1/\sqrt{n_\text{in}})`
-    (the PyTorch ``nn.Linear`` default scale)."""
+    r"""Weights (``stack`` × out × in) and bias drawn from
+    :math:`\mathcal{U}(-1/\sqrt{n_\text{in}}, 1/\sqrt{n_\text{in}})` (``nn.Linear``'s scale).
+
+    Example:
+        >>> sorted((k, tuple(v.shape)) for k, v in init_linear(3, 2, stack=4).items())
+        [('bias', (4, 2)), ('weight', (4, 2, 3))]
+    """
 
     bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
-    dtype = dtype or torch.get_default_dtype()
-
-    def uniform(*shape: int) -> Tensor:
-        if str(device) == "meta":
-            return torch.empty(*shape, dtype=dtype, device="meta")
-        u = torch.rand(*shape, generator=generator, dtype=dtype)
-        return ((2 * u - 1) * bound).to(device)
-
-    params = {"weight": uniform(out_features, in_features)}
+    lead = () if stack is None else (int(stack),)
+    params = {"weight": uniform((*lead, out_features, in_features), bound, generator, dtype, device)}
     if bias:
-        params["bias"] = uniform(out_features)
+        params["bias"] = uniform((*lead, out_features), bound, generator, dtype, device)
     return params

@@ -11,8 +11,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..spec import Spec
+from .init import on_device
+from .layers import layer_norm
 from .linear import init_linear, linear
+from .network import Network
 
 
 def _activation(activation: Callable[[], nn.Module] | None) -> nn.Module:
@@ -25,12 +27,7 @@ def _activation(activation: Callable[[], nn.Module] | None) -> nn.Module:
     return act
 
 
-def _layer_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
-    var, mean = torch.var_mean(x, dim=-1, unbiased=True, keepdim=True)
-    return (x - mean) / (var + eps).sqrt()
-
-
-class MLP(Spec):
+class MLP(Network):
     r"""Multi-layer perceptron :math:`h_{i+1} = a(h_i W_{i+1}^T + b_{i+1})`.
 
     Parameter names follow ``torch.nn.Sequential`` positions (``"0"``, ``"2"``, ...;
@@ -70,6 +67,7 @@ class MLP(Spec):
         self.names = tuple(str(step * i) for i in range(len(self.hidden_features) + 1))
         sizes = (self.in_features, *self.hidden_features, self.out_features)
         self.sizes = tuple(zip(sizes[:-1], sizes[1:], strict=True))
+        self.input_shape = (self.in_features,)
 
     def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
         return {
@@ -85,14 +83,8 @@ class MLP(Spec):
             if i < last:
                 x = self.act(x)
                 if self.normalize:
-                    x = _layer_norm(x)
+                    x = layer_norm(x)
         return x
-
-    def apply(self, params: Mapping[str, Any], x: Tensor, *, state: Any = None) -> Tensor:  # type: ignore[override]
-        r"""Evaluates the network on ``x`` of shape :math:`(*, \text{in})`."""
-
-        self.check(params)
-        return self._apply(params, x, {})
 
 
 def _subset(a: Tensor, b: Tensor) -> Tensor:
@@ -148,7 +140,7 @@ def _plan(A: Tensor, hidden: Sequence[int], residual: bool) -> list[tuple[str, s
     return plan
 
 
-class MaskedMLP(Spec):
+class MaskedMLP(Network):
     r"""Masked MLP: :math:`\partial y_i / \partial x_j = 0` unless :math:`A_{ij}`.
 
     Each layer computes :math:`h (W \odot M)^T + b`. Weights and biases are
@@ -187,6 +179,7 @@ class MaskedMLP(Spec):
         # with residual, linear, residual block(s) x + W2 a(W1 x) per hidden layer, linear).
         self.plan = tuple(_plan(self.adjacency, self.hidden_features, self.residual))
         self.names = tuple(entry[0] for entry in self.plan)
+        self.input_shape = (self.in_features,)
 
     def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
         params: dict[str, Any] = {}
@@ -199,9 +192,7 @@ class MaskedMLP(Spec):
 
     def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:
         def mask(m: Tensor) -> dict[str, Tensor]:
-            if str(device) == "meta":
-                return {"mask": torch.empty(m.shape, dtype=torch.bool, device="meta")}
-            return {"mask": m.to(device).clone()}
+            return {"mask": on_device(m.clone, m.shape, torch.bool, device)}
 
         return {name: mask(masks) if kind == "linear" else {"0": mask(masks), "2": mask(masks)}
                 for name, kind, _, _, masks in self.plan}
@@ -211,18 +202,10 @@ class MaskedMLP(Spec):
         for i, (name, kind, *_) in enumerate(self.plan):
             p, s = params[name], state[name]
             if kind == "linear":
-                x = linear(x, p["weight"] * s["mask"], p["bias"])
+                x = linear(x, p["weight"], p["bias"], s["mask"])
                 if i < last and not self.residual:
                     x = self.act(x)
             else:
-                h = self.act(linear(x, p["0"]["weight"] * s["0"]["mask"], p["0"]["bias"]))
-                x = x + linear(h, p["2"]["weight"] * s["2"]["mask"], p["2"]["bias"])
+                h = self.act(linear(x, p["0"]["weight"], p["0"]["bias"], s["0"]["mask"]))
+                x = x + linear(h, p["2"]["weight"], p["2"]["bias"], s["2"]["mask"])
         return x
-
-    def apply(self, params: Mapping[str, Any], x: Tensor, *, state: Any = None) -> Tensor:  # type: ignore[override]
-        r"""Evaluates the network on ``x`` of shape :math:`(*, \text{in})`."""
-
-        self.check(params, state)
-        if state is None:
-            state = self.default_state(params[self.names[0]]["weight"])
-        return self._apply(params, x, state)

@@ -4,35 +4,22 @@ from __future__ import annotations
 
 __all__ = ["MonotonicMLP", "stacked_linear", "two_way_elu"]
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ..spec import Spec
+from .layers import two_way_elu
+from .linear import init_linear, linear
+from .network import Network
 
 
-def stacked_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    r""":math:`y = x W^T + b`; a weight of shape :math:`(S, O, I)` maps inputs :math:`(*, S, I)`
-    to :math:`(*, S, O)` (one operator per stacked slot)."""
-
-    if weight.dim() == 2:
-        return F.linear(x, weight, bias)
-    y = torch.einsum("...ij,...j->...i", weight, x)
-    return y if bias is None else y + bias
+#: Deprecated alias of :func:`~lazydist_functional.nn.linear` (which handles stacked weights).
+stacked_linear = linear
 
 
-def two_way_elu(x: Tensor) -> Tensor:
-    r""":math:`\mathrm{ELU}` on the first half of the features, :math:`-\mathrm{ELU}(-x)` on the second."""
-
-    x0, x1 = torch.chunk(x, 2, dim=-1)
-    return torch.cat((F.elu(x0), -F.elu(-x1)), dim=-1)
-
-
-class MonotonicMLP(Spec):
+class MonotonicMLP(Network):
     r"""Monotonic MLP: :math:`h_{i+1} = a(h_i |W_{i+1}|^T + b_{i+1})` with the two-way ELU
     activation, so every :math:`\partial y_j / \partial x_i` is positive.
 
@@ -72,40 +59,22 @@ class MonotonicMLP(Spec):
         self.names = tuple(str(2 * i) for i in range(len(self.hidden_features) + 1))
         sizes = (self.in_features, *self.hidden_features, self.out_features)
         self.sizes = tuple(zip(sizes[:-1], sizes[1:], strict=True))
+        self.input_shape = (self.in_features,) if self.stack is None else (self.stack, self.in_features)
 
     def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
-        dtype = dtype or torch.get_default_dtype()
-        lead = () if self.stack is None else (self.stack,)
-
-        def uniform(bound: float, *shape: int) -> Tensor:
-            if str(device) == "meta":
-                return torch.empty(*shape, dtype=dtype, device="meta")
-            u = torch.rand(*shape, generator=generator, dtype=dtype)
-            return ((2 * u - 1) * bound).to(device)
-
-        params = {}
-        for name, (i, o) in zip(self.names, self.sizes, strict=True):
-            bound = 1 / math.sqrt(i)
-            layer = {"weight": uniform(bound, *lead, o, i)}
-            if self.bias:
-                layer["bias"] = uniform(bound, *lead, o)
-            params[name] = layer
-        return params
+        return {
+            name: init_linear(i, o, self.bias, generator, dtype, device, self.stack)
+            for name, (i, o) in zip(self.names, self.sizes, strict=True)
+        }
 
     def _apply(self, params: Mapping[str, Any], x: Tensor, state: Mapping[str, Any]) -> Tensor:
         last = len(self.names) - 1
         for i, name in enumerate(self.names):
             layer = params[name]
-            x = stacked_linear(x, layer["weight"].abs(), layer.get("bias"))
+            x = linear(x, layer["weight"].abs(), layer.get("bias"))
             if i < last:
                 x = two_way_elu(x)
         return x
-
-    def apply(self, params: Mapping[str, Any], x: Tensor, *, state: Any = None) -> Tensor:  # type: ignore[override]
-        r"""Evaluates the network on ``x`` of shape :math:`(*, \text{in})` (or :math:`(*, S, \text{in})`)."""
-
-        self.check(params)
-        return self._apply(params, x, {})
 
     @staticmethod
     def signs(size: int, like: Tensor) -> Tensor:
@@ -153,6 +122,6 @@ def folded_value_and_tangent(
     for W, b in zip(weights, biases, strict=True):
         e = torch.exp(torch.clamp(v, max=0.0))  # ELU'(v)
         a = torch.where(v > 0, v, e - 1)  # ELU(v), cheaper than F.elu on CPU
-        both = stacked_linear(torch.stack((a, e * dv)), W)
+        both = linear(torch.stack((a, e * dv)), W)
         v, dv = (both[0] if b is None else both[0] + b), both[1]
     return v, dv

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..pytree import register_pytree_class
 from .base import FunctionalTransform
+from .softclip import soft_bound
 
 
 @register_pytree_class(children=("shift", "scale"), static=("slope",))
@@ -36,7 +37,7 @@ class MonotonicAffineTransform(FunctionalTransform):
 
     @property
     def log_scale(self) -> Tensor:
-        return self.scale / (1 + torch.abs(self.scale / math.log(self.slope)))
+        return soft_bound(self.scale, -math.log(self.slope))
 
     def _call(self, x: Tensor) -> Tensor:
         return x * self.log_scale.exp() + self.shift

@@ -2,12 +2,14 @@ r"""Free-form Jacobian transform: the flow map of an ODE (continuous normalizing
 
 from __future__ import annotations
 
-__all__ = ["FreeFormJacobianTransform"]
+__all__ = ["AUTO_STEPS", "FreeFormJacobianTransform", "adaptive_allowed"]
 
 from collections.abc import Callable, Iterable
 from typing import Any
+
 import torch
 from torch import Tensor
+from torch._C._functorch import TransformType, get_interpreter_stack
 from torch.distributions import constraints
 
 from ..ode import METHODS, divergence_exact, divergence_hutchinson, odeint, odeint_adaptive
@@ -15,6 +17,29 @@ from ..pytree import register_pytree_class
 from .base import FunctionalTransform
 
 _DIVERGENCES = ("forward", "reverse")
+
+#: The number of fixed RK4 steps ``steps="auto"`` takes where the adaptive solver cannot run.
+AUTO_STEPS = 16
+
+
+def adaptive_allowed() -> bool:
+    r"""Whether the adaptive solver can run here: not while ``torch.compile`` traces and
+    under no :mod:`torch.func` transform but ``grad``/``vjp`` (``vmap``, ``jvp`` and
+    ``jacfwd`` need fixed iteration counts)."""
+
+    if torch.compiler.is_compiling():
+        return False
+    stack = get_interpreter_stack() or ()
+    return all(level.key() == TransformType.Grad for level in stack)
+
+
+def _scaled(d: Any, span: Tensor) -> Any:
+    r"""``span * d`` for the state's derivative: ``dx`` (*, D) or ``(dx, dladj)``; ``span``
+    has the time's batch shape, aligned to the left of the event dim of ``dx``."""
+
+    if isinstance(d, tuple):
+        return span[..., None] * d[0], span * d[1]
+    return span[..., None] * d
 
 
 @register_pytree_class(children=("f", "t0", "t1", "jvp"), static=("exact", "steps", "method", "divergence", "atol", "rtol"))
@@ -27,19 +52,25 @@ class FreeFormJacobianTransform(FunctionalTransform):
 
     .. math:: \log |\det J(x)| = \int_{t_0}^{t_1} \operatorname{tr} \frac{\partial f_\phi(t, x(t))}{\partial x(t)} ~ dt .
 
-    The state and the log-determinant are integrated together with ``steps`` fixed
-    steps of an explicit Runge-Kutta ``method`` (:func:`lazydist_functional.ode.odeint`),
-    so the transform is plain differentiable tensor arithmetic: it runs under
-    ``vmap``, ``grad``, ``jacrev``/``jacfwd`` and ``backward()`` (gradients are those
-    of the discrete solution). The inverse integrates from :math:`t_1` back to
-    :math:`t_0`; forward and inverse agree up to the solver's error, which shrinks
-    as :math:`O(\text{steps}^{-4})` for ``"rk4"`` (for smooth fields).
+    The state and the log-determinant are integrated together, in the normalized time
+    :math:`s = (t - t_0) / (t_1 - t_0) \in [0, 1]` (so :math:`t_0, t_1` may carry batch
+    dimensions, e.g. of a distribution returned by ``vmap``), by one of two solvers:
 
-    With ``steps=None``, the adaptive Dormand-Prince 5(4) solver
-    (:func:`lazydist_functional.ode.odeint_adaptive`) is used instead, with tolerances
-    ``atol``/``rtol`` as in Zuko (relaxed 100 times for the log-determinant). It picks
-    step sizes with ``.item()``: fine for ``backward()`` and ``torch.func.grad``, but
-    not under ``vmap`` (an error says so).
+    * adaptive Dormand-Prince 5(4) (:func:`lazydist_functional.ode.odeint_adaptive`) with
+      Zuko's tolerances ``atol``/``rtol`` (relaxed 100 times for the log-determinant),
+      Zuko's own method, so results match Zuko's. It picks step sizes with ``.item()``:
+      fine for ``backward()``, ``torch.func.grad``/``vjp``/``jacrev``, not under ``vmap``,
+      ``jvp``/``jacfwd`` or ``torch.compile``;
+    * ``steps`` fixed steps of an explicit Runge-Kutta ``method``
+      (:func:`lazydist_functional.ode.odeint`): plain tensor arithmetic that runs under
+      every :mod:`torch.func` transform and ``torch.compile`` (gradients are those of the
+      discrete solution); the error shrinks as :math:`O(\text{steps}^{-4})` for ``"rk4"``.
+
+    ``steps="auto"`` (default) picks the adaptive solver where it can run and
+    :data:`AUTO_STEPS` of ``"rk4"`` elsewhere (:func:`adaptive_allowed` decides, from the
+    ``torch.func`` transforms active at call time); an integer always takes fixed steps;
+    ``None`` always the adaptive solver (an error under ``vmap``). The inverse integrates
+    from :math:`t_1` back to :math:`t_0`; forward and inverse agree up to the solver's error.
 
     The trace is exact (``exact=True``: :math:`D` batched Jacobian-vector products,
     ``divergence="forward"``, or vector-Jacobian products, ``"reverse"``, with
@@ -50,8 +81,8 @@ class FreeFormJacobianTransform(FunctionalTransform):
 
     Compared with ``zuko.transforms.FreeFormJacobianTransform`` (same first arguments):
     ``phi`` is accepted and ignored (the parameters are bound inside ``f``, e.g. with a
-    :class:`~lazydist_functional.pytree.Partial`); ``atol``/``rtol`` only matter with
-    ``steps=None`` (with fixed steps, ``steps`` sets the accuracy).
+    :class:`~lazydist_functional.pytree.Partial`); ``atol``/``rtol`` only matter for the
+    adaptive solver (with fixed steps, ``steps`` sets the accuracy).
 
     References:
         | FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models (Grathwohl et al., 2018)
@@ -64,10 +95,10 @@ class FreeFormJacobianTransform(FunctionalTransform):
         t0: the initial integration time :math:`t_0`.
         t1: the final integration time :math:`t_1`.
         phi: ignored (Zuko compatibility).
-        atol: the absolute tolerance of the adaptive solver (``steps=None`` only).
-        rtol: the relative tolerance of the adaptive solver (``steps=None`` only).
+        atol: the absolute tolerance of the adaptive solver.
+        rtol: the relative tolerance of the adaptive solver.
         exact: exact trace (``True``) or Hutchinson estimate (``False``).
-        steps: the number of fixed solver steps, or ``None`` for the adaptive solver.
+        steps: ``"auto"``, a number of fixed solver steps, or ``None`` (adaptive).
         method: a fixed-step method of :data:`lazydist_functional.ode.METHODS`.
         divergence: ``"forward"`` or ``"reverse"`` mode for the exact trace (when ``jvp``
             is not given).
@@ -101,7 +132,7 @@ class FreeFormJacobianTransform(FunctionalTransform):
         rtol: float = 1e-5,
         exact: bool = True,
         *,
-        steps: int | None = 16,
+        steps: int | str | None = "auto",
         method: str = "rk4",
         divergence: str = "forward",
         jvp: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
@@ -110,20 +141,20 @@ class FreeFormJacobianTransform(FunctionalTransform):
             raise ValueError(f"unknown method '{method}', expected one of {METHODS}")
         if divergence not in _DIVERGENCES:
             raise ValueError(f"unknown divergence '{divergence}', expected one of {_DIVERGENCES}")
-        if steps is not None and int(steps) < 1:
-            raise ValueError(f"'steps' should be a positive integer or None, got {steps}")
+        if steps is not None and steps != "auto" and (isinstance(steps, str) or int(steps) < 1):
+            raise ValueError(f"'steps' should be 'auto', a positive integer or None, got {steps!r}")
         self.f = f
         self.t0 = torch.as_tensor(t0)
         self.t1 = torch.as_tensor(t1)
         self.exact = bool(exact)
-        self.steps = None if steps is None else int(steps)
+        self.steps = steps if steps is None or steps == "auto" else int(steps)
         self.atol, self.rtol = float(atol), float(rtol)
         self.method = str(method)
         self.divergence = str(divergence)
         self.jvp = jvp
 
     def __repr__(self) -> str:
-        solver = f"steps={self.steps}, method='{self.method}'" if self.steps else f"atol={self.atol}, rtol={self.rtol}"
+        solver = f"steps={self.steps!r}, method='{self.method}', atol={self.atol}, rtol={self.rtol}"
         return f"FreeFormJacobianTransform({solver}, exact={self.exact})"
 
     def _like(self, t0: Tensor, t1: Tensor) -> FreeFormJacobianTransform:
@@ -137,10 +168,21 @@ class FreeFormJacobianTransform(FunctionalTransform):
     def inv(self) -> FreeFormJacobianTransform:  # type: ignore[override]
         return self._like(self.t1, self.t0)
 
+    def adaptive(self) -> bool:
+        r"""Whether a call made here uses the adaptive solver (see ``steps``)."""
+
+        return self.steps is None or (self.steps == "auto" and adaptive_allowed())
+
     def _solve(self, f: Callable[[Tensor, Any], Any], x: Any, t0: Tensor, t1: Tensor, weights: Any = None) -> Any:
-        if self.steps is None:
-            return odeint_adaptive(f, x, t0, t1, self.atol, self.rtol, weights)
-        return odeint(f, x, t0, t1, self.steps, self.method)
+        span = t1 - t0
+
+        def g(s: Tensor, state: Any) -> Any:  # the field in the normalized time s
+            return _scaled(f(t0 + s * span, state), span)
+
+        if self.adaptive():
+            return odeint_adaptive(g, x, 0.0, 1.0, self.atol, self.rtol, weights)
+        steps = AUTO_STEPS if self.steps == "auto" else self.steps
+        return odeint(g, x, 0.0, 1.0, steps, self.method)
 
     def _integrate(self, x: Tensor, t0: Tensor, t1: Tensor) -> Tensor:
         return self._solve(self.f, x, t0, t1)

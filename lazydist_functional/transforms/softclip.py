@@ -2,7 +2,7 @@ r"""Soft clipping :math:`\mathbb{R} \to (-B, B)`."""
 
 from __future__ import annotations
 
-__all__ = ["SoftclipTransform"]
+__all__ = ["SoftclipTransform", "soft_bound"]
 
 import torch
 from torch import Tensor
@@ -10,6 +10,18 @@ from torch.distributions import constraints
 
 from ..pytree import register_pytree_class
 from .base import FunctionalTransform
+
+
+def soft_bound(x: Tensor, bound: float | Tensor) -> Tensor:
+    r"""The soft bound :math:`x / (1 + |x / B|)`, a smooth increasing map of the reals
+    onto :math:`(-B, B)` (the library's one soft clip: transforms, spline knots, scales).
+
+    Example:
+        >>> soft_bound(torch.tensor([-2.0, 0.0, 2.0]), 2.0)
+        tensor([-1.,  0.,  1.])
+    """
+
+    return x / (1 + torch.abs(x / bound))
 
 
 @register_pytree_class(children=(), static=("bound",))
@@ -36,13 +48,13 @@ class SoftclipTransform(FunctionalTransform):
         return constraints.interval(-self.bound, self.bound)
 
     def _call(self, x: Tensor) -> Tensor:
-        return x / (1 + torch.abs(x / self.bound))
+        return soft_bound(x, self.bound)
 
     def _inverse(self, y: Tensor) -> Tensor:
         return y / (1 - torch.abs(y / self.bound))
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._call(x), -2 * torch.log1p(torch.abs(x / self.bound))
+        return soft_bound(x, self.bound), -2 * torch.log1p(torch.abs(x / self.bound))
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         x = self._inverse(y)

@@ -11,13 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..pytree import register_pytree_class
-from .base import FunctionalTransform
-
-
-def _soft_bound(x: Tensor, bound: float) -> Tensor:
-    r""":math:`x / (1 + |x| / b)`, a smooth map of the reals into :math:`(-b, b)`."""
-
-    return x / (1 + torch.abs(x) / bound)
+from .base import FunctionalTransform, take_last
+from .softclip import soft_bound
 
 
 @register_pytree_class(children=("widths", "heights", "derivatives"), static=("bound", "slope"))
@@ -70,41 +65,35 @@ class MonotonicRQSTransform(FunctionalTransform):
     def _knots(self) -> tuple[Tensor, Tensor, Tensor]:
         log_slope = -math.log(self.slope)
         B = self.bound
-        w = F.softmax(_soft_bound(self.widths, log_slope / 2), dim=-1)
-        h = F.softmax(_soft_bound(self.heights, log_slope / 2), dim=-1)
-        d = torch.exp(F.pad(_soft_bound(self.derivatives, log_slope), (1, 1)))
+        w = F.softmax(soft_bound(self.widths, log_slope / 2), dim=-1)
+        h = F.softmax(soft_bound(self.heights, log_slope / 2), dim=-1)
+        d = torch.exp(F.pad(soft_bound(self.derivatives, log_slope), (1, 1)))
         xs = B * (2 * torch.cumsum(F.pad(w, (1, 0)), dim=-1) - 1)
         ys = B * (2 * torch.cumsum(F.pad(h, (1, 0)), dim=-1) - 1)
         return xs, ys, d
 
     @staticmethod
-    def _bin(knots: Tensor, v: Tensor) -> Tensor:
-        r"""Index :math:`k` of the bin with ``knots[k] <= v < knots[k+1]`` (clamped)."""
+    def _gather(k: Tensor, *tables: Tensor) -> list[Tensor]:
+        r"""``table[..., k]`` and ``table[..., k + 1]`` of each table."""
 
-        k = torch.sum(knots < v[..., None], dim=-1) - 1
-        return k.clamp(0, knots.shape[-1] - 2)
+        index = torch.stack((k, k + 1), dim=-1)
+        return [v for table in tables for v in take_last(table, index).unbind(-1)]
 
     @staticmethod
-    def _gather(k: Tensor, *tables: Tensor) -> list[Tensor]:
-        out = []
-        for table in tables:
-            shape = torch.broadcast_shapes(table.shape[:-1], k.shape)
-            t = table.expand(*shape, table.shape[-1])
-            kk = k.expand(shape)[..., None]
-            out.append(t.gather(-1, kk).squeeze(-1))
-            out.append(t.gather(-1, kk + 1).squeeze(-1))
-        return out
+    def _bin(knots: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Index :math:`k` of the bin with ``knots[k] < v <= knots[k+1]`` (clamped to a
+        valid bin) and whether :math:`v` lies in the spline's domain at all."""
 
-    def _inside(self, v: Tensor) -> Tensor:
-        return (v >= -self.bound) & (v <= self.bound)
+        k = torch.sum(knots < v[..., None], dim=-1) - 1
+        bins = knots.shape[-1] - 1
+        return k.clamp(0, bins - 1), (k >= 0) & (k < bins)
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         xs, ys, d = self._knots()
-        k = self._bin(xs, x)
+        k, inside = self._bin(xs, x)
         x0, x1, y0, y1, d0, d1 = self._gather(k, xs, ys, d)
         s = (y1 - y0) / (x1 - x0)
-        inside = self._inside(x)
-        xi = ((x - x0) / (x1 - x0)).clamp(0, 1)
+        xi = torch.where(inside, (x - x0) / (x1 - x0), torch.zeros_like(x))
         a = xi * (1 - xi)
         denom = s + (d0 + d1 - 2 * s) * a
         y = y0 + (y1 - y0) * (s * xi**2 + d0 * a) / denom
@@ -116,10 +105,9 @@ class MonotonicRQSTransform(FunctionalTransform):
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         xs, ys, d = self._knots()
-        k = self._bin(ys, y)
+        k, inside = self._bin(ys, y)
         x0, x1, y0, y1, d0, d1 = self._gather(k, xs, ys, d)
         s = (y1 - y0) / (x1 - x0)
-        inside = self._inside(y)
         dy = torch.where(inside, y - y0, torch.zeros_like(y))
         # Solve a xi^2 + b xi + c = 0 for xi in [0, 1] (numerically stable root).
         t = d0 + d1 - 2 * s

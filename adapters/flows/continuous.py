@@ -1,0 +1,59 @@
+r"""``zuko.flows.continuous``: continuous normalizing flows (CNF)."""
+
+from __future__ import annotations
+
+__all__ = ["CNF", "FFJTransform"]
+
+from functools import partial
+from math import pi
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+from torch.distributions import Transform
+
+from ... import flows as _core
+from ..distributions import DiagNormal
+from ..lazy import Flow, LazyTransform, SpecTransform, UnconditionalDistribution
+from ..module import module_class
+from ..nn import MLP
+from ..transforms import FreeFormJacobianTransform
+from ..utils import broadcast
+
+# Names of Zuko's module namespace.
+_ = (partial, pi, nn, Tensor, Transform, DiagNormal, LazyTransform, UnconditionalDistribution, MLP,
+     FreeFormJacobianTransform, broadcast)
+
+
+@module_class(_core.FFJTransform)
+class FFJTransform(SpecTransform):
+    r"""Module of :class:`lazydist_functional.flows.FFJTransform` (Zuko's signature, plus the
+    solver options of the core spec).
+
+    Example:
+        >>> t = FFJTransform(3, 4)
+        >>> f = t(torch.randn(4))
+        >>> x = torch.randn(3)
+        >>> torch.allclose(f.inv(f(x)), x, atol=1e-4)
+        True
+    """
+
+    def __init__(self, features: int, context: int = 0, **kwargs: Any) -> None:
+        super().__init__(_core.FFJTransform(features, context, **kwargs))
+
+
+@module_class(_core.CNF)
+class CNF(Flow):
+    r"""Continuous normalizing flow; module of :class:`lazydist_functional.flows.CNF`.
+
+    ``zuko.flows.CNF(features, context, ...).state_dict()`` loads into it.
+
+    Example:
+        >>> flow = CNF(3, 2, hidden_features=[32])
+        >>> flow(torch.randn(2)).log_prob(torch.randn(3)).shape
+        torch.Size([])
+    """
+
+    def __init__(self, features: int, context: int = 0, **kwargs: Any) -> None:
+        self._build(_core.CNF(features, context, **kwargs))

@@ -1,0 +1,56 @@
+r"""``zuko.flows.gaussianization``: element-wise transforms and Gaussianization flows (GF)."""
+
+from __future__ import annotations
+
+__all__ = ["GF", "ElementWiseTransform"]
+
+from collections.abc import Callable, Sequence
+from math import prod
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Size, Tensor
+from torch.distributions import Transform
+
+from ... import flows as _core
+from ..distributions import DiagNormal
+from ..lazy import Flow, LazyTransform, SpecTransform, UnconditionalDistribution, UnconditionalTransform
+from ..module import module_class
+from ..nn import MLP
+from ..transforms import DependentTransform, GaussianizationTransform, MonotonicAffineTransform, RotationTransform
+from ..utils import unpack
+
+# Names of Zuko's module namespace.
+_ = (Callable, Sequence, prod, Any, nn, Size, Tensor, Transform, DiagNormal, LazyTransform, MLP, DependentTransform,
+     GaussianizationTransform, MonotonicAffineTransform, RotationTransform, UnconditionalDistribution,
+     UnconditionalTransform, unpack)
+
+
+@module_class(_core.ElementWiseTransform)
+class ElementWiseTransform(SpecTransform):
+    r"""Module of :class:`lazydist_functional.flows.ElementWiseTransform` (Zuko's signature).
+
+    Example:
+        >>> t = ElementWiseTransform(3, 4)
+        >>> t(torch.randn(4))(torch.randn(3)).shape
+        torch.Size([3])
+    """
+
+    def __init__(self, features: int, context: int = 0, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_core.ElementWiseTransform(features, context, *args, **kwargs))
+
+
+@module_class(_core.GF)
+class GF(Flow):
+    r"""Gaussianization flow; module of :class:`lazydist_functional.flows.GF`.
+
+    Example:
+        >>> flow = GF(3, 2, hidden_features=[16])
+        >>> flow(torch.randn(2)).log_prob(torch.randn(3)).shape
+        torch.Size([])
+    """
+
+    def __init__(self, features: int, context: int = 0, transforms: int = 3, components: int = 8,
+                 **kwargs: Any) -> None:
+        self._build(_core.GF(features, context, transforms, components, **kwargs))

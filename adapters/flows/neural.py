@@ -1,0 +1,90 @@
+r"""``zuko.flows.neural``: neural autoregressive flows (NAF, UNAF) and their monotonic networks."""
+
+from __future__ import annotations
+
+__all__ = ["MNN", "NAF", "UMNN", "UNAF"]
+
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+from torch.distributions import Transform
+
+from ... import flows as _core
+from ..distributions import DiagNormal
+from ..lazy import Flow, UnconditionalDistribution, UnconditionalTransform
+from ..module import SpecModule, module_class
+from ..nn import MLP, MonotonicMLP
+from ..transforms import (
+    AdditiveTransform,
+    ComposedTransform,
+    MonotonicTransform,
+    SoftclipTransform,
+    UnconstrainedMonotonicTransform,
+)
+from ..utils import broadcast
+from .autoregressive import MaskedAutoregressiveTransform
+
+# Names of Zuko's module namespace.
+_ = (partial, Any, nn, Tensor, Transform, DiagNormal, UnconditionalDistribution, UnconditionalTransform, MLP,
+     MonotonicMLP, AdditiveTransform, ComposedTransform, MonotonicTransform, SoftclipTransform,
+     UnconstrainedMonotonicTransform, broadcast, MaskedAutoregressiveTransform)
+
+
+class _UnivariateNetwork(SpecModule):
+    r"""A monotonic network module: ``forward(*phi)`` is the univariate transform that the
+    core network spec builds from this module's parameters."""
+
+    def forward(self, *phi: Tensor) -> Transform:
+        params, _ = self.trees()
+        return self.spec.transform(params, *phi)
+
+
+@module_class(_core.MNN)
+class MNN(_UnivariateNetwork):
+    r"""Monotonic neural network; module of :class:`lazydist_functional.flows.MNN`.
+
+    Example:
+        >>> f = MNN(signal=4, stack=3)(torch.randn(3, 4))
+        >>> f(torch.zeros(3)).shape
+        torch.Size([3])
+    """
+
+    def __init__(self, signal: int = 16, **kwargs: Any) -> None:
+        super().__init__(_core.MNN(signal=signal, **kwargs))
+
+
+@module_class(_core.UMNN)
+class UMNN(_UnivariateNetwork):
+    r"""Unconstrained monotonic neural network; module of :class:`lazydist_functional.flows.UMNN`."""
+
+    def __init__(self, signal: int = 16, **kwargs: Any) -> None:
+        super().__init__(_core.UMNN(signal=signal, **kwargs))
+
+
+@module_class(_core.NAF)
+class NAF(Flow):
+    r"""Neural autoregressive flow; module of :class:`lazydist_functional.flows.NAF`.
+
+    ``zuko.flows.NAF(...).state_dict()`` of the same configuration loads into it.
+
+    Example:
+        >>> flow = NAF(3, 2, hidden_features=[16], network={"hidden_features": [8]})
+        >>> flow(torch.randn(2)).log_prob(torch.randn(3)).shape
+        torch.Size([])
+    """
+
+    def __init__(self, features: int, context: int = 0, transforms: int = 3, randperm: bool = False,
+                 signal: int = 16, network: dict[str, Any] = {}, **kwargs: Any) -> None:  # noqa: B006
+        self._build(_core.NAF(features, context, transforms, randperm, signal, network, **kwargs))
+
+
+@module_class(_core.UNAF)
+class UNAF(Flow):
+    r"""Unconstrained neural autoregressive flow; module of :class:`lazydist_functional.flows.UNAF`."""
+
+    def __init__(self, features: int, context: int = 0, transforms: int = 3, randperm: bool = False,
+                 signal: int = 16, network: dict[str, Any] = {}, **kwargs: Any) -> None:  # noqa: B006
+        self._build(_core.UNAF(features, context, transforms, randperm, signal, network, **kwargs))

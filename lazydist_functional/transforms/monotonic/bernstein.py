@@ -1,0 +1,148 @@
+r"""Bernstein polynomial transforms (BPF's univariate transforms)."""
+
+from __future__ import annotations
+
+__all__ = ["BernsteinTransform", "BoundedBernsteinTransform"]
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ...pytree import register_pytree_class
+from .base import MonotonicTransform
+
+
+def _bernstein(t: Tensor, order: int) -> Tensor:
+    r"""Bernstein basis :math:`\binom{M}{i} t^i (1 - t)^{M - i}`, :math:`i = 0..M`, for
+    :math:`t \in (0, 1)`; shape :math:`(*, M + 1)`."""
+
+    i = torch.arange(order + 1, dtype=t.dtype, device=t.device)
+    log_binom = torch.lgamma(torch.tensor(order + 1.0, dtype=t.dtype, device=t.device)) - torch.lgamma(
+        i + 1
+    ) - torch.lgamma(order - i + 1)
+    t = t[..., None]
+    return torch.exp(log_binom + i * torch.log(t) + (order - i) * torch.log1p(-t))
+
+
+@register_pytree_class(children=("theta",), static=("bound", "eps", "iterations"))
+class BernsteinTransform(MonotonicTransform):
+    r"""Monotonic Bernstein polynomial transform, linearly extrapolated outside :math:`[-B, B]`.
+
+    With :math:`t = (x + B) / 2B` and increasing coefficients :math:`\theta_0 < \dots < \theta_M`,
+
+    .. math:: f(x) = \sum_{i=0}^{M} \binom{M}{i} t^i (1 - t)^{M - i} \, \theta_i ,
+        \qquad \frac{df}{dx} = \frac{M}{2B} \sum_{i=0}^{M-1} \binom{M-1}{i} t^i (1 - t)^{M-1-i}
+        (\theta_{i+1} - \theta_i)
+
+    for :math:`t \in (\epsilon, 1 - \epsilon)`, and the tangent lines at
+    :math:`t = \epsilon, 1 - \epsilon` outside. The unconstrained coefficients are made
+    increasing by a cumulative sum of softplus increments (the first and last
+    increments repeated, so the second derivative vanishes at the bounds), as in Zuko.
+
+    References:
+        | Deep transformation models (Sick et al., 2020)
+        | https://arxiv.org/abs/2004.00464
+
+    Arguments:
+        theta: unconstrained coefficients, shape :math:`(*, M - 2)`.
+        bound: the polynomial's domain bound :math:`B`.
+        eps: the margin :math:`\epsilon` of the polynomial's domain in unit coordinates.
+        iterations: the number of Newton iterations of the inverse.
+
+    Example:
+        >>> t = BernsteinTransform(torch.randn(3, 8))
+        >>> x = torch.randn(3)
+        >>> torch.allclose(t.inv(t(x)), x, atol=1e-4)
+        True
+    """
+
+    def __init__(self, theta: Tensor, bound: float = 5.0, eps: float = 1e-6, iterations: int = 12) -> None:
+        super().__init__(bound=bound, eps=eps, iterations=iterations)
+        self.theta = self._constrain_theta(theta)
+
+    def _constrain_theta(self, u: Tensor) -> Tensor:
+        shift = math.log(2.0) * u.shape[-1] / 2
+        rest = u[..., 1:]
+        increments = F.softplus(torch.cat((rest[..., :1], rest, rest[..., -1:]), dim=-1))
+        return torch.cumsum(torch.cat((u[..., :1], increments), dim=-1), dim=-1) - shift
+
+    @property
+    def order(self) -> int:
+        return self.theta.shape[-1] - 1
+
+    def _poly(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Polynomial value and derivative (in unit coordinates) at :math:`t`."""
+
+        M = self.order
+        theta = self.theta
+        value = (_bernstein(t, M) * theta).sum(dim=-1)
+        slope = M * (_bernstein(t, M - 1) * (theta[..., 1:] - theta[..., :-1])).sum(dim=-1)
+        return value, slope
+
+    def _ends(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        r"""Values and unit-coordinate slopes at :math:`t = \epsilon` and :math:`1 - \epsilon`."""
+
+        ends = self.theta.new_tensor([self.eps, 1 - self.eps])
+        value, slope = self._poly(ends.expand(*self.theta.shape[:-1], 2).movedim(-1, 0))
+        return (value[0], value[1]), (slope[0], slope[1])
+
+    def value_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        (v0, v1), (s0, s1) = self._ends()
+        B, eps = self.bound, self.eps
+        t = (x + B) / (2 * B)
+        low, high = t <= eps, t >= 1 - eps
+        inner, inner_slope = self._poly(torch.where(low | high, torch.full_like(t, 0.5), t))
+        y = torch.where(low, s0 * (t - eps) + v0, torch.where(high, s1 * (t - 1 + eps) + v1, inner))
+        dy = torch.where(low, s0, torch.where(high, s1, inner_slope)).expand_as(y) / (2 * B)
+        return y, dy
+
+    def f(self, x: Tensor) -> Tensor:
+        return self.value_and_derivative(x)[0]
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        (v0, v1), (s0, s1) = self._ends()
+        B, eps = self.bound, self.eps
+        x = self._solve(y)
+        x0 = ((y - v0) / s0 + eps) * 2 * B - B
+        x1 = ((y - v1) / s1 - eps + 1) * 2 * B - B
+        return torch.where(y <= v0, x0, torch.where(y >= v1, x1, x))
+
+
+@register_pytree_class(children=("theta",), static=("bound", "eps", "iterations"))
+class BoundedBernsteinTransform(BernsteinTransform):
+    r"""Bernstein polynomial transform mapping :math:`[-B, B]` onto itself, (nearly) the
+    identity outside.
+
+    The coefficients are :math:`\theta_0 = -B` plus a cumulative sum of increments: two
+    fixed increments :math:`\delta = 2B / (K + 4)` at each end (so that :math:`f' = 1`
+    and :math:`f'' = 0` at the bounds) around :math:`(2B - 4\delta) \operatorname{softmax}(u)`,
+    as in Zuko.
+
+    Arguments:
+        theta: unconstrained coefficients :math:`u`, shape :math:`(*, K)`.
+        bound, eps, iterations: as for :class:`BernsteinTransform`.
+
+    Example:
+        >>> t = BoundedBernsteinTransform(torch.randn(3, 17))
+        >>> x = 3 * torch.randn(3)
+        >>> torch.allclose(t.inv(t(x)), x, atol=1e-4)
+        True
+    """
+
+    def _constrain_theta(self, u: Tensor) -> Tensor:
+        B = self.bound
+        delta = 2 * B / (u.shape[-1] + 4)
+        inner = F.softmax(u, dim=-1) * (2 * B - 4 * delta)
+        edge = torch.full_like(u[..., :2], delta)
+        first = torch.full_like(u[..., :1], -B)
+        return torch.cumsum(torch.cat((first, edge, inner, edge), dim=-1), dim=-1)
+
+    def _ends(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        B = self.bound
+        new = self.theta.new_tensor
+        return (new(-B), new(B)), (new(2 * B), new(2 * B))
+
+    def _initial_guess(self, y: Tensor) -> Tensor:
+        return y  # f is close to the identity map of [-B, B]
