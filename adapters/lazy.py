@@ -263,10 +263,43 @@ class Flow(_CompositeModule, LazyDistribution):
         return NormalizingFlow(transform, base)
 
 
+class _UnconditionalModule(Partial):
+    r"""Zuko's unconditional modules are :class:`~lazydist_functional.adapters.utils.Partial`\ s:
+    the same attributes (``f``, ``args``, ``kwargs``) over the pure constructor spec. A
+    module ``f`` (Zuko registers it as a submodule) has no pure spec: then this is a
+    plain ``Partial``."""
+
+    _core_cls: type[core.UnconditionalDistribution]
+
+    def __init__(self, f: Callable[..., Any], *args: Any, buffer: bool = False, **kwargs: Any) -> None:
+        if isinstance(f, nn.Module):
+            Partial.__init__(self, f, *args, buffer=buffer, **kwargs)
+            return
+        SpecModule.__init__(self, self._core_cls(f, *args, buffer=buffer, **kwargs))
+        self._mirror_partial()
+
+    @classmethod
+    def from_spec(cls, spec: Spec, params: Mapping[str, Any] | None = None,
+                  state: Mapping[str, Any] | None = None, generator: torch.Generator | None = None) -> SpecModule:
+        module = super().from_spec(spec, params, state, generator)
+        module._mirror_partial()
+        return module
+
+    def _mirror_partial(self) -> None:
+        spec = self.spec
+        self.__dict__.update(spec.static, f=spec.f, _nargs=len(spec.arg_names), _keys=list(spec.kwarg_names))
+
+    def forward(self, c: Tensor | None = None) -> Any:
+        if "_spec" in self.__dict__:
+            return SpecModule.forward(self, None)
+        return Partial.forward(self)
+
+
 @module_class(core.UnconditionalDistribution)
-class UnconditionalDistribution(LazyDistribution):
+class UnconditionalDistribution(_UnconditionalModule, LazyDistribution):
     r"""Unconditional lazy distribution ``f(*args, **kwargs)``; tensors become parameters
-    (or buffers with ``buffer=True``), named ``_<i>`` / by keyword as in Zuko.
+    (or buffers with ``buffer=True``), named ``_<i>`` / by keyword as in Zuko; the
+    context is ignored.
 
     Example:
         >>> from lazydist_functional.distributions import DiagNormal
@@ -275,17 +308,11 @@ class UnconditionalDistribution(LazyDistribution):
         torch.Size([2])
     """
 
-    _core_cls: type = core.UnconditionalDistribution
-
-    def __init__(self, f: Callable[..., Any], *args: Any, buffer: bool = False, **kwargs: Any) -> None:
-        super().__init__(self._core_cls(f, *args, buffer=buffer, **kwargs))
-
-    def forward(self, c: Tensor | None = None) -> Distribution:
-        return SpecModule.forward(self, None)
+    _core_cls = core.UnconditionalDistribution
 
 
 @module_class(core.UnconditionalTransform)
-class UnconditionalTransform(LazyTransform):
+class UnconditionalTransform(_UnconditionalModule, LazyTransform):
     r"""Unconditional lazy transform ``f(*args, **kwargs)`` (see :class:`UnconditionalDistribution`).
 
     Any callable returning a transform works, torch's included:
@@ -296,11 +323,7 @@ class UnconditionalTransform(LazyTransform):
         tensor([1., 1.], grad_fn=<AddBackward0>)
     """
 
-    def __init__(self, f: Callable[..., Any], *args: Any, buffer: bool = False, **kwargs: Any) -> None:
-        super().__init__(core.UnconditionalTransform(f, *args, buffer=buffer, **kwargs))
-
-    def forward(self, c: Tensor | None = None) -> Transform:
-        return SpecModule.forward(self, None)
+    _core_cls = core.UnconditionalTransform
 
 
 class Unconditional(UnconditionalTransform):

@@ -5,12 +5,10 @@ Each is a :class:`~lazydist_functional.adapters.SpecModule` of a pure network
 params, x, own buffers)`` is the module's forward, as for flows.
 """
 
-from __future__ import annotations
-
 __all__ = ["MLP", "Linear", "MaskedMLP", "MonotonicMLP"]
 
 from collections.abc import Callable, Iterable, Sequence  # noqa: F401  (zuko.nn's namespace)
-from typing import Any
+from typing import Any as _Any
 
 import torch
 import torch.nn as nn
@@ -19,10 +17,10 @@ from torch import BoolTensor, Tensor  # noqa: F401  (zuko.nn's namespace)
 
 from .. import nn as _nn
 from ..nn import linear
-from .module import SpecModule
+from .module import SpecModule as _SpecModule
 
 
-class Linear(SpecModule):
+class Linear(_SpecModule):
     r"""Linear layer :math:`y = x W^T + b`, or ``stack`` independent ones on inputs
     :math:`(*, S, C)` (``zuko.nn.Linear``).
 
@@ -31,8 +29,10 @@ class Linear(SpecModule):
         torch.Size([5, 4, 2])
     """
 
+    _network = _nn.Linear
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, stack: int | None = None) -> None:
-        super().__init__(_nn.Linear(in_features, out_features, bias, stack))
+        super().__init__(self._network(in_features, out_features, bias, stack))
         self.in_features, self.out_features = in_features, out_features
 
 
@@ -44,14 +44,12 @@ class MonotonicLinear(Linear):
         torch.Size([5, 2])
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, stack: int | None = None) -> None:
-        SpecModule.__init__(self, _nn.MonotonicLinear(in_features, out_features, bias, stack))
-        self.in_features, self.out_features = in_features, out_features
+    _network = _nn.MonotonicLinear
 
 
-class MaskedLinear(SpecModule):
-    r"""Masked linear layer :math:`y = x (W \odot A)^T + b` (``zuko.nn.MaskedLinear``:
-    parameters ``weight``, ``bias`` and the buffer ``mask``).
+class MaskedLinear(nn.Linear, _SpecModule):
+    r"""Masked linear layer :math:`y = x (W \odot A)^T + b` (``zuko.nn.MaskedLinear``: an
+    ``nn.Linear`` with the buffer ``mask``; the forward is the pure network's).
 
     Example:
         >>> MaskedLinear(torch.tensor([[True, False], [True, True]]))(torch.randn(2)).shape
@@ -59,13 +57,16 @@ class MaskedLinear(SpecModule):
     """
 
     def __init__(self, adjacency: BoolTensor, bias: bool = True) -> None:
-        super().__init__(_nn.MaskedLinear(adjacency, bias))
+        _SpecModule.__init__(self, _nn.MaskedLinear(adjacency, bias))  # not nn.Linear's: the spec's trees
         self.out_features, self.in_features = adjacency.shape
 
+    forward = _SpecModule.forward
 
-class MLP(SpecModule):
+
+class MLP(_SpecModule, nn.Sequential):
     r"""Multi-layer perceptron (:class:`lazydist_functional.nn.MLP`; ``zuko.nn.MLP``'s
-    arguments and parameter names).
+    arguments and parameter names). An ``nn.Sequential`` by class, as Zuko's; its
+    children hold the layers' parameters.
 
     Example:
         >>> net = MLP(3, 2, [16])
@@ -73,12 +74,14 @@ class MLP(SpecModule):
         torch.Size([5, 2])
     """
 
-    def __init__(self, in_features: int, out_features: int, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_nn.MLP(in_features, out_features, *args, **kwargs))
+    _network: type = _nn.MLP
+
+    def __init__(self, in_features: int, out_features: int, *args: _Any, **kwargs: _Any) -> None:
+        super().__init__(self._network(in_features, out_features, *args, **kwargs))
         self.in_features, self.out_features = in_features, out_features
 
 
-class MaskedMLP(SpecModule):
+class MaskedMLP(_SpecModule, nn.Sequential):
     r"""Masked MLP whose Jacobian respects ``adjacency`` (:class:`lazydist_functional.nn.MaskedMLP`;
     masks are buffers, ``zuko.nn.MaskedMLP``'s layout).
 
@@ -88,12 +91,12 @@ class MaskedMLP(SpecModule):
         torch.Size([2])
     """
 
-    def __init__(self, adjacency: BoolTensor, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, adjacency: BoolTensor, *args: _Any, **kwargs: _Any) -> None:
         super().__init__(_nn.MaskedMLP(adjacency, *args, **kwargs))
         self.out_features, self.in_features = adjacency.shape
 
 
-class MonotonicMLP(SpecModule):
+class MonotonicMLP(MLP):
     r"""Monotonic MLP (:class:`lazydist_functional.nn.MonotonicMLP`; ``zuko.nn.MonotonicMLP``'s
     arguments and parameter names, plus ``stack``).
 
@@ -103,12 +106,10 @@ class MonotonicMLP(SpecModule):
         torch.Size([5, 4])
     """
 
-    def __init__(self, in_features: int, out_features: int, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_nn.MonotonicMLP(in_features, out_features, *args, **kwargs))
-        self.in_features, self.out_features = in_features, out_features
+    _network = _nn.MonotonicMLP
 
 
-class LayerNorm(SpecModule):
+class LayerNorm(_SpecModule):
     r"""Standardizes features along ``dim`` (no parameters), as ``zuko.nn.LayerNorm``.
 
     Example:
@@ -120,7 +121,7 @@ class LayerNorm(SpecModule):
         super().__init__(_nn.LayerNorm(dim, eps))
 
 
-class Residual(SpecModule):
+class Residual(_SpecModule, nn.Sequential):
     r"""Residual block :math:`x + g(x)` over adapter layers or parameter-free modules.
 
     Example:
@@ -129,9 +130,9 @@ class Residual(SpecModule):
         torch.Size([2, 4])
     """
 
-    def __init__(self, *layers: Any) -> None:
-        specs = [layer.spec if isinstance(layer, SpecModule) else layer for layer in layers]
-        trees = [layer.trees() if isinstance(layer, SpecModule) else ({}, {}) for layer in layers]
+    def __init__(self, *layers: _Any) -> None:
+        specs = [layer.spec if isinstance(layer, _SpecModule) else layer for layer in layers]
+        trees = [layer.trees() if isinstance(layer, _SpecModule) else ({}, {}) for layer in layers]
         params = {str(i): p for i, (p, _) in enumerate(trees) if p}
         state = {str(i): s for i, (_, s) in enumerate(trees) if s}
         super().__init__(_nn.Residual(*specs), params, state)

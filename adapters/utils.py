@@ -25,9 +25,9 @@ from torch import Size, Tensor  # noqa: F401  (zuko.utils' namespace)
 from torch.autograd.function import FunctionCtx, once_differentiable  # noqa: F401  (zuko.utils' namespace)
 
 from ..flows._conditioner import unpack
-from ..ode import dopri5_step, odeint_adaptive
-from ..roots import newton_bisection, value_and_derivative
-from ..transforms.monotonic import gauss_legendre_nodes
+from .. import ode as _ode
+from .. import roots as _roots
+from ..transforms.monotonic import gauss_legendre_nodes as _gauss_legendre_nodes
 
 
 class Partial(nn.Module):
@@ -99,13 +99,13 @@ def bisection(
         return f(a + (b - a) * u)
 
     def g_and_dg(u: Tensor) -> tuple[Tensor, Tensor]:
-        return value_and_derivative(g, u)
+        return _roots.value_and_derivative(g, u)
 
     def fixed(u: Tensor) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
-            return value_and_derivative(g, u)
+            return _roots.value_and_derivative(g, u)
 
-    u = newton_bisection(g_and_dg, y, 0.0, 1.0, iterations=n, fixed=fixed, expand=False)
+    u = _roots.newton_bisection(g_and_dg, y, 0.0, 1.0, iterations=n, fixed=fixed, expand=False)
     return a + (b - a) * u
 
 
@@ -128,7 +128,7 @@ def gauss_legendre(
 
     a, b = torch.broadcast_tensors(torch.as_tensor(a), torch.as_tensor(b))
     a_, b_ = a.detach(), b.detach()
-    nodes, weights = gauss_legendre_nodes(n, dtype=a.dtype, device=a.device)
+    nodes, weights = _gauss_legendre_nodes(n, dtype=a.dtype, device=a.device)
     x = torch.lerp(a_[..., None], b_[..., None], nodes).movedim(-1, 0)
     fx = f(torch.cat((x, a[None], b[None])))  # the nodes, then the bounds (for their gradients)
     area = (b_ - a_) * torch.tensordot(weights, fx[:n], dims=1)
@@ -153,8 +153,8 @@ def odeint(
     """
 
     if isinstance(x, Tensor):
-        return odeint_adaptive(f, x, t0, t1, atol=atol, rtol=rtol)
-    return list(odeint_adaptive(lambda t, xs: tuple(f(t, *xs)), tuple(x), t0, t1, atol=atol, rtol=rtol))
+        return _ode.odeint_adaptive(f, x, t0, t1, atol=atol, rtol=rtol)
+    return list(_ode.odeint_adaptive(lambda t, xs: tuple(f(t, *xs)), tuple(x), t0, t1, atol=atol, rtol=rtol))
 
 
 def dopri45(
@@ -169,7 +169,7 @@ def dopri45(
         0.904837
     """
 
-    x_next, err, _ = dopri5_step(f, t, x, dt)
+    x_next, err, _ = _ode.dopri5_step(f, t, x, dt)
     return (x_next, err.abs()) if error else x_next
 
 
@@ -191,31 +191,35 @@ class NestedTensor(tuple):
         return NestedTensor(scale * u for u in self)
 
 
-class Bisection:
-    r"""Zuko's ``Bisection.apply(f, y, a, b, n, *phi)``: :func:`bisection`."""
+class Bisection(torch.autograd.Function):
+    r"""Zuko's ``Bisection.apply(f, y, a, b, n, *phi)``: :func:`bisection` (an
+    ``autograd.Function`` by class, as Zuko's; ``apply`` computes with plain tensor ops)."""
 
     @staticmethod
-    def apply(f: Callable[[Tensor], Tensor], y: Tensor, a: Tensor, b: Tensor, n: int, *phi: Tensor) -> Tensor:
+    def apply(f: Callable[[Tensor], Tensor], y: Tensor, a: Tensor, b: Tensor, n: int,  # type: ignore[override]
+              *phi: Tensor) -> Tensor:
         return bisection(f, y, a, b, n, phi)
 
 
-class GaussLegendre:
-    r"""Zuko's ``GaussLegendre.apply(f, a, b, n, *phi)`` and ``nodes(n)``: :func:`gauss_legendre`."""
+class GaussLegendre(torch.autograd.Function):
+    r"""Zuko's ``GaussLegendre.apply(f, a, b, n, *phi)`` and ``nodes(n)``: :func:`gauss_legendre`
+    (an ``autograd.Function`` by class, as Zuko's; ``apply`` computes with plain tensor ops)."""
 
-    nodes = staticmethod(gauss_legendre_nodes)
+    nodes = staticmethod(_gauss_legendre_nodes)
 
     @staticmethod
-    def apply(f: Callable[[Tensor], Tensor], a: Tensor, b: Tensor, n: int, *phi: Tensor) -> Tensor:
+    def apply(f: Callable[[Tensor], Tensor], a: Tensor, b: Tensor, n: int, *phi: Tensor) -> Tensor:  # type: ignore[override]
         return gauss_legendre(f, a, b, n, phi)
 
 
-class AdaptiveCheckpointAdjoint:
+class AdaptiveCheckpointAdjoint(torch.autograd.Function):
     r"""Zuko's ``AdaptiveCheckpointAdjoint.apply(settings, f, x, t0, t1, *phi)`` with
-    ``settings = (atol, rtol, grad_enabled)``: :func:`odeint` on one tensor state."""
+    ``settings = (atol, rtol, grad_enabled)``: :func:`odeint` on one tensor state (an
+    ``autograd.Function`` by class, as Zuko's; gradients flow through the solver's steps)."""
 
     @staticmethod
-    def apply(settings: tuple[float, float, bool], f: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+    def apply(settings: tuple[float, float, bool], f: Callable[[Tensor, Tensor], Tensor], x: Tensor,  # type: ignore[override]
               t0: Tensor, t1: Tensor, *phi: Tensor) -> Tensor:
         atol, rtol, grad = settings
         with torch.set_grad_enabled(grad):
-            return odeint_adaptive(f, x, t0, t1, atol=atol, rtol=rtol)
+            return _ode.odeint_adaptive(f, x, t0, t1, atol=atol, rtol=rtol)

@@ -101,6 +101,12 @@ def _most_common(values: list[Any]) -> Any:
 def _check_tree_slow(what: str, tree: Any, expected: Mapping[str, torch.Size]) -> torch.Size:
     if not isinstance(tree, Mapping):
         raise ParamTreeError(f"{what}: expected a dict of tensors, got {type(tree).__name__}")
+    dotted = [k for k in _keys(tree) if "." in k]
+    if dotted:
+        raise ParamTreeError(
+            f"{what}: key '{dotted[0]}' contains '.': nest dotted names with unflatten_names "
+            "(Spec.apply does it for a flat tree such as dict(module.named_parameters()))"
+        )
     got = flatten_names(tree)
     missing = [k for k in expected if k not in got]
     extra = [k for k in got if k not in expected]
@@ -110,9 +116,7 @@ def _check_tree_slow(what: str, tree: Any, expected: Mapping[str, torch.Size]) -
             parts.append(f"missing {missing}")
         if extra:
             parts.append(f"unexpected {extra}")
-        dotted = [k for k in _keys(tree) if "." in k]
-        hint = f" (keys with dots such as '{dotted[0]}' are not nested names here)" if dotted else ""
-        raise ParamTreeError(f"{what}: " + ", ".join(parts) + f"; expected leaves {sorted(expected)}" + hint)
+        raise ParamTreeError(f"{what}: " + ", ".join(parts) + f"; expected leaves {sorted(expected)}")
     leading: dict[str, torch.Size] = {}
     for name, shape in expected.items():
         leaf = got[name]

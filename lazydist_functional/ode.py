@@ -169,9 +169,9 @@ def dopri5_step(
     f: Callable[[Tensor, Any], Any], t: Tensor, x: Any, dt: Tensor, k1: Any = None
 ) -> tuple[Any, Any, Any]:
     r"""One Dormand-Prince 5(4) step from :math:`(t, x)`: returns the fifth-order solution
-    :math:`x'`, the difference :math:`e` of the embedded fourth-order one (the local error
-    estimate) and :math:`f(t + \Delta t, x')` (the next step's first stage, "first same
-    as last"). ``k1`` is :math:`f(t, x)` if already known.
+    :math:`x'`, its difference :math:`e = x' - x^*` with the embedded fourth-order one
+    (the local error estimate) and :math:`f(t + \Delta t, x')` (the next step's first
+    stage, "first same as last"). ``k1`` is :math:`f(t, x)` if already known.
 
     Example:
         >>> x1, err, _ = dopri5_step(lambda t, x: -x, torch.tensor(0.0), torch.tensor(1.0), torch.tensor(0.1))
@@ -179,17 +179,36 @@ def dopri5_step(
         (0.904837, True)
     """
 
-    ks: list[Any] = [f(t, x) if k1 is None else k1]
-    x_new = x
-    for c, row in zip(_DP_NODES[1:], _DP_MATRIX[1:], strict=True):
-        xi = _axpy(x, list(zip(row, ks, strict=False)), dt)
-        if len(ks) == 6:  # the last stage's point is the fifth-order solution itself
-            x_new = xi
-        ks.append(f(t + c * dt, xi))
-    diff = [b - bs for b, bs in zip(_DP_B, _DP_B_STAR, strict=True)]
-    zeros = optree.tree_map(torch.zeros_like, x, namespace=NAMESPACE)
-    error = _axpy(zeros, list(zip(diff, ks, strict=True)), dt)
-    return x_new, error, ks[-1]
+    def scaled(v: Any) -> Any:
+        return optree.tree_map(lambda leaf: dt * leaf, v, namespace=NAMESPACE)
+
+    fs: list[Any] = [f(t, x) if k1 is None else k1]  # f at the stages; k_i = dt * f_i
+    ks: list[Any] = [scaled(fs[0])]
+    for c, row in zip(_DP_NODES[1:-1], _DP_MATRIX[1:-1], strict=True):
+        fs.append(f(t + c * dt, _combine(x, list(zip(row, ks, strict=False)))))
+        ks.append(scaled(fs[-1]))
+    x_new = _combine(x, list(zip(_DP_B, ks, strict=False)))
+    fs.append(f(t + dt, x_new))
+    ks.append(scaled(fs[-1]))
+    x_star = _combine(x, list(zip(_DP_B_STAR, ks, strict=True)))
+    error = optree.tree_map(torch.sub, x_new, x_star, namespace=NAMESPACE)
+    return x_new, error, fs[-1]
+
+
+def _combine(x: Any, terms: list[tuple[float, Any]]) -> Any:
+    r"""``x + a_1 k_1 + a_2 k_2 + ...`` on trees, summed left to right (zero terms skipped):
+    the textbook order of the Dormand-Prince formulas, which Zuko's solver also follows, so
+    float32 step-size decisions (made on rounding-level error estimates) agree with it."""
+
+    terms = [(a, k) for a, k in terms if a != 0.0]
+
+    def combine(x_leaf: Tensor, *k_leaves: Tensor) -> Tensor:
+        acc = x_leaf
+        for (a, _), k in zip(terms, k_leaves, strict=True):
+            acc = acc + a * k
+        return acc
+
+    return optree.tree_map(combine, x, *(k for _, k in terms), namespace=NAMESPACE)
 
 
 def _rescaled(f: Callable[[Tensor, Any], Any], t0: Tensor, span: Tensor) -> Callable[[Tensor, Any], Any]:
@@ -215,7 +234,7 @@ def odeint_adaptive(
     r"""Integrates :math:`\frac{dx}{dt} = f(t, x)` from :math:`t_0` to :math:`t_1` with the
     adaptive Dormand-Prince 5(4) method (:func:`dopri5_step`).
 
-    A step is accepted when :math:`\max_i |e_i| w_i / (\text{atol} + \text{rtol} \max(|x_i|, |x'_i|)) \leq 1`,
+    A step is accepted when :math:`\max_i |e_i| w_i / (\text{atol} + \text{rtol} \max(|x_i|, |x'_i|)) < 1`,
     with :math:`e` the difference of the embedded solutions and :math:`w` the optional
     per-leaf ``error_weights`` (a tree of floats like ``x``; e.g. a small weight relaxes
     the tolerance on an auxiliary log-determinant); the next step size is scaled by
@@ -251,15 +270,16 @@ def odeint_adaptive(
     weights = [1.0] * len(leaves) if error_weights is None else optree.tree_leaves(error_weights)
     if len(weights) != len(leaves):
         raise ValueError("'error_weights' should have one weight per leaf of the state")
-    s, ds, k_first = 0.0, 1.0, None
+    # The time and step are tensors of the state's dtype (Zuko's arithmetic, so the same
+    # steps are accepted); only the error norm is read back.
+    s = torch.zeros((), dtype=ref.dtype, device=ref.device)
+    ds = torch.ones((), dtype=ref.dtype, device=ref.device)
+    k_first = None
     for _ in range(max_steps):
-        if s >= 1.0:
+        if not bool(s < 1):
             return x
-        last = ds >= 1.0 - s
-        ds = 1.0 - s if last else ds
-        ds_t = torch.tensor(ds, dtype=ref.dtype, device=ref.device)
-        s_t = torch.tensor(s, dtype=ref.dtype, device=ref.device)
-        x_new, error, k_last = dopri5_step(g, s_t, x, ds_t, k_first)
+        ds = torch.minimum(ds, 1 - s)
+        x_new, error, k_last = dopri5_step(g, s, x, ds, k_first)
         ratios = [
             (w * e.abs() / (atol + rtol * torch.maximum(a.abs(), b.abs()))).max()
             for w, e, a, b in zip(
@@ -271,14 +291,14 @@ def odeint_adaptive(
             )
         ]
         try:
-            norm = max(float(torch.stack(ratios).max().detach()), 1e-10)
+            norm = max(float(torch.stack(ratios).max().detach()), 1e-9)
         except RuntimeError as error_:
             raise RuntimeError("odeint_adaptive cannot run under vmap; use the fixed-step odeint") from error_
-        if norm <= 1.0:
-            s, x, k_first = 1.0 if last else s + ds, x_new, k_last
+        if norm < 1.0:
+            s, x, k_first = s + ds, x_new, k_last
             leaves = optree.tree_leaves(x, namespace=NAMESPACE)
-        ds = ds * min(10.0, max(0.1, 0.9 * norm ** (-1 / 5)))
-    raise RuntimeError(f"odeint_adaptive did not reach t1 in {max_steps} steps (s = {s})")
+        ds = ds * min(10.0, max(0.1, 0.9 / norm ** (1 / 5)))
+    raise RuntimeError(f"odeint_adaptive did not reach t1 in {max_steps} steps (s = {float(s)})")
 
 
 def _basis(x: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "NAMESPACE",
     "register_pytree_class",
+    "as_nested",
     "first_float",
     "flatten_names",
     "unflatten_names",
@@ -132,6 +133,20 @@ def unflatten_names(flat: Mapping[str, Any]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 raise ValueError(f"name '{name}' collides with a leaf at '{key}'")
         node[last] = leaf
+    return tree
+
+
+def as_nested(tree: Any) -> Any:
+    r"""``tree`` with top-level dotted names (``dict(module.named_parameters())``) nested:
+    ``{"a.b": t}`` becomes ``{"a": {"b": t}}``; any other tree is returned as it is.
+
+    Example:
+        >>> as_nested({"hyper.0.weight": torch.zeros(1)})
+        {'hyper': {'0': {'weight': tensor([0.])}}}
+    """
+
+    if isinstance(tree, Mapping) and any(isinstance(k, str) and "." in k for k in tree):
+        return unflatten_names(flatten_names(tree))
     return tree
 
 

@@ -1,19 +1,19 @@
 r"""Fixed-iteration root finding for monotonic functions, safe under ``torch.func``.
 
 :func:`newton_bisection` solves :math:`f(x) = y` element-wise for an increasing
-:math:`f` by Newton's method safeguarded by a bracket :math:`[l, h]` with
-:math:`f(l) \le y \le f(h)`. The bracket starts open, :math:`(-\infty, \infty)`,
-unless ``expand=False``: every evaluation narrows it, and while one side is still
-infinite a rejected step widens geometrically (the root is found wherever :math:`f`
-is defined, not clamped to a guessed interval). A Newton step
-:math:`x - (f(x) - y) / f'(x)` is taken when it stays inside the bracket and at least
-halves the step before last (the rule of Numerical Recipes' ``rtsafe``, which rules
-out slow crawling and cycling); otherwise the bracket is split, at its midpoint in
-:math:`\operatorname{asinh}` coordinates (the midpoint for a narrow bracket, the
-geometric mean for a wide one). The evaluated point with the smallest residual is
-returned. The number of iterations is fixed and there is no data-dependent control
-flow, so it works under :func:`torch.func.vmap` and :func:`torch.compile`; from a good
-initial guess Newton's quadratic convergence makes a few iterations enough.
+:math:`f` by Newton's method safeguarded by a bracket :math:`[l, h]`. The initial
+interval only sets where the search starts: an end is *proven* once :math:`f` there is
+known to lie on its side of :math:`y`; an unproven end that the root lies beyond is
+probed and pushed out geometrically (:math:`x \pm 2 \max(|x|, s)`), and Newton steps
+towards it are capped to that length, so the root is found wherever :math:`f` is
+defined (never clamped to a guessed interval) in a few evaluations. A Newton step
+:math:`x - (f(x) - y) / f'(x)` is taken when it stays inside the proven bracket and at
+least halves the step before last (the rule of Numerical Recipes' ``rtsafe``, which
+rules out slow crawling and cycling); otherwise the bracket is bisected. The evaluated
+point with the smallest residual is returned. The number of iterations is fixed and
+there is no data-dependent control flow, so it works under :func:`torch.func.vmap` and
+:func:`torch.compile`; from a good initial guess Newton's quadratic convergence makes a
+few iterations enough.
 
 Gradients flow by the implicit function theorem: the iterations run on detached
 values and one differentiable Newton step from the detached root :math:`x^\star`
@@ -56,14 +56,6 @@ def detach_tree(tree: T) -> T:
     return tree_map(lambda t: t.detach() if isinstance(t, Tensor) else t, tree)
 
 
-def _split(lo: Tensor, hi: Tensor, scale: Tensor) -> Tensor:
-    r"""Midpoint of :math:`[l, h]` in :math:`s \operatorname{asinh}(x / s)` coordinates:
-    the midpoint when :math:`|l|, |h| \lesssim s`, the geometric mean far out."""
-
-    mid = scale * torch.sinh((torch.asinh(lo / scale) + torch.asinh(hi / scale)) / 2)
-    return torch.minimum(torch.maximum(mid, lo), hi)
-
-
 def newton_bisection(
     f_and_df: Callable[[Tensor], tuple[Tensor, Tensor]],
     y: Tensor,
@@ -104,7 +96,7 @@ def newton_bisection(
     Example:
         >>> f = lambda x: (x**3 + x, 3 * x**2 + 1)
         >>> newton_bisection(f, torch.tensor([2.0, -10.0, 2e3]), -1.0, 1.0)
-        tensor([ 1.0000, -2.0000, 12.5606])
+        tensor([ 1.0000, -2.0000, 12.5728])
     """
 
     y_ = y.detach()
@@ -133,8 +125,7 @@ def newton_bisection(
         better = r.abs() < best  # keep the best evaluated point (False for NaN)
         best = torch.where(better, r.abs(), best)
         best_x = torch.where(better, x, best_x)
-        # f(x) NaN (e.g. overflow far out): step back towards the best point.
-        below = (r < 0) | (torch.isnan(r) & (x < best_x))
+        below = r < 0
         lo = torch.where(below, x, lo)
         hi = torch.where(below, hi, x)
         lo_ok = lo_ok | below
@@ -142,16 +133,20 @@ def newton_bisection(
         jump = 2 * torch.maximum(x.abs(), scale)
         hi = torch.where(~hi_ok & (hi <= lo), lo + jump, hi)  # an unproven end was passed
         lo = torch.where(~lo_ok & (lo >= hi), hi - jump, lo)
+        # Towards an unproven end, move at most as far as the geometric widening would
+        # (a first Newton step on a convex f can overshoot by orders of magnitude).
+        unproven = torch.where(below, ~hi_ok, ~lo_ok)
         delta = r / dfx
+        delta = torch.where(unproven, torch.clamp(delta, -jump, jump), delta)
         step = x - delta
         # Newton if it stays in the proven bracket and at least halves the step before
-        # last; otherwise probe the unproven end on the root's side, or split the bracket.
+        # last; otherwise probe the unproven end on the root's side, or bisect.
         small = delta.abs() <= tol * (1 + x.abs())  # (nearly) converged: keep polishing
-        inside = (step >= torch.where(lo_ok, lo, -inf)) & (step <= torch.where(hi_ok, hi, inf))
-        newton = inside & ((2 * delta.abs() <= width.abs()) | small) & torch.isfinite(step)
-        other = torch.where(below & ~hi_ok, hi, torch.where(~below & ~lo_ok, lo, _split(lo, hi, scale)))
+        inside = ((step >= lo) | ~lo_ok) & ((step <= hi) | ~hi_ok)
+        newton = inside & ((2 * delta.abs() <= width) | small) & torch.isfinite(step)
+        other = torch.where(unproven, torch.where(below, hi, lo), (lo + hi) / 2)
         width = last
-        last = torch.where(newton, delta, (other - x).abs())
+        last = torch.where(newton, delta, other - x).abs()
         x = torch.where(newton, step, other)
     x = best_x
     if not implicit:

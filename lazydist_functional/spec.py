@@ -25,22 +25,8 @@ import torch
 from torch import Tensor
 
 from .checks import ContextError, ParamTreeError, check_context, check_dtype, check_tree
-from .pytree import first_float, flatten_names, unflatten_names
+from .pytree import as_nested, first_float, flatten_names, unflatten_names
 from .trees import tree_cast
-
-
-def nested(tree: Any) -> Any:
-    r"""``tree`` with top-level dotted names (``dict(module.named_parameters())``) nested:
-    ``{"a.b": t}`` becomes ``{"a": {"b": t}}``; other trees are returned as they are.
-
-    Example:
-        >>> nested({"hyper.0.weight": torch.zeros(1)})
-        {'hyper': {'0': {'weight': tensor([0.])}}}
-    """
-
-    if isinstance(tree, Mapping) and any(isinstance(k, str) and "." in k for k in tree):
-        return unflatten_names(flatten_names(tree))
-    return tree
 
 
 class Spec:
@@ -188,8 +174,8 @@ class Spec:
         context's, and dtypes.
         """
 
-        params = nested(params)
-        state = None if state is None else nested(state)
+        params = as_nested(params)
+        state = None if state is None else as_nested(state)
         batch = self.check(params, state)
         check_context(c, self.context, self.name)
         if c is not None and len(batch) > 0:
@@ -225,7 +211,8 @@ def _check_broadcast(owner: str, batch: torch.Size, context: torch.Size) -> None
             )
 
 
-#: Deprecated aliases kept importable: use :func:`~lazydist_functional.trees.tree_cast` and
-#: :func:`~lazydist_functional.pytree.first_float`.
+#: Aliases kept importable: use :func:`~lazydist_functional.trees.tree_cast`,
+#: :func:`~lazydist_functional.pytree.first_float` and :func:`~lazydist_functional.pytree.as_nested`.
 cast_tree = tree_cast
 _first_float = first_float
+nested = as_nested

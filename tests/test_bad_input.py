@@ -14,7 +14,7 @@ import lazydist_functional.adapters as zuko_adapter
 from lazydist_functional import ParamTreeError
 from lazydist_functional.pytree import flatten_names, unflatten_names
 
-from conftest import FEATURES, FLOW_NAMES, Case, make_spec
+from conftest import FEATURES, FLOW_NAMES, Case, assert_close, make_spec
 
 B = 4
 
@@ -167,3 +167,81 @@ def test_bad_param_tree_in_module_load_state_dict_is_refused(case: Case):
 def test_param_tree_that_is_not_a_dict(case: Case):
     with pytest.raises(ParamTreeError, match="expected a dict of tensors, got list"):
         case.spec.apply([torch.zeros(1)], case.c())
+
+
+# -- parameter trees: flat dotted names, dtypes per leaf, leading dimensions -------------------
+
+
+def test_flat_dotted_param_tree_is_accepted(case: Case):
+    params = case.params()
+    c, x = case.c(5), case.x(5)
+    flat = flatten_names(params)  # what dict(module.named_parameters()) gives
+    assert_close(case.spec.apply(flat, c).log_prob(x), case.spec.apply(params, c).log_prob(x), what="flat tree")
+    module = case.module(params)
+    named = dict(module.named_parameters())
+    assert_close(case.spec.apply(named, c).log_prob(x), module(c).log_prob(x), what="named_parameters")
+    state = dict(module.named_buffers())
+    if state:
+        assert_close(case.spec.apply(named, c, state=state).log_prob(x), module(c).log_prob(x), what="flat state")
+
+
+def test_dotted_keys_below_the_top_level_are_refused(case: Case):
+    params = case.params()
+    bad = {"transform": flatten_names(params["transform"])}
+    with pytest.raises(ParamTreeError, match=r"key 'transforms\.0\.[^']*' contains '\.': nest dotted names"):
+        case.spec.apply(bad, case.c())
+
+
+@pytest.mark.parametrize("position", ["first", "later"])
+def test_float64_leaf_is_blamed_on_its_own_path(case: Case, position: str):
+    flat = flatten_names(case.params())
+    name = list(flat)[0 if position == "first" else len(flat) // 2]
+    flat[name] = flat[name].double()
+    pattern = re.escape(f"params: leaf '{name}' has dtype torch.float64 but the other floating leaves have "
+                        "dtype torch.float32")
+    with pytest.raises(ParamTreeError, match=pattern):
+        case.spec.apply(unflatten_names(flat), case.c())
+    with pytest.raises(ParamTreeError, match=pattern):
+        case.spec.apply(flat, case.c())
+
+
+def test_state_with_another_dtype_than_the_params(name):
+    spec = make_spec(name, 2)
+    state = spec.init_state(dtype=torch.float64)
+    if not any(v.is_floating_point() for v in flatten_names(state).values()):
+        pytest.skip("no floating state")
+    with pytest.raises(ParamTreeError, match="state has dtype torch.float64 but the parameters have dtype torch.float32"):
+        spec.apply(spec.init(), torch.randn(2), state=state)
+
+
+def test_leaf_with_a_stray_leading_dimension(case: Case):
+    flat = flatten_names(case.params())
+    name = list(flat)[1]
+    flat[name] = flat[name].expand(2, *flat[name].shape)
+    pattern = re.escape(f"leaf '{name}' has leading (batch) dimensions (2,) but the other leaves have ()")
+    with pytest.raises(ParamTreeError, match=pattern):
+        case.spec.apply(unflatten_names(flat), case.c())
+
+
+def test_stacked_params_whose_batch_does_not_broadcast_with_the_context(cond_case: Case):
+    P = L.tree_stack([cond_case.params(0), cond_case.params(1)])
+    pattern = re.escape(f"{cond_case.name}: the parameters' batch shape (2,) does not broadcast with the "
+                        "context's batch shape (5,)")
+    with pytest.raises(L.checks.ContextError, match=pattern):
+        cond_case.spec.apply(P, torch.randn(5, 2))
+    # broadcasting batches are fine: (2,) with (2,), and (2,) with (5, 1)
+    assert cond_case.spec.apply(P, torch.randn(2, 2)).log_prob(torch.randn(2, FEATURES)).shape == (2,)
+    assert cond_case.spec.apply(P, torch.randn(5, 1, 2)).log_prob(torch.randn(5, 2, FEATURES)).shape == (5, 2)
+
+
+def test_error_classes_are_the_builtin_types_a_user_catches():
+    from lazydist_functional import checks
+
+    for cls in (checks.ParamTreeError, checks.ContextError, checks.ShapeError):
+        assert issubclass(cls, ValueError) and issubclass(cls, checks.LazydistError)
+    assert issubclass(checks.InputTypeError, TypeError) and issubclass(checks.InputTypeError, checks.LazydistError)
+    spec = make_spec("MAF", 2)
+    with pytest.raises(checks.ContextError):
+        spec.apply(spec.init(), torch.randn(3))
+    with pytest.raises(checks.InputTypeError):
+        spec.apply(spec.init(), torch.randn(2, dtype=torch.float64))

@@ -3,13 +3,18 @@ log-determinants against autograd, structure (autoregressive / coupling), pytree
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import zuko
 import torch.utils._pytree as torch_pytree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.func import jacrev, vmap
 
+import lazydist_functional.adapters as A
+import lazydist_functional.transforms as T
 from lazydist_functional import Partial, flows
 from lazydist_functional.transforms import (
     AdditiveTransform,
@@ -188,3 +193,38 @@ def test_transforms_out_of_vmap_are_batched():
         assert_close(y[k], yk)
         assert_close(ladj[k], lk)
     assert_close(t.inv(y), x, atol=1e-5)
+
+
+def test_adapter_transforms_namespace_is_zukos():
+    # ``lazydist_functional.adapters.transforms`` has exactly Zuko 1.6's public names,
+    # torch's re-exported transforms and Zuko's utilities included.
+    def public(module):
+        return {n for n in dir(module) if not n.startswith("_")}
+
+    assert public(A.transforms) == public(zuko.transforms)
+    assert A.transforms.odeint is A.utils.odeint
+    assert A.transforms.ComposeTransform is torch.distributions.ComposeTransform
+    assert sorted(A.transforms.__all__) == sorted(zuko.transforms.__all__)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: T.BernsteinTransform(torch.randn(3, 8), cache_size=1),
+        lambda: T.GaussianizationTransform(torch.randn(3, 4), torch.randn(3, 4), bogus=1),
+        lambda: T.SOSPolynomialTransform(torch.randn(3, 2, 4), bogus=1),
+        lambda: T.UnconstrainedMonotonicTransform(torch.exp, bogus=1),
+    ],
+)
+def test_monotonic_transforms_reject_unknown_keywords(make):
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        make()
+
+
+def test_one_soft_bound():
+    x = torch.tensor([-4.0, -1.0, 0.0, 3.0])
+    assert torch.allclose(T.soft_bound(x, 2.0), x / (1 + x.abs() / 2))
+    assert torch.allclose(T.SoftclipTransform(2.0)(x), T.soft_bound(x, 2.0))
+    # the affine transform's log-scale is the soft bound of its unconstrained scale
+    t = T.MonotonicAffineTransform(torch.zeros(4), x, slope=1e-3)
+    assert torch.allclose(t.log_scale, T.soft_bound(x, -math.log(1e-3)))

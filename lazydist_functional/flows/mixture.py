@@ -23,7 +23,15 @@ STRATEGIES = ("random", "kmeans", "kmeans++")
 
 class UnknownOptionError(NotImplementedError, ValueError):
     r"""An option (covariance type, clustering strategy) outside the known set. A
-    :class:`NotImplementedError` as in Zuko (whose users catch that) and a :class:`ValueError`."""
+    :class:`NotImplementedError` as in Zuko (whose users catch that) and a :class:`ValueError`.
+
+    Example:
+        >>> try:
+        ...     GMM(2, covariance_type="cube")
+        ... except NotImplementedError as error:
+        ...     print(error)
+        Unknown covariance type 'cube': expected 'full', 'diagonal' or 'spherical'
+    """
 
 
 class TooFewSamplesError(AssertionError, ValueError):

@@ -9,6 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch._C._functorch import is_batchedtensor
 
 from .gaussian import GaussianWeight
 from .init import uniform
@@ -34,8 +35,23 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, mask: Tensor |
         weight = weight * mask
     if weight.dim() == 2:
         return F.linear(x, weight, bias)
-    y = torch.matmul(weight, x.unsqueeze(-1)).squeeze(-1)
+    y = _stacked(x, weight)
     return y if bias is None else y + bias
+
+
+def _stacked(x: Tensor, weight: Tensor) -> Tensor:
+    r""":math:`y_{\dots s} = W_{\dots s} x_{\dots s}` for a weight with leading dims.
+
+    ``einsum`` contracts the stacked dims as ``bmm`` batches (``matmul`` would first
+    expand the weight to x's batch shape, a copy per sample). Under ``vmap`` over ``x``
+    alone, ``einsum``/``bmm``'s batching rule makes that copy too, so :math:`S` stacked
+    operators are applied as :math:`S` ``F.linear``\ s, whose batching rule folds the
+    vmapped dim into the rows (one GEMM each, no copy).
+    """
+
+    if weight.dim() == 3 and is_batchedtensor(x) and not is_batchedtensor(weight):
+        return torch.stack([F.linear(xs, w) for xs, w in zip(x.unbind(-2), weight.unbind(0), strict=True)], dim=-2)
+    return torch.einsum("...ij,...j->...i", weight, x)
 
 
 def init_linear(

@@ -2,7 +2,7 @@ r"""Transforms: forward, inverse, ``call_and_ladj``; all pytrees and ``torch.fun
 
 from .affine import AdditiveTransform, MonotonicAffineTransform
 from .autoregressive import AutoregressiveTransform, CouplingTransform
-from .base import ComposedTransform, DependentTransform, FunctionalTransform, InverseTransform
+from .base import ComposedTransform, DependentTransform, FunctionalTransform, InverseTransform, take_last
 from .permutation import PermutationTransform
 from .spline import MonotonicRQSTransform
 
@@ -17,6 +17,7 @@ __all__ = [
     "MonotonicAffineTransform",
     "MonotonicRQSTransform",
     "PermutationTransform",
+    "take_last",
 ]
 
 from .monotonic import (  # noqa: E402
@@ -26,8 +27,9 @@ from .monotonic import (  # noqa: E402
     MonotonicTransform,
     SOSPolynomialTransform,
     UnconstrainedMonotonicTransform,
+    gauss_legendre_nodes,
 )
-from .softclip import SoftclipTransform  # noqa: E402
+from .softclip import SoftclipTransform, soft_bound  # noqa: E402
 
 __all__ += [
     "BernsteinTransform",
@@ -37,6 +39,8 @@ __all__ += [
     "SOSPolynomialTransform",
     "SoftclipTransform",
     "UnconstrainedMonotonicTransform",
+    "gauss_legendre_nodes",
+    "soft_bound",
 ]
 
 from .continuous import FreeFormJacobianTransform  # noqa: E402

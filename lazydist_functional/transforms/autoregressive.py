@@ -10,11 +10,12 @@ import torch
 from torch import Tensor
 from torch.distributions import Transform, constraints
 
+from ..checks import check_event
 from ..pytree import register_pytree_class
 from .base import FunctionalTransform, take_last
 
 
-@register_pytree_class(children=("meta",), static=("passes",))
+@register_pytree_class(children=("meta",), static=("passes", "features"))
 class AutoregressiveTransform(FunctionalTransform):
     r"""Autoregressive transform :math:`y_i = f(x_i \mid x_{<i})`.
 
@@ -28,31 +29,42 @@ class AutoregressiveTransform(FunctionalTransform):
         meta: a pytree callable ``x -> Transform`` (e.g. a
             :class:`~lazydist_functional.pytree.Partial`).
         passes: the number of sequential passes of the inverse.
+        features: the number of features :math:`D`, if known: inputs are checked to
+            have shape :math:`(*, D)` (shapes only, free under ``vmap``/``compile``).
     """
 
     domain = constraints.real_vector
     codomain = constraints.real_vector
 
-    def __init__(self, meta: Callable[[Tensor], Transform], passes: int) -> None:
+    def __init__(self, meta: Callable[[Tensor], Transform], passes: int, features: int | None = None) -> None:
         self.meta = meta
         self.passes = int(passes)
+        self.features = None if features is None else int(features)
 
     def __repr__(self) -> str:
         return f"AutoregressiveTransform(passes={self.passes})"
 
+    def _check(self, x: Tensor) -> None:
+        if self.features is not None:
+            check_event(x, (self.features,), f"the input of {type(self).__name__}")
+
     def _call(self, x: Tensor) -> Tensor:
+        self._check(x)
         return self.meta(x)(x)
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x)
         return self.meta(x).call_and_ladj(x)
 
     def _inverse(self, y: Tensor) -> Tensor:
+        self._check(y)
         x = torch.zeros_like(y)
         for _ in range(self.passes):
             x = self.meta(x).inv(y)
         return x
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(y)
         x = torch.zeros_like(y)
         for _ in range(self.passes - 1):
             x = self.meta(x).inv(y)
@@ -88,6 +100,7 @@ class CouplingTransform(FunctionalTransform):
         return f"CouplingTransform(features_b={self.features_b})"
 
     def _run(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        check_event(x, self.mask.shape[-1:], f"the input of {type(self).__name__}")
         # Stable argsort puts the False entries (x_b) first, then the True ones (x_a).
         perm = torch.argsort(self.mask.to(torch.uint8), dim=-1, stable=True)
         nb = self.features_b
@@ -95,7 +108,10 @@ class CouplingTransform(FunctionalTransform):
         x_a, x_b = xp[..., nb:], xp[..., :nb]
         f = self.meta(x_a)
         y_b, ladj = f.inv.call_and_ladj(x_b) if inverse else f.call_and_ladj(x_b)
-        y = take_last(torch.cat((y_b, x_a), dim=-1), torch.argsort(perm))
+        # x_a may have fewer batch dims than y_b (one x, a batch of contexts): broadcast.
+        batch = torch.broadcast_shapes(x_a.shape[:-1], y_b.shape[:-1])
+        parts = (y_b.expand(*batch, y_b.shape[-1]), x_a.expand(*batch, x_a.shape[-1]))
+        y = take_last(torch.cat(parts, dim=-1), torch.argsort(perm))
         return y, ladj
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,14 @@ unflattening would skip.
 
 from __future__ import annotations
 
-__all__ = ["FunctionalTransform", "InverseTransform", "ComposedTransform", "DependentTransform", "sum_rightmost"]
+__all__ = [
+    "ComposedTransform",
+    "DependentTransform",
+    "FunctionalTransform",
+    "InverseTransform",
+    "sum_rightmost",
+    "take_last",
+]
 
 from typing import Any
 
@@ -21,6 +28,7 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Transform, constraints
 
+from ..checks import check_event
 from ..pytree import register_pytree_class
 
 
@@ -207,16 +215,24 @@ class ComposedTransform(FunctionalTransform):
         return shape
 
 
-@register_pytree_class(children=("base",), static=("reinterpreted",))
+@register_pytree_class(children=("base",), static=("reinterpreted", "features"))
 class DependentTransform(FunctionalTransform):
     r"""Treats the ``reinterpreted`` rightmost dimensions of a transform as one event.
 
     .. math:: \log |\det J(x)| = \sum_{\text{rightmost dims}} \log |\det J_{\text{base}}(x)|
+
+    Arguments:
+        base: the transform.
+        reinterpreted: the number of rightmost dimensions forming the event.
+        features: the size :math:`D` of the last event dimension, if known: inputs are
+            checked to have shape :math:`(*, D)` (an element-wise base would broadcast a
+            wrong size silently).
     """
 
-    def __init__(self, base: Transform, reinterpreted: int) -> None:
+    def __init__(self, base: Transform, reinterpreted: int, features: int | None = None) -> None:
         self.base = base
         self.reinterpreted = int(reinterpreted)
+        self.features = None if features is None else int(features)
 
     def __repr__(self) -> str:
         return f"DependentTransform({self.base!r}, {self.reinterpreted})"
@@ -231,19 +247,27 @@ class DependentTransform(FunctionalTransform):
 
     @property
     def inv(self) -> Transform:
-        return DependentTransform(self.base.inv, self.reinterpreted)
+        return DependentTransform(self.base.inv, self.reinterpreted, self.features)
+
+    def _check(self, x: Tensor) -> None:
+        if self.features is not None:
+            check_event(x, (self.features,), f"the input of {type(self).__name__}")
 
     def _call(self, x: Tensor) -> Tensor:
+        self._check(x)
         return self.base(x)
 
     def _inverse(self, y: Tensor) -> Tensor:
+        self._check(y)
         return self.base.inv(y)
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x)
         y, ladj = self.base.call_and_ladj(x)
         return y, sum_rightmost(ladj, self.reinterpreted)
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(y)
         x, ladj = self.base.inv.call_and_ladj(y)
         return x, sum_rightmost(ladj, self.reinterpreted)
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Transform, constraints
 
+from ..checks import check_event
 from ..pytree import register_pytree_class
 from .base import FunctionalTransform, take_last
 
@@ -51,13 +52,19 @@ class GroupedAutoregressiveTransform(FunctionalTransform):
     def __repr__(self) -> str:
         return f"GroupedAutoregressiveTransform(sizes={self.sizes})"
 
+    def _check(self, x: Tensor) -> None:
+        check_event(x, self.order.shape[-1:], f"the input of {type(self).__name__}")
+
     def _call(self, x: Tensor) -> Tensor:
+        self._check(x)
         return self.meta(x)(x)
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x)
         return self.meta(x).call_and_ladj(x)
 
     def _inverse(self, y: Tensor) -> Tensor:
+        self._check(y)
         perm = torch.argsort(self.order, dim=-1, stable=True)
         inverse_perm = torch.argsort(perm, dim=-1)
         D = y.shape[-1]

@@ -115,7 +115,7 @@ class MonotonicRQSTransform(FunctionalTransform):
         qb = (y1 - y0) * d0 - dy * t
         qc = -s * dy
         disc = (qb**2 - 4 * qa * qc).clamp_min(0)
-        xi = ((2 * qc) / (-qb - disc.sqrt())).clamp(0, 1)
+        xi = (2 * qc) / (-qb - disc.sqrt())  # in [0, 1] up to rounding (no clamp: keep the gradient)
         x = x0 + xi * (x1 - x0)
         a = xi * (1 - xi)
         dydx = s**2 * (d1 * xi**2 + 2 * s * a + d0 * (1 - xi) ** 2) / (s + t * a) ** 2

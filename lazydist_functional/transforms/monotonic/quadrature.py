@@ -67,16 +67,25 @@ class UnconstrainedMonotonicTransform(MonotonicTransform):
         self.n = int(n)
         self.inverse_nodes = int(inverse_nodes)
 
-    def f(self, x: Tensor, n: int | None = None) -> Tensor:
-        nodes, weights = gauss_legendre_nodes(self.n if n is None else n, dtype=x.dtype, device=x.device)
+    def _integral(self, x: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        r""":math:`f(x)` by the :math:`n`-point rule, and :math:`g(x)`. ``x`` is first broadcast
+        to the shape of :math:`g(x)` (the parameters of :math:`g` may carry batch dims that
+        ``x`` lacks), so that the node dimension stays leading."""
+
+        gx = self.g(x)
+        x = x.expand_as(gx)
+        nodes, weights = gauss_legendre_nodes(n, dtype=x.dtype, device=x.device)
         u = nodes.reshape(-1, *([1] * x.dim())) * x
-        return x * torch.tensordot(weights, self.g(u), dims=1)
+        return x * torch.tensordot(weights, self.g(u), dims=1), gx
+
+    def f(self, x: Tensor) -> Tensor:
+        return self._integral(x, self.n)[0]
 
     def value_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.f(x), self.g(x)
+        return self._integral(x, self.n)
 
     def _coarse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.f(x, min(self.n, self.inverse_nodes)), self.g(x)
+        return self._integral(x, min(self.n, self.inverse_nodes))
 
     def _solve(self, y: Tensor) -> Tensor:
         # Iterate on a coarser quadrature (``inverse_nodes`` points), then polish on the
@@ -90,4 +99,5 @@ class UnconstrainedMonotonicTransform(MonotonicTransform):
         )
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.f(x), self.g(x).log()
+        y, gx = self._integral(x, self.n)
+        return y, gx.log()
