@@ -8,8 +8,8 @@ The stateful, Zuko-compatible side lives in :mod:`lazydist_functional.adapters`.
 
 __version__ = "0.1.0"
 
-from . import bayesian, distributions, flows, nn, transforms
-from .checks import ParamTreeError
+from . import bayesian, catalogue, distributions, flows, nn, transforms
+from .checks import ContextError, InputTypeError, LazydistError, ParamTreeError, ShapeError
 from .pytree import NAMESPACE, Partial, flatten_names, register_pytree_class, unflatten_names
 from .spec import Spec
 from .trees import (
@@ -28,10 +28,15 @@ from .trees import (
 
 __all__ = [
     "NAMESPACE",
+    "ContextError",
+    "InputTypeError",
+    "LazydistError",
     "ParamTreeError",
+    "ShapeError",
     "Partial",
     "Spec",
     "bayesian",
+    "catalogue",
     "distributions",
     "flatten_names",
     "flows",

@@ -213,6 +213,5 @@ def _check_broadcast(owner: str, batch: torch.Size, context: torch.Size) -> None
 
 #: Aliases kept importable: use :func:`~lazydist_functional.trees.tree_cast`,
 #: :func:`~lazydist_functional.pytree.first_float` and :func:`~lazydist_functional.pytree.as_nested`.
-cast_tree = tree_cast
 _first_float = first_float
 nested = as_nested

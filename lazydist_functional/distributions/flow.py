@@ -8,7 +8,7 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Distribution, Independent, Transform
 
-from ..pytree import register_pytree_class
+from ..pytree import first_float, register_pytree_class
 from ..transforms.base import sum_rightmost
 from .base import FunctionalDistribution, check_sample
 
@@ -25,18 +25,11 @@ def call_and_ladj(t: Transform, x: Tensor) -> tuple[Tensor, Tensor]:
     return y, t.log_abs_det_jacobian(x, y)
 
 
-def _float_dtype(d: object) -> torch.dtype | None:
-    r"""The dtype of a distribution's first floating-point leaf (static: reads ``.dtype`` only)."""
+def _dtype_of(d: Distribution) -> torch.dtype | None:
+    r"""The dtype of a distribution's first floating-point leaf (reads ``.dtype`` only)."""
 
-    for name in getattr(type(d), "_pytree_children", ()):
-        value = getattr(d, name, None)
-        if isinstance(value, Tensor) and value.is_floating_point():
-            return value.dtype
-        if isinstance(value, Distribution):
-            found = _float_dtype(value)
-            if found is not None:
-                return found
-    return None
+    leaf = first_float(d)
+    return None if leaf is None else leaf.dtype
 
 
 @register_pytree_class(children=("transform", "base"))
@@ -90,7 +83,7 @@ class NormalizingFlow(FunctionalDistribution):
         return new
 
     def log_prob(self, x: Tensor) -> Tensor:
-        check_sample(x, self, _float_dtype(self.base))
+        check_sample(x, self, _dtype_of(self.base))
         # a value with fewer batch dims than the distribution (one x, many contexts) is
         # broadcast first, so every transform sees x and its context with one batch shape
         event = self.event_shape

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from ..distributions import NormalizingFlow
-from ..spec import Spec, cast_tree
+from ..spec import Spec
+from ..trees import tree_cast
 from ..transforms import ComposedTransform
 
 
@@ -134,7 +135,7 @@ class _Constructor(Spec):
     def _tensors(self, dtype, device) -> dict[str, Tensor]:
         if str(device) == "meta":
             return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in self.tensors.items()}
-        return cast_tree({k: v.clone() for k, v in self.tensors.items()}, dtype, device)
+        return tree_cast({k: v.clone() for k, v in self.tensors.items()}, dtype, device)
 
     def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
         return {} if self.buffer else self._tensors(dtype, device)
