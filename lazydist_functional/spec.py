@@ -16,7 +16,7 @@ module's ``named_parameters()`` (``named_buffers()``) names.
 
 from __future__ import annotations
 
-__all__ = ["Spec"]
+__all__ = ["Parametric", "Spec"]
 
 from collections.abc import Mapping
 from typing import Any
@@ -29,10 +29,11 @@ from .pytree import as_nested, first_float, flatten_names, unflatten_names
 from .trees import tree_cast
 
 
-class Spec:
-    r"""Base class of specs (flows, lazy transforms, lazy distributions, networks)."""
-
-    context: int = 0
+class Parametric:
+    r"""What specs and networks share: a tree of trainable parameters (:meth:`init`), a
+    tree of non-trainable state (:meth:`init_state`), their shapes, and the checks of
+    given trees against them. Subclasses add the call (:class:`Spec`'s
+    ``apply(params, c)``, :class:`~lazydist_functional.nn.Network`'s ``apply(params, x)``)."""
 
     # -- to be defined by subclasses -------------------------------------------------
     def init(
@@ -53,15 +54,12 @@ class Spec:
 
         return {}
 
-    def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Any:
-        raise NotImplementedError
-
     # -- shared machinery -------------------------------------------------------------
     @property
     def name(self) -> str:
-        r"""The name used in error messages (the class name, or the adapter module's)."""
+        r"""The name used in error messages (the class name)."""
 
-        return self.__dict__.get("_name", type(self).__name__)
+        return type(self).__name__
 
     # Cached by hand, not with ``functools.cached_property``: its lock (Python < 3.12) is a
     # context manager ``torch.compile(fullgraph=True)`` cannot trace on a first call.
@@ -164,6 +162,16 @@ class Spec:
         self.check(params, state)
         return params, state
 
+
+class Spec(Parametric):
+    r"""Base class of specs (flows, lazy transforms, lazy distributions): static
+    configuration with a pure ``apply(params, c) -> Distribution | Transform``."""
+
+    context: int = 0
+
+    def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
     def apply(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None) -> Any:
         r"""Builds the distribution (or transform) :math:`p(X | c)` from ``params``.
 
@@ -210,8 +218,3 @@ def _check_broadcast(owner: str, batch: torch.Size, context: torch.Size) -> None
                 f"context's batch shape {tuple(context)}"
             )
 
-
-#: Aliases kept importable: use :func:`~lazydist_functional.trees.tree_cast`,
-#: :func:`~lazydist_functional.pytree.first_float` and :func:`~lazydist_functional.pytree.as_nested`.
-_first_float = first_float
-nested = as_nested

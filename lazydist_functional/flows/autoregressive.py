@@ -13,7 +13,7 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Transform
 
-from ..nn import MaskedMLP
+from ..nn import MaskedMLP, on_device
 from ..pytree import Partial
 from ..spec import Spec
 from ..transforms import AutoregressiveTransform, MonotonicAffineTransform
@@ -143,8 +143,7 @@ class MaskedAutoregressiveTransform(Spec):
     def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:
         state: dict[str, Any] = {}
         if self.order is not None:
-            state["order"] = self.order.to(device) if str(device) != "meta" else torch.empty(
-                self.features, dtype=torch.long, device="meta")
+            state["order"] = on_device(lambda: self.order, (self.features,), torch.long, device)
         state["hyper"] = self.hyper.init_state(dtype=dtype, device=device)
         return state
 

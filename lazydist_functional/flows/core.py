@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..distributions import NormalizingFlow
+from ..nn import is_meta
 from ..spec import Spec
 from ..trees import tree_cast
 from ..transforms import ComposedTransform
@@ -133,7 +134,7 @@ class _Constructor(Spec):
         self.static = {k: v for k, v in values.items() if not isinstance(v, Tensor)}
 
     def _tensors(self, dtype, device) -> dict[str, Tensor]:
-        if str(device) == "meta":
+        if is_meta(device):
             return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in self.tensors.items()}
         return tree_cast({k: v.clone() for k, v in self.tensors.items()}, dtype, device)
 

@@ -12,7 +12,7 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Transform
 
-from ..nn import MLP
+from ..nn import MLP, on_device
 from ..spec import Spec
 from ..transforms import DependentTransform, MonotonicAffineTransform
 from ._conditioner import unpack
@@ -68,10 +68,8 @@ class ElementWiseTransform(Spec):
         dtype = dtype or torch.get_default_dtype()
         phi = {}
         for i, s in enumerate(self.shapes):
-            if str(device) == "meta":
-                phi[str(i)] = torch.empty(self.features, *s, dtype=dtype, device="meta")
-            else:
-                phi[str(i)] = torch.randn(self.features, *s, generator=generator, dtype=dtype).to(device)
+            shape = (self.features, *s)
+            phi[str(i)] = on_device(lambda: torch.randn(shape, generator=generator, dtype=dtype), shape, dtype, device)
         return {"phi": phi}
 
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Transform:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..distributions import DiagNormal, Mixture, MultivariateNormal
-from ..nn import MLP
+from ..nn import MLP, on_device
 from ..spec import Spec
 from ._conditioner import unpack
 
@@ -103,10 +103,10 @@ class GMM(Spec):
         if self.hyper is not None:
             return {"hyper": self.hyper.init(generator, dtype=dtype, device=device)}
         dtype = dtype or torch.get_default_dtype()
-        if str(device) == "meta":
-            return {"phi": {str(i): torch.empty(s, dtype=dtype, device="meta") for i, s in enumerate(self.shapes)}}
-        return {"phi": {str(i): torch.randn(s, generator=generator, dtype=dtype).to(device)
-                        for i, s in enumerate(self.shapes)}}
+        return {"phi": {
+            str(i): on_device(lambda s=s: torch.randn(s, generator=generator, dtype=dtype), s, dtype, device)
+            for i, s in enumerate(self.shapes)
+        }}
 
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Mixture:
         if self.hyper is not None:

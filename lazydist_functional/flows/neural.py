@@ -20,10 +20,11 @@ import torch.nn as nn
 from torch import Tensor
 from torch.distributions import Transform
 
-from ..nn.monotonic import MonotonicMLP, fold_signs, folded_value_and_tangent, stacked_linear
+from ..nn import linear
+from ..nn.monotonic import MonotonicMLP, fold_signs, folded_value_and_tangent
 from ..pytree import Partial, tree_map
-from ..spec import Spec
-from ..transforms import AdditiveTransform, ComposedTransform, DependentTransform
+from ..spec import Parametric, Spec
+from ..transforms import AdditiveTransform, ComposedTransform, DependentTransform, soft_bound
 from ..transforms import MonotonicTransform, UnconstrainedMonotonicTransform
 from ._conditioner import unpack
 from .common import autoregressive_layers, standard_base, with_softclips
@@ -36,7 +37,7 @@ def _first_layer(layer: Mapping[str, Tensor], signal: Tensor, monotonic: bool) -
     and the column of :math:`x`: :math:`z = s + w x`."""
 
     W = layer["weight"].abs() if monotonic else layer["weight"]
-    s = stacked_linear(signal, W[..., 1:], layer.get("bias"))
+    s = linear(signal, W[..., 1:], layer.get("bias"))
     return s, W[..., 0]
 
 
@@ -49,7 +50,7 @@ def _mnn_f(s: Tensor, w: Tensor, weights: tuple, biases: tuple, x: Tensor) -> Te
     return _mnn_f_and_df(s, w, weights, biases, x)[0]
 
 
-class MNN(Spec):
+class MNN(Parametric):
     r"""Monotonic neural network: :math:`f(x) = \mathrm{MonotonicMLP}([x, \text{signal}])`.
 
     The network's weights are parameters (``"network"``); the signal comes from the
@@ -80,7 +81,7 @@ class MNN(Spec):
             first["weight"], first.get("bias"), [net[n]["weight"] for n in names[1:]],
             [net[n].get("bias") for n in names[1:]],
         )
-        s = stacked_linear(signal, W0[..., 1:], b0)
+        s = linear(signal, W0[..., 1:], b0)
         args = (s, W0[..., 0], tuple(Ws), tuple(bs))
         return MonotonicTransform(
             Partial(_mnn_f, args), f_and_df=Partial(_mnn_f_and_df, args), iterations=self.iterations
@@ -90,12 +91,12 @@ class MNN(Spec):
 def _umnn_g(s: Tensor, w: Tensor, weights: tuple, biases: tuple, x: Tensor, *, act: Callable) -> Tensor:
     z = s + w * x[..., None]
     for W, b in zip(weights, biases, strict=True):
-        z = stacked_linear(act(z), W, b)
+        z = linear(act(z), W, b)
     dx = z.squeeze(-1)
-    return torch.exp(dx / (1 + torch.abs(dx / 7)))
+    return torch.exp(soft_bound(dx, 7.0))
 
 
-class UMNN(Spec):
+class UMNN(Parametric):
     r"""Unconstrained monotonic neural network: :math:`f(x) = \int_0^x g(u)\,du + b` with
     :math:`g = \exp(\text{soft-bounded } \mathrm{MLP}([u, \text{signal}])) \in [10^{-3}, 10^3]`.
 

@@ -11,10 +11,11 @@ from torch import Tensor
 
 from ..checks import check_dtype, check_event
 from ..pytree import first_float
-from ..spec import Spec, nested
+from ..pytree import as_nested
+from ..spec import Parametric
 
 
-class Network:
+class Network(Parametric):
     r"""Base class of pure networks.
 
     Subclasses define ``init(generator=None, *, dtype=None, device=None)`` (trainable
@@ -25,20 +26,10 @@ class Network:
     directly on trees they have already checked.
 
     The tree bookkeeping (``param_shapes``, ``state_shapes``, ``default_state``,
-    ``check``, ``init_trees``, ``name``) is :class:`~lazydist_functional.Spec`'s, so a
-    network and a spec name and validate trees the same way; what differs is the call:
-    ``apply(params, x)`` returns a tensor, not a distribution of a context.
+    ``check``, ``init_trees``, ``name``) is :class:`~lazydist_functional.spec.Parametric`'s,
+    shared with specs; what differs is the call: ``apply(params, x)`` returns a tensor,
+    not a distribution of a context.
     """
-
-    init = Spec.init
-    init_state = Spec.init_state
-    name = Spec.name
-    _cached_shapes = Spec._cached_shapes
-    param_shapes = Spec.param_shapes
-    state_shapes = Spec.state_shapes
-    default_state = Spec.default_state
-    init_trees = Spec.init_trees
-    check = Spec.check
 
     #: The trailing shape expected of the input, or ``None`` (any).
     input_shape: tuple[int, ...] | None = None
@@ -50,8 +41,8 @@ class Network:
         r"""Evaluates the network on ``x`` of shape :math:`(*, \text{input shape})`; ``params``
         may be nested or flat with dotted names, like :meth:`Spec.apply <lazydist_functional.Spec.apply>`'s."""
 
-        params = nested(params)
-        state = None if state is None else nested(state)
+        params = as_nested(params)
+        state = None if state is None else as_nested(state)
         self.check(params, state)
         return self.apply_checked(params, x, state)
 

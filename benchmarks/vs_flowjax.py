@@ -1,0 +1,102 @@
+r"""This library (eager and compiled) against FlowJAX (``jax.jit``), same architecture,
+timed side by side and alternating in one run (issue 9).
+
+Architecture: 3 features, 5 context features, 3 transforms, hidden [64, 64] (FlowJAX:
+``nn_width=64, nn_depth=2``), N = 1024; MAF (affine) and NSF (rational-quadratic
+spline, 8 bins, bound 5). Cases: ``log_prob`` and one gradient of the mean NLL
+(ours: ``torch.func.grad``, eager and ``torch.compile``; FlowJAX: ``eqx.filter_jit`` of
+``eqx.filter_grad``). Ratios are ours / FlowJAX (below 1: ours is faster). Issue 9's
+goal: eager <= 1.5x, compiled <= 1.0x.
+
+Needs the optional ``bench`` extra (``pip install "jax[cpu]" flowjax``); without it the
+script says so and exits 0.
+
+Usage: ``python benchmarks/vs_flowjax.py [--quick]``; writes ``results/flowjax.json`` (the file is not named ``flowjax.py``: it would shadow the package).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from common import compare, markdown_table, parser, setup, write_json
+from torch.func import grad
+
+from lazydist_functional.catalogue import FLOWS
+
+try:
+    import equinox as eqx
+    import flowjax
+    import jax
+    import jax.numpy as jnp
+    from flowjax.bijections import RationalQuadraticSpline
+    from flowjax.distributions import Normal
+    from flowjax.flows import masked_autoregressive_flow
+except ImportError as error:  # the optional `bench` extra is not installed
+    MISSING: ImportError | None = error
+else:
+    MISSING = None
+
+FEATURES, CONTEXT, TRANSFORMS, HIDDEN = 3, 5, 3, [64, 64]
+
+
+def ours(name: str, n: int, t_min: float, rounds: int) -> dict[str, dict]:
+    kwargs = {"bins": 8} if name == "NSF" else {}
+    spec = FLOWS[name].cls(FEATURES, CONTEXT, transforms=TRANSFORMS, hidden_features=HIDDEN, **kwargs)
+    params, state = spec.init(torch.Generator().manual_seed(0)), spec.init_state()
+    c, x = torch.randn(n, CONTEXT), torch.randn(n, FEATURES)
+
+    def log_prob(p):
+        return spec.apply(p, c, state=state).log_prob(x)
+
+    def grad_step(p):
+        return grad(lambda q: -log_prob(q).mean())(p)
+
+    fns = {"log_prob": log_prob, "grad": grad_step}
+    return {case: {"eager": (lambda f=f: f(params)), "compiled": (lambda g=torch.compile(f): g(params))}
+            for case, f in fns.items()}
+
+
+def theirs(name: str, n: int) -> dict[str, object]:
+    transformer = RationalQuadraticSpline(knots=8, interval=5) if name == "NSF" else None
+    flow = masked_autoregressive_flow(
+        jax.random.key(0), base_dist=Normal(jnp.zeros(FEATURES)), transformer=transformer,
+        cond_dim=CONTEXT, flow_layers=TRANSFORMS, nn_width=HIDDEN[0], nn_depth=len(HIDDEN),
+    )
+    kx, kc = jax.random.split(jax.random.key(1))
+    x, c = jax.random.normal(kx, (n, FEATURES)), jax.random.normal(kc, (n, CONTEXT))
+    log_prob = eqx.filter_jit(lambda f: f.log_prob(x, condition=c))
+    grad_step = eqx.filter_jit(eqx.filter_grad(lambda f: -f.log_prob(x, condition=c).mean()))
+    return {"log_prob": lambda: jax.block_until_ready(log_prob(flow)),
+            "grad": lambda: jax.block_until_ready(grad_step(flow))}
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--n", type=int, default=1024)
+    args = p.parse_args()
+    if MISSING is not None:
+        print(f"skipped: FlowJAX comparison needs the `bench` extra (pip install 'jax[cpu]' flowjax): {MISSING}")
+        sys.exit(0)
+    t_min = setup(args)
+    rounds = 1 if args.quick else 5
+    rows = []
+    for name in ("MAF", "NSF"):
+        mine, other = ours(name, args.n, t_min, rounds), theirs(name, args.n)
+        for case in ("log_prob", "grad"):
+            t = compare({"eager": mine[case]["eager"], "compiled": mine[case]["compiled"], "flowjax": other[case]},
+                        t_min, rounds)
+            rows.append({"flow": name, "case": case, "n": args.n, **{f"{k}_s": v for k, v in t.items()},
+                         "eager_over_flowjax": t["eager"] / t["flowjax"],
+                         "compiled_over_flowjax": t["compiled"] / t["flowjax"]})
+            print(f"{name} {case}: eager/flowjax {rows[-1]['eager_over_flowjax']:.2f}, "
+                  f"compiled/flowjax {rows[-1]['compiled_over_flowjax']:.2f}", flush=True)
+    print()
+    print(markdown_table(rows, ["flow", "case", "n", "eager_over_flowjax", "compiled_over_flowjax"],
+                         ["flow", "case", "N", "ours eager / FlowJAX jit", "ours compiled / FlowJAX jit"]))
+    write_json("flowjax", {"quick": args.quick, "jax": jax.__version__, "flowjax": flowjax.__version__,
+                           "rows": rows}, args.out)
+
+
+if __name__ == "__main__":
+    main()
