@@ -1,4 +1,4 @@
-r"""Shared fixtures of the first-slice tests (MAF, NSF, RealNVP, NICE).
+r"""Shared fixtures of the contract tests (MAF, NSF, RealNVP, NICE from the catalogue).
 
 Every flow is tested conditional (``context=2``) and unconditional (``context=0``) at a
 small size (3 features, ``hidden_features=[16, 16]``) to keep the suite fast.
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import lazydist_functional.adapters as A
-from lazydist_functional import flows
+from lazydist_functional import catalogue, flows
 
 FEATURES = 3
 CONTEXT = 2
@@ -56,7 +56,9 @@ class Case:
 
 
 def make_spec(name: str, context: int, **kwargs) -> flows.Flow:
-    return getattr(flows, name)(FEATURES, context, hidden_features=HIDDEN, **kwargs)
+    r"""The catalogue's spec ``name`` (:mod:`lazydist_functional.catalogue`) at the suite's size."""
+
+    return catalogue.make_spec(name, FEATURES, context, hidden_features=HIDDEN, **kwargs)
 
 
 def make_module(name: str, context: int, **kwargs):
