@@ -294,6 +294,9 @@ class _UnconditionalModule(Partial):
             return SpecModule.forward(self, None)
         return Partial.forward(self)
 
+    def extra_repr(self) -> str:
+        return repr(self.forward()) if "_spec" in self.__dict__ else Partial.extra_repr(self)
+
 
 @module_class(core.UnconditionalDistribution)
 class UnconditionalDistribution(_UnconditionalModule, LazyDistribution):

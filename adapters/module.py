@@ -60,6 +60,10 @@ class _Tracked(nn.Module):
 class ParameterNode(_Tracked):
     r"""A plain container for one level of a parameter tree."""
 
+    def extra_repr(self) -> str:
+        tensors = {**self._parameters, **self._buffers}
+        return ", ".join(f"{k}: {tuple(v.shape)}" for k, v in tensors.items() if v is not None)
+
     def forward(self, *args: Any) -> Any:  # pragma: no cover - containers are not called
         raise RuntimeError("ParameterNode is a container of parameters and cannot be called")
 
