@@ -16,14 +16,11 @@ Usage: ``python benchmarks/meta.py [--quick]``; writes ``results/meta.json``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 
 import torch
-import torch.utils.benchmark as tb
 import zuko
+from common import figure, markdown_table, median_time, parser, save_figure, setup, write_json
 from torch.func import functional_call, grad, vmap
 
 import lazydist_functional as L
@@ -32,10 +29,6 @@ import lazydist_functional.meta as M
 from lazydist_functional.flows import MAF
 from lazydist_functional.nn import MLP
 from lazydist_functional.optim import adam
-
-
-def timeit(fn, t_min: float) -> float:
-    return tb.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=t_min).median
 
 
 def tasks(k: int, shots: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +81,7 @@ def bench_maml(t_min: float) -> dict:
         higher_status = f"fails: {str(e).splitlines()[0]}"
     g_v, g_l = L.flatten_names(vmapped()), L.flatten_names(loop())
     err = max(float((g_v[k] - g_l[k]).abs().max()) for k in g_v)
-    t_v, t_l, t_z = timeit(vmapped, t_min), timeit(loop, t_min), timeit(zuko_functional_call, t_min)
+    t_v, t_l, t_z = median_time(vmapped, t_min), median_time(loop, t_min), median_time(zuko_functional_call, t_min)
     return {"vmap_s": t_v, "loop_s": t_l, "zuko_functional_call_s": t_z, "loop_over_vmap": t_l / t_v,
             "max_abs_diff_vs_loop": err, "zuko_functional_call_meta_grad_all_zero": zero, "higher": higher_status}
 
@@ -112,7 +105,7 @@ def bench_ensemble(t_min: float) -> dict:
             loss.backward()
             o.step()
 
-    t_v, t_l = timeit(vmapped, t_min), timeit(loop, t_min)
+    t_v, t_l = median_time(vmapped, t_min), median_time(loop, t_min)
     return {"vmap_s": t_v, "loop_s": t_l, "loop_over_vmap": t_l / t_v}
 
 
@@ -126,9 +119,9 @@ def bench_hypernet(t_min: float, n: int = 4096) -> dict:
     with torch.no_grad():
         flat = 0.1 * hyper.apply(psi, c)  # (n, param_count): every sample's own flow parameters
         P = M.unravel(per_sample, flat)
-        t_flow = timeit(lambda: vmap(lambda p, xi: per_sample.apply(p).log_prob(xi))(P, x), t_min)
-        t_all = timeit(lambda: M.hypernet_log_prob(per_sample, lambda p, ci: 0.1 * hyper.apply(p, ci), psi, c, x), t_min)
-        t_s = timeit(lambda: shared.apply(shared_params, c).log_prob(x), t_min)
+        t_flow = median_time(lambda: vmap(lambda p, xi: per_sample.apply(p).log_prob(xi))(P, x), t_min)
+        t_all = median_time(lambda: M.hypernet_log_prob(per_sample, lambda p, ci: 0.1 * hyper.apply(p, ci), psi, c, x), t_min)
+        t_s = median_time(lambda: shared.apply(shared_params, c).log_prob(x), t_min)
     return {"n": n, "params_per_sample": M.param_count(per_sample), "per_sample_flow_vmap_s": t_flow,
             "hypernet_and_flow_vmap_s": t_all, "shared_batched_s": t_s,
             "per_sample_flow_over_shared": t_flow / t_s, "hypernet_and_flow_over_shared": t_all / t_s}
@@ -148,7 +141,7 @@ def bench_per_sample(t_min: float, n: int = 256) -> dict:
             out.append([p.grad.clone() for p in module.parameters()])
         return out
 
-    t_v, t_l = timeit(lambda: M.per_sample_grads(spec, params, c, x), t_min), timeit(loop, t_min)
+    t_v, t_l = median_time(lambda: M.per_sample_grads(spec, params, c, x), t_min), median_time(loop, t_min)
     return {"n": n, "vmap_s": t_v, "loop_s": t_l, "loop_over_vmap": t_l / t_v}
 
 
@@ -173,31 +166,20 @@ def experiment(meta_steps: int, out: str) -> dict:
     steps = list(range(0, 5))
     curves = {name: [float(M.maml_loss(spec, p, None, s, None, q, inner_steps=k)) for k in steps]
               for name, p in inits.items()}
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax,) = figure(width=6)
     for name, curve in curves.items():
         ax.plot(steps, curve, "o-", label=name)
     ax.axvline(3, color="k", lw=0.6, ls=":")
     ax.set(xlabel="SGD adaptation steps on 16 support points (lr 0.1)", ylabel="held-out query NLL",
            title="64 held-out tasks (2-D Gaussians, mean on a circle)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "meta.png"), dpi=120)
+    save_figure(fig, "meta", out)
     return {"steps": steps, "curves": curves}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    t_min = 0.05 if args.quick else 0.5
-    torch.manual_seed(0)
+    args = parser(__doc__).parse_args()
+    t_min = setup(args) * 2.5
     results = {
         "maml_T16_k5": bench_maml(t_min),
         "ensemble_K32_step": bench_ensemble(t_min),
@@ -206,23 +188,26 @@ def main() -> None:
     }
     results["experiment"] = experiment(30 if args.quick else 200, args.out)
     r = results
-    print("| benchmark | ratio | target |")
-    print("|---|---|---|")
-    print(f"| MAML meta-gradient, T=16, k=5: loop over tasks / vmap | {r['maml_T16_k5']['loop_over_vmap']:.1f}x | >= 10x |")
-    print(f"| ensemble K=32, one Adam step: loop over modules / vmap | {r['ensemble_K32_step']['loop_over_vmap']:.1f}x | >= 5x |")
     h = r["hypernet_N4096"]
-    print(f"| N=4096, each sample its own {h['params_per_sample']} flow params (vmap) / shared params batched | "
-          f"{h['per_sample_flow_over_shared']:.2f} | <= 2 |")
-    print(f"| same, including the hypernetwork that produces them | {h['hypernet_and_flow_over_shared']:.2f} | |")
-    print(f"| per-sample grads N=256: loop / vmap(grad) | {r['per_sample_grads_N256']['loop_over_vmap']:.1f}x | |")
+    print(markdown_table([
+        {"benchmark": "MAML meta-gradient, T=16, k=5: loop over tasks / vmap",
+         "ratio": r["maml_T16_k5"]["loop_over_vmap"], "target": ">= 10x"},
+        {"benchmark": "ensemble K=32, one Adam step: loop over modules / vmap",
+         "ratio": r["ensemble_K32_step"]["loop_over_vmap"], "target": ">= 5x"},
+        {"benchmark": f"N=4096, each sample its own {h['params_per_sample']} flow params (vmap) / shared params batched",
+         "ratio": h["per_sample_flow_over_shared"], "target": "<= 2"},
+        {"benchmark": "same, including the hypernetwork that produces them",
+         "ratio": h["hypernet_and_flow_over_shared"], "target": ""},
+        {"benchmark": "per-sample grads N=256: loop / vmap(grad)",
+         "ratio": r["per_sample_grads_N256"]["loop_over_vmap"], "target": ""},
+    ], ["benchmark", "ratio", "target"]))
     print(f"zuko + functional_call MAML: runs in {r['maml_T16_k5']['zuko_functional_call_s'] * 1e3:.0f} ms but the "
           f"meta-gradient is all zero: {r['maml_T16_k5']['zuko_functional_call_meta_grad_all_zero']}")
     print(f"higher: {r['maml_T16_k5']['higher']}")
     curves = r["experiment"]["curves"]
     for name, curve in curves.items():
         print(f"{name}: held-out query NLL after 0/3/4 steps = {curve[0]:.3f} / {curve[3]:.3f} / {curve[4]:.3f}")
-    with open(os.path.join(args.out, "meta.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write_json("meta", {"quick": args.quick, **results}, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ and over a grid of :math:`[-5, 5]^3` diagonals.
 
 Usage::
 
-    python benchmarks/monotonic.py [--device cpu|cuda] [--threads N] [--flows NAF,BPF]
+    python benchmarks/monotonic.py [--quick] [--device cpu|cuda] [--threads N] [--flows NAF,BPF]
 
 Writes ``benchmarks/results/monotonic.json`` (``monotonic_<device>.json`` for a non-CPU
 device) and prints a markdown table.
@@ -22,38 +22,14 @@ device) and prints a markdown table.
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
-import statistics
 import sys
-from pathlib import Path
 
 import torch
 import zuko
-from torch.utils.benchmark import Timer
+from common import compare, markdown_table, parser, setup, write_json
 
-from lazydist_functional import flows, unflatten_names
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def split(spec, state_dict):
-    ps, ss = spec.param_shapes, spec.state_shapes
-    params = unflatten_names({k: v for k, v in state_dict.items() if k in ps})
-    state = unflatten_names({k: v for k, v in state_dict.items() if k in ss})
-    return params, state
-
-
-def median_time(stmt: str, env: dict, budget: float) -> float:
-    r"""Median seconds of one call, by ``torch.utils.benchmark`` (adaptive for fast
-    calls, single timed calls for slow ones)."""
-
-    timer = Timer(stmt, globals=env)
-    first = timer.timeit(1).median
-    if first * 5 > budget:
-        return first
-    return timer.blocked_autorange(min_run_time=budget).median
+from lazydist_functional.catalogue import FLOWS
 
 
 def roundtrip(transform, device) -> float:
@@ -70,27 +46,20 @@ def run(name: str, device: str, rounds: int, budget: float, settings: list[int |
     specs = {}
     for it in settings:
         kwargs = {} if it is None else {"iterations": it}
-        spec = getattr(flows, name)(3, **kwargs)
-        params, state = split(spec, z.state_dict())
+        spec = FLOWS[name].cls(3, **kwargs)
+        params, state = spec.split_state_dict({k: v.detach() for k, v in z.state_dict().items()})
         specs[it] = (spec, params, state)
 
-    sync = "torch.cuda.synchronize()" if device == "cuda" else "pass"
-    z_env = {"flow": z, "torch": torch}
-    z_stmt = f"flow().sample((1024,)); {sync}"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with torch.no_grad():
         z_rt = roundtrip(z().transform, device)
-    slow = median_time(z_stmt, z_env, 0.0) > 5  # also the warm-up
     for it, (spec, params, state) in specs.items():
-        env = {"spec": spec, "p": params, "s": state, "torch": torch}
-        stmt = f"spec.apply(p, state=s).sample((1024,)); {sync}"
-        median_time(stmt, env, 0.0)  # warm-up
-        if slow:
-            rounds = 1
-        tz, to = [], []
-        for _ in range(rounds):
-            tz.append(median_time(z_stmt, z_env, budget))
-            to.append(median_time(stmt, env, budget))
-        t_z, t_o = statistics.median(tz), statistics.median(to)
+        with torch.no_grad():
+            t = compare({
+                "zuko": lambda: (z().sample((1024,)), sync()),
+                "ours": lambda: (spec.apply(params, state=state).sample((1024,)), sync()),
+            }, budget, rounds)
+        t_z, t_o = t["zuko"], t["ours"]
         rt = roundtrip(spec.apply(params, state=state).transform, device)
         rows.append({
             "flow": name,
@@ -107,34 +76,25 @@ def run(name: str, device: str, rounds: int, budget: float, settings: list[int |
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=0.5, help="seconds per adaptive measurement")
-    parser.add_argument("--flows", default="NAF,UNAF,SOSPF,BPF,GF")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    p = parser(__doc__)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--budget", type=float, default=None, help="seconds per adaptive measurement")
+    p.add_argument("--flows", default="NAF,UNAF,SOSPF,BPF,GF")
+    args = p.parse_args()
+    budget = setup(args)
+    budget = args.budget or budget
+    rounds = 1 if args.quick else args.rounds
 
     rows = []
     for name in args.flows.split(","):
-        rows += run(name, args.device, args.rounds, args.budget, [None, 6])
+        rows += run(name, args.device, rounds, budget, [None] if args.quick else [None, 6])
 
-    lines = [
-        "| flow | iterations | zuko (ms) | ours (ms) | speed-up | round-trip ours | round-trip zuko |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['flow']} | {r['iterations']} | {r['zuko_s'] * 1e3:.1f} | {r['ours_s'] * 1e3:.1f} | "
-            f"{r['speedup']:.2f}x | {r['roundtrip_ours']:.1e} | {r['roundtrip_zuko']:.1e} |"
-        )
-    table = "\n".join(lines)
+    table = markdown_table(rows, ["flow", "iterations", "zuko_s", "ours_s", "speedup", "roundtrip_ours", "roundtrip_zuko"],
+                           ["flow", "iterations", "zuko (s)", "ours (s)", "speed-up", "round-trip ours",
+                            "round-trip zuko"])
     print(table)
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("monotonic.json" if args.device == "cpu" else f"monotonic_{args.device}.json")
     meta = {
         "task": "sample((1024,)) of 3 features, same weights (Zuko state_dict loaded)",
         "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
@@ -142,9 +102,10 @@ def main() -> None:
         "torch": torch.__version__,
         "zuko": zuko.__version__,
         "python": platform.python_version(),
-        "rounds": args.rounds,
+        "rounds": rounds,
     }
-    out.write_text(json.dumps({"meta": meta, "results": rows, "table": table}, indent=2))
+    name = "monotonic" if args.device == "cpu" else f"monotonic_{args.device}"
+    out = write_json(name, {"meta": meta, "results": rows, "table": table}, args.out)
     print(f"\nwritten {out}", file=sys.stderr)
 
 

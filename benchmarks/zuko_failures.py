@@ -1,8 +1,11 @@
 r"""What breaks in Zuko 1.6 under torch.func, flow by flow, and the same calls here.
 
-For each flow: does ``functional_call(flow, params, (c,))`` honour ``params``; does
-``vmap`` of ``log_prob`` run; does ``vmap(randomness="different")`` of ``sample`` run.
-Prints a markdown table (the one quoted in README.md).
+For each flow of the catalogue: does ``functional_call(flow, params, (c,))`` honour
+``params``; does ``vmap`` of ``log_prob`` run; does ``vmap(randomness="different")`` of
+``sample`` run. Prints a markdown table (the one quoted in README.md) and writes
+``results/zuko_failures.json``.
+
+Usage: ``python benchmarks/zuko_failures.py [--quick]`` (always quick: no timings).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import warnings
 
 import torch
 import zuko
+from common import markdown_table, parser, setup, write_json
 from torch.func import functional_call, vmap
 
 import lazydist_functional.adapters as ours
+from lazydist_functional.catalogue import FLOWS
 
-FLOWS = ["MAF", "NSF", "RealNVP", "NICE", "NCSF", "NAF", "UNAF", "SOSPF", "BPF", "GF", "CNF", "GMM"]
+CALLS = ("functional_call", "vmap log_prob", "vmap sample")
 
 
 def probe(lib: object, name: str) -> tuple[str, str, str]:
@@ -43,13 +48,18 @@ def probe(lib: object, name: str) -> tuple[str, str, str]:
 
 
 def main() -> None:
+    args = parser(__doc__).parse_args()
+    setup(args)
     warnings.filterwarnings("ignore")
-    torch.manual_seed(0)
-    print(f"zuko {zuko.__version__}, torch {torch.__version__}")
-    print("| flow | zuko functional_call | zuko vmap log_prob | zuko vmap sample | ours functional_call | ours vmap log_prob | ours vmap sample |")
-    print("|---|---|---|---|---|---|---|")
+    rows = []
     for name in FLOWS:
-        print(f"| {name} | " + " | ".join(probe(zuko, name) + probe(ours, name)) + " |")
+        row = {"flow": name}
+        for lib, who in ((zuko, "zuko"), (ours, "ours")):
+            row.update({f"{who} {call}": v for call, v in zip(CALLS, probe(lib, name))})
+        rows.append(row)
+    print(f"zuko {zuko.__version__}, torch {torch.__version__}")
+    print(markdown_table(rows, ["flow"] + [f"{who} {call}" for who in ("zuko", "ours") for call in CALLS]))
+    write_json("zuko_failures", {"zuko": zuko.__version__, "rows": rows}, args.out)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,6 @@ pytestmark = pytest.mark.slow
 FEATURES, CONTEXT, N = 3, 2, 6
 NAMES = list(FLOWS)
 INDUCTOR = ["MAF", "NAF", "GMM"]
-KNOWN = {
-    # UNAF's Gauss-Legendre nodes come from numpy's leggauss behind functools.lru_cache, which
-    # dynamo refuses to trace (transforms/monotonic/quadrature.py): a cold cache breaks the graph.
-    "UNAF": "quadrature nodes from numpy.leggauss (lru_cache) cannot be traced",
-}
 
 
 # Sampling traces the inverse, whose root finding unrolls ``iterations`` steps per group and
@@ -37,12 +32,7 @@ KNOWN = {
 SAMPLING = {name: dict(transforms=2, iterations=3) for name in ("NAF", "UNAF", "SOSPF", "BPF", "GF")}
 
 
-def _params(name):
-    marks = [pytest.mark.xfail(reason=KNOWN[name], strict=False)] if name in KNOWN else []
-    return pytest.param(name, marks=marks, id=name)
-
-
-FLOW_PARAMS = [_params(name) for name in NAMES]
+FLOW_PARAMS = NAMES
 
 
 @pytest.fixture(autouse=True)

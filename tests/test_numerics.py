@@ -117,13 +117,8 @@ def test_spline_log_det_finite_at_the_bound():
 # The transform classes check shapes when their builder passes the feature count
 # (``AutoregressiveTransform(..., features=D)``, ``DependentTransform(..., features=D)``);
 # these flows' builders do not pass it yet.
-NEEDS_BUILDER = {"MAF", "NSF", "NCSF", "GF", "CNF"}
-
-
 @pytest.mark.parametrize("name", FLOWS)
-def test_transform_checks_the_number_of_features(name, request):
-    if name in NEEDS_BUILDER:
-        request.applymarker(pytest.mark.xfail(reason="the flow's builder does not pass its feature count yet"))
+def test_transform_checks_the_number_of_features(name):
     spec, params = _flow(name)
     c = torch.randn(5, CONTEXT)
     t = spec.apply(params, c).transform

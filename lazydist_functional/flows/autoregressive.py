@@ -154,7 +154,9 @@ class MaskedAutoregressiveTransform(Spec):
         return univariate_from(phi, self.features, self.univariate, self.shapes)
 
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Transform:
-        return AutoregressiveTransform(Partial(self.meta, (params["hyper"], state["hyper"], c)), self.passes)
+        return AutoregressiveTransform(
+            Partial(self.meta, (params["hyper"], state["hyper"], c)), self.passes, features=self.features
+        )
 
 
 class MAF(Flow):

@@ -12,12 +12,12 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..nn import MLP
-from ..nn import linear, on_device
+from ..checks import check_event
+from ..nn import MLP, linear, on_device
 from ..pytree import Partial
 from ..spec import Spec
 from ..transforms import FreeFormJacobianTransform
-from .autoregressive import standard_base
+from .common import standard_base
 from .core import Flow
 
 
@@ -142,6 +142,7 @@ class FFJTransform(Spec):
         }
 
     def _inputs(self, freqs: Tensor, c: Tensor | None, t: Tensor, x: Tensor) -> Tensor:
+        check_event(x, (self.features,), "the input of FreeFormJacobianTransform")
         wt = freqs * t[..., None]  # t: a scalar, or the batch shape of stacked trees
         embedding = torch.cat((wt.cos(), wt.sin()), dim=-1)
         batch = x.shape[:-1] if c is None else torch.broadcast_shapes(x.shape[:-1], c.shape[:-1])

@@ -79,5 +79,7 @@ class ElementWiseTransform(Spec):
             out = self.hyper._apply(params["hyper"], c, {})
             phi = unpack(out.reshape(*out.shape[:-1], self.features, self.total), self.shapes)
         if self.parametrized:
-            return DependentTransform(self.univariate.transform(params["univariate"], *phi), 1)
-        return DependentTransform(self.univariate(*phi), 1)
+            univariate = self.univariate.transform(params["univariate"], *phi)
+        else:
+            univariate = self.univariate(*phi)
+        return DependentTransform(univariate, 1, features=self.features)

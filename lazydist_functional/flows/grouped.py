@@ -70,7 +70,7 @@ class GroupedMaskedAutoregressiveTransform(MaskedAutoregressiveTransform):
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Transform:
         args = (params["hyper"], state["hyper"], self._extra(params), c)
         if self.order is None:
-            return AutoregressiveTransform(Partial(self.meta_all, args), self.passes)
+            return AutoregressiveTransform(Partial(self.meta_all, args), self.passes, features=self.features)
         return GroupedAutoregressiveTransform(
             Partial(self.meta_all, args), Partial(self.meta_group, args), state["order"], self.sizes
         )

@@ -26,6 +26,7 @@ from ..pytree import Partial, tree_map
 from ..spec import Parametric, Spec
 from ..transforms import AdditiveTransform, ComposedTransform, DependentTransform, soft_bound
 from ..transforms import MonotonicTransform, UnconstrainedMonotonicTransform
+from ..transforms.monotonic.quadrature import INVERSE_NODES, gauss_legendre_rule
 from ._conditioner import unpack
 from .common import autoregressive_layers, standard_base, with_softclips
 from .core import Flow
@@ -118,6 +119,8 @@ class UMNN(Parametric):
             raise ValueError("UMNN needs a parameter-free activation")
         self.act = act
         self._g = partial(_umnn_g, act=act)
+        for nodes in (self.n, INVERSE_NODES):  # warm the quadrature rules (compile-safe reads)
+            gauss_legendre_rule(nodes)
         # Same layer sizes, names and initialization as a plain (stacked) MLP.
         self.integrand = MonotonicMLP(1 + self.signal, 1, hidden_features, bias=bias, stack=stack)
 

@@ -5,7 +5,7 @@ and sum-of-squares polynomials."""
 from .base import MonotonicTransform
 from .bernstein import BernsteinTransform, BoundedBernsteinTransform
 from .gaussianization import GaussianizationTransform
-from .quadrature import UnconstrainedMonotonicTransform, gauss_legendre_nodes
+from .quadrature import UnconstrainedMonotonicTransform, gauss_legendre_nodes, gauss_legendre_rule
 from .sos import SOSPolynomialTransform
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "SOSPolynomialTransform",
     "UnconstrainedMonotonicTransform",
     "gauss_legendre_nodes",
+    "gauss_legendre_rule",
 ]

@@ -3,11 +3,9 @@ Gauss–Legendre quadrature."""
 
 from __future__ import annotations
 
-__all__ = ["UnconstrainedMonotonicTransform", "gauss_legendre_nodes"]
+__all__ = ["UnconstrainedMonotonicTransform", "gauss_legendre_nodes", "gauss_legendre_rule"]
 
 from collections.abc import Callable, Iterable
-from functools import lru_cache
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -17,16 +15,36 @@ from ...roots import detach_tree, newton_bisection
 from .base import MonotonicTransform
 
 
-@lru_cache(maxsize=None)
-def _leggauss(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    nodes, weights = np.polynomial.legendre.leggauss(n)
-    return tuple(((nodes + 1) / 2).tolist()), tuple((weights / 2).tolist())
+#: Default size of the quadrature rule the inverse iterates on.
+INVERSE_NODES = 8
+
+# A plain dict, not ``functools.lru_cache``: ``torch.compile`` reads a warm entry as a
+# constant, but can trace neither ``lru_cache`` nor numpy's ``leggauss``. Specs warm the
+# rules they use at construction (so compiling first works too).
+_RULES: dict[int, tuple[tuple[float, ...], tuple[float, ...]]] = {}
+
+
+def gauss_legendre_rule(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    r"""Nodes and weights (Python floats, float64 accuracy) of the :math:`n`-point
+    Gauss–Legendre rule on :math:`[0, 1]`: :math:`\int_0^1 f \approx \sum_i w_i f(t_i)`.
+
+    Example:
+        >>> nodes, weights = gauss_legendre_rule(2)
+        >>> round(sum(w * t**3 for t, w in zip(nodes, weights)), 12)
+        0.25
+    """
+
+    n = int(n)
+    if n not in _RULES:
+        nodes, weights = np.polynomial.legendre.leggauss(n)
+        _RULES[n] = tuple(((nodes + 1) / 2).tolist()), tuple((weights / 2).tolist())
+    return _RULES[n]
 
 
 def gauss_legendre_nodes(n: int, dtype=None, device=None) -> tuple[Tensor, Tensor]:
-    r"""Nodes and weights of the :math:`n`-point Gauss–Legendre rule on :math:`[0, 1]`."""
+    r"""Nodes and weights of the :math:`n`-point Gauss–Legendre rule on :math:`[0, 1]`, as tensors."""
 
-    nodes, weights = _leggauss(int(n))
+    nodes, weights = gauss_legendre_rule(n)
     return (torch.tensor(nodes, dtype=dtype, device=device), torch.tensor(weights, dtype=dtype, device=device))
 
 
@@ -60,7 +78,7 @@ class UnconstrainedMonotonicTransform(MonotonicTransform):
     """
 
     def __init__(self, g: Callable[[Tensor], Tensor] | None = None, n: int = 32, phi: Iterable[Tensor] = (),
-                 bound: float = 10.0, eps: float = 1e-6, iterations: int = 12, inverse_nodes: int = 8) -> None:
+                 bound: float = 10.0, eps: float = 1e-6, iterations: int = 12, inverse_nodes: int = INVERSE_NODES) -> None:
         super().__init__(bound=bound, eps=eps, iterations=iterations)
         if g is not None:
             self.g = g
