@@ -1,111 +1,101 @@
 r"""CUDA correctness and speed check (run on a GPU machine; CI never runs it).
 
-Checks, for MAF/NSF/RealNVP/NICE on ``cuda``: adapter ``.to("cuda")`` gives the same
-``log_prob`` as on CPU; vmap over contexts and over stacked params equals the batched
-call; sampling under ``vmap(randomness="different")``; Zuko parity on the GPU. Then
-times (a) our module path, (b) vmap of the pure apply, (d) K=32 params vmap vs loop,
-(e) Zuko, as ratios in one run, with CUDA synchronisation (torch.utils.benchmark).
+For every flow of the catalogue on ``cuda`` (Zuko's default sizes, Zuko's weights loaded
+with ``spec.split_state_dict``): the adapter module on the GPU gives the same
+``log_prob`` as on the CPU and as Zuko on the GPU; vmap over contexts and over stacked
+params equals the batched call / a loop; sampling under ``vmap(randomness="different")``
+gives distinct draws on the GPU. For the flows of ``--timed`` it then times (a) our
+module path, (b) vmap of the pure apply, (d) K=32 params vmap vs loop, (e) Zuko, as
+ratios in one run, with CUDA synchronisation.
 
-Usage: ``python benchmarks/cuda_check.py [--out results/cuda.json]``
+Usage: ``python benchmarks/cuda_check.py [--quick] [--timed MAF,NSF,RealNVP,NICE]``;
+writes ``results/cuda.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import torch
-import torch.utils.benchmark as tb
 import zuko
+from common import compare, markdown_table, parser, setup, write_json
 from torch.func import vmap
 
-import lazydist_functional as L
 import lazydist_functional.adapters as Z
+from lazydist_functional.catalogue import FLOWS, sample_input
+from lazydist_functional.trees import init_stacked, tree_unstack
+
+FEATURES, CONTEXT = 5, 4
+
+
+def check(name: str, dev: torch.device, n: int) -> tuple[dict, dict]:
+    zf = getattr(zuko.flows, name)(FEATURES, CONTEXT)
+    spec = FLOWS[name].cls(FEATURES, CONTEXT)
+    params, state = spec.split_state_dict({k: v.detach() for k, v in zf.state_dict().items()})
+    ours = Z.flows.to_module(spec, params, state)
+    c, x = torch.randn(n, CONTEXT), sample_input(name, (n, FEATURES))
+    with torch.no_grad():
+        lp_cpu = ours(c).log_prob(x)
+    zf.to(dev), ours.to(dev)
+    cd, xd = c.to(dev), x.to(dev)
+    params, state = ours.trees()
+    with torch.no_grad():
+        lp_gpu = ours(cd).log_prob(xd)
+        lp_vmap = vmap(lambda ci, xi: spec.apply(params, ci, state=state).log_prob(xi))(cd, xd)
+        P = init_stacked(spec, 8, device=dev)
+        lp_P = vmap(lambda p, ci, xi: spec.apply(p, ci, state=state).log_prob(xi))(P, cd[:8], xd[:8])
+        lp_loop = torch.stack([spec.apply(p, cd[i], state=state).log_prob(xd[i]) for i, p in enumerate(tree_unstack(P))])
+        s = vmap(lambda p, ci: spec.apply(p, ci, state=state).sample(), randomness="different")(P, cd[:8])
+        checks = {
+            "cpu_vs_gpu": float((lp_cpu.to(dev) - lp_gpu).abs().max()),
+            "zuko_vs_ours_gpu": float((zf(cd).log_prob(xd) - lp_gpu).abs().max()),
+            "vmap_vs_batched": float((lp_vmap - lp_gpu).abs().max()),
+            "vmap_params_vs_loop": float((lp_P - lp_loop).abs().max()),
+            "vmap_samples_distinct": bool((s[0] != s[1]).any()),
+            "samples_on_cuda": s.device.type,
+        }
+    env = {"ours": ours, "zf": zf, "c": cd, "x": xd, "spec": spec, "params": params, "state": state}
+    return checks, env
+
+
+def timings(name: str, env: dict, t_min: float, rounds: int, k: int = 32, m: int = 64) -> dict:
+    ours, zf, c, x, spec, params, state = (env[key] for key in ("ours", "zf", "c", "x", "spec", "params", "state"))
+    dev = c.device
+    P = init_stacked(spec, k, device=dev)
+    Ps = tree_unstack(P)
+    C, X = torch.randn(k, m, CONTEXT, device=dev), sample_input(name, (k, m, FEATURES)).to(dev)
+
+    def synced(fn):
+        return (lambda: (fn(), torch.cuda.synchronize())) if dev.type == "cuda" else fn
+
+    with torch.no_grad():
+        t = compare({key: synced(fn) for key, fn in {
+            "a_module": lambda: ours(c).log_prob(x),
+            "b_vmap": lambda: vmap(lambda ci, xi: spec.apply(params, ci, state=state).log_prob(xi))(c, x),
+            "e_zuko": lambda: zf(c).log_prob(x),
+            "d_vmap_params": lambda: vmap(lambda p, ci, xi: spec.apply(p, ci, state=state).log_prob(xi))(P, C, X),
+            "d_loop": lambda: [spec.apply(p, C[i], state=state).log_prob(X[i]) for i, p in enumerate(Ps)],
+        }.items()}, t_min, rounds)
+    return {"flow": name, **t, "b_over_a": t["b_vmap"] / t["a_module"], "ours_over_zuko": t["a_module"] / t["e_zuko"],
+            "loop_over_vmap_params": t["d_loop"] / t["d_vmap_params"]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default="benchmarks/results/cuda.json")
-    args = parser.parse_args()
-    dev = torch.device("cuda")
-    torch.manual_seed(0)
-    rows, checks = [], {}
-    for name in ["MAF", "NSF", "RealNVP", "NICE"]:
-        zf = getattr(zuko.flows, name)(5, 4)
-        ours = getattr(Z.flows, name)(5, 4)
-        ours.load_state_dict(zf.state_dict())
-        c, x = torch.randn(4096, 4), torch.randn(4096, 5)
-        lp_cpu = ours(c).log_prob(x)
-        zf.to(dev), ours.to(dev)
-        cd, xd = c.to(dev), x.to(dev)
-        lp_gpu = ours(cd).log_prob(xd)
-        spec = ours.spec
-        params, state = ours.trees()
-        params = {k: v.detach() for k, v in L.flatten_names(params).items()}
-        params = L.unflatten_names(params)
-        lp_vmap = vmap(lambda c, x: spec.apply(params, c, state=state).log_prob(x))(cd, xd)
-        P = L.init_stacked(spec, 32, device=dev)
-        C, X = torch.randn(32, 64, 4, device=dev), torch.randn(32, 64, 5, device=dev)
-        lp_P = vmap(lambda p, c, x: spec.apply(p, c, state=state).log_prob(x))(P, C, X)
-        lp_loop = torch.stack([spec.apply(p, C[i], state=state).log_prob(X[i]) for i, p in enumerate(L.tree_unstack(P))])
-        s = vmap(lambda c: spec.apply(params, c, state=state).rsample(), randomness="different")(cd[:8])
-        checks[name] = {
-            "cpu_vs_gpu": (lp_cpu.to(dev) - lp_gpu).abs().max().item(),
-            "zuko_vs_ours_gpu": (zf(cd).log_prob(xd) - lp_gpu).abs().max().item(),
-            "vmap_vs_batched": (lp_vmap - lp_gpu).abs().max().item(),
-            "vmap_params_vs_loop": (lp_P - lp_loop).abs().max().item(),
-            "vmap_samples_distinct": bool((s[0] != s[1]).any()),
-            "samples_on_cuda": s.device.type,
-        }
-        with torch.no_grad():
-            env = dict(ours=ours, zf=zf, c=cd, x=xd, vmap=vmap, spec=spec, params=params, state=state,
-                       P=P, C=C, X=X, Ps=L.tree_unstack(P))
-            t = {}
-            t["a_module"] = tb.Timer("ours(c).log_prob(x)", globals=env).blocked_autorange(min_run_time=1).median
-            t["b_vmap"] = tb.Timer(
-                "vmap(lambda c, x: spec.apply(params, c, state=state).log_prob(x))(c, x)", globals=env
-            ).blocked_autorange(min_run_time=1).median
-            t["e_zuko"] = tb.Timer("zf(c).log_prob(x)", globals=env).blocked_autorange(min_run_time=1).median
-            t["d_vmap_params"] = tb.Timer(
-                "vmap(lambda p, c, x: spec.apply(p, c, state=state).log_prob(x))(P, C, X)", globals=env
-            ).blocked_autorange(min_run_time=1).median
-            t["d_loop"] = tb.Timer(
-                "[spec.apply(p, C[i], state=state).log_prob(X[i]) for i, p in enumerate(Ps)]", globals=env
-            ).blocked_autorange(min_run_time=1).median
-        rows.append({"flow": name, **t,
-                     "b_over_a": t["b_vmap"] / t["a_module"],
-                     "ours_over_zuko": t["a_module"] / t["e_zuko"],
-                     "loop_over_vmap_params": t["d_loop"] / t["d_vmap_params"]})
-    # every flow of the catalogue: CUDA log_prob equals CPU and Zuko; vmap over params and sampling on CUDA
-    for name in ["NCSF", "SOSPF", "BPF", "NAF", "UNAF", "GF", "CNF", "GMM"]:
-        zf = getattr(zuko.flows, name)(3, 2)
-        ours = getattr(Z.flows, name)(3, 2)
-        ours.load_state_dict(zf.state_dict())
-        c, x = torch.randn(512, 2), (torch.rand(512, 3) * 2 - 1) * 3
-        lp_cpu = ours(c).log_prob(x).detach()
-        zf.to(dev), ours.to(dev)
-        cd, xd = c.to(dev), x.to(dev)
-        spec = ours.spec
-        _, state = ours.trees()
-        P = L.init_stacked(spec, 8, device=dev)
-        lp_P = vmap(lambda p, c, x: spec.apply(p, c, state=state).log_prob(x))(P, cd[:8], xd[:8])
-        lp_loop = torch.stack([spec.apply(p, cd[i], state=state).log_prob(xd[i]) for i, p in enumerate(L.tree_unstack(P))])
-        s = vmap(lambda p, c: spec.apply(p, c, state=state).sample(), randomness="different")(P, cd[:8])
-        checks[name] = {
-            "cpu_vs_gpu": (lp_cpu.to(dev) - ours(cd).log_prob(xd)).abs().max().item(),
-            "zuko_vs_ours_gpu": (zf(cd).log_prob(xd) - ours(cd).log_prob(xd)).abs().max().item(),
-            "vmap_params_vs_loop": (lp_P - lp_loop).abs().max().item(),
-            "vmap_samples_distinct": bool((s[0] != s[1]).any()),
-            "samples_on_cuda": s.device.type,
-        }
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    print(json.dumps(checks, indent=1))
-    print("| flow | (b)/(a) vmap/module | ours/zuko | K=32 loop/vmap |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['flow']} | {r['b_over_a']:.2f} | {r['ours_over_zuko']:.2f} | {r['loop_over_vmap_params']:.1f} |")
-    with open(args.out, "w") as f:
-        json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "checks": checks, "rows": rows}, f, indent=1)
+    p = parser(__doc__)
+    p.add_argument("--timed", default="MAF,NSF,RealNVP,NICE")
+    p.add_argument("--n", type=int, default=4096)
+    p.add_argument("--device", default="cuda", help="'cpu' runs the same checks (a dry run without a GPU)")
+    args = p.parse_args()
+    t_min = setup(args)
+    dev = torch.device(args.device)
+    checks, rows = {}, []
+    for name in FLOWS:
+        checks[name], env = check(name, dev, args.n)
+        print(name, checks[name], flush=True)
+        if name in args.timed.split(","):
+            rows.append(timings(name, env, t_min, 1 if args.quick else 3))
+    print(f"device: {torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'}, torch {torch.__version__}")
+    print(markdown_table(rows, ["flow", "b_over_a", "ours_over_zuko", "loop_over_vmap_params"],
+                         ["flow", "(b)/(a) vmap/module", "ours/zuko", "K=32 loop/vmap"]))
+    write_json("cuda" if dev.type == "cuda" else "cuda_check_cpu", {"quick": args.quick, "checks": checks, "rows": rows}, args.out)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@ timed side by side and alternating in one run (issue 9).
 
 Architecture: 3 features, 5 context features, 3 transforms, hidden [64, 64] (FlowJAX:
 ``nn_width=64, nn_depth=2``), N = 1024; MAF (affine) and NSF (rational-quadratic
-spline, 8 bins, bound 5). Cases: ``log_prob`` and one gradient of the mean NLL
+spline, 8 bins, bound 5). Cases: ``log_prob``, one gradient of the mean NLL
 (ours: ``torch.func.grad``, eager and ``torch.compile``; FlowJAX: ``eqx.filter_jit`` of
-``eqx.filter_grad``). Ratios are ours / FlowJAX (below 1: ours is faster). Issue 9's
+``eqx.filter_grad``) and K=32 parameter sets x 64 samples in one ``vmap`` (FlowJAX:
+``eqx.filter_vmap`` over flows built by ``eqx.filter_vmap`` of the constructor). Ratios are ours / FlowJAX (below 1: ours is faster). Issue 9's
 goal: eager <= 1.5x, compiled <= 1.0x.
 
 Needs the optional ``bench`` extra (``pip install "jax[cpu]" flowjax``); without it the
@@ -20,9 +21,10 @@ import sys
 
 import torch
 from common import compare, markdown_table, parser, setup, write_json
-from torch.func import grad
+from torch.func import grad, vmap
 
 from lazydist_functional.catalogue import FLOWS
+from lazydist_functional.trees import init_stacked
 
 try:
     import equinox as eqx
@@ -38,9 +40,10 @@ else:
     MISSING = None
 
 FEATURES, CONTEXT, TRANSFORMS, HIDDEN = 3, 5, 3, [64, 64]
+K, M = 32, 64  # the ensemble case: K parameter sets x M samples each, one vmap
 
 
-def ours(name: str, n: int, t_min: float, rounds: int) -> dict[str, dict]:
+def ours(name: str, n: int) -> dict[str, dict]:
     kwargs = {"bins": 8} if name == "NSF" else {}
     spec = FLOWS[name].cls(FEATURES, CONTEXT, transforms=TRANSFORMS, hidden_features=HIDDEN, **kwargs)
     params, state = spec.init(torch.Generator().manual_seed(0)), spec.init_state()
@@ -52,23 +55,37 @@ def ours(name: str, n: int, t_min: float, rounds: int) -> dict[str, dict]:
     def grad_step(p):
         return grad(lambda q: -log_prob(q).mean())(p)
 
-    fns = {"log_prob": log_prob, "grad": grad_step}
-    return {case: {"eager": (lambda f=f: f(params)), "compiled": (lambda g=torch.compile(f): g(params))}
-            for case, f in fns.items()}
+    stacked = init_stacked(spec, K)
+    cs, xs = torch.randn(K, M, CONTEXT), torch.randn(K, M, FEATURES)
+
+    def ensemble(p):
+        return vmap(lambda q, ci, xi: spec.apply(q, ci, state=state).log_prob(xi))(p, cs, xs)
+
+    cases = {"log_prob": (log_prob, params), "grad": (grad_step, params), f"K={K}x{M} vmap": (ensemble, stacked)}
+    return {case: {"eager": (lambda f=f, a=a: f(a)), "compiled": (lambda g=torch.compile(f), a=a: g(a))}
+            for case, (f, a) in cases.items()}
 
 
 def theirs(name: str, n: int) -> dict[str, object]:
     transformer = RationalQuadraticSpline(knots=8, interval=5) if name == "NSF" else None
-    flow = masked_autoregressive_flow(
-        jax.random.key(0), base_dist=Normal(jnp.zeros(FEATURES)), transformer=transformer,
-        cond_dim=CONTEXT, flow_layers=TRANSFORMS, nn_width=HIDDEN[0], nn_depth=len(HIDDEN),
-    )
+
+    def make(key):
+        return masked_autoregressive_flow(
+            key, base_dist=Normal(jnp.zeros(FEATURES)), transformer=transformer,
+            cond_dim=CONTEXT, flow_layers=TRANSFORMS, nn_width=HIDDEN[0], nn_depth=len(HIDDEN),
+        )
+
+    flow = make(jax.random.key(0))
+    flows = eqx.filter_vmap(make)(jax.random.split(jax.random.key(2), K))
+    cs, xs = jax.random.normal(jax.random.key(3), (K, M, CONTEXT)), jax.random.normal(jax.random.key(4), (K, M, FEATURES))
+    ensemble = eqx.filter_jit(eqx.filter_vmap(lambda f, ci, xi: f.log_prob(xi, condition=ci)))
     kx, kc = jax.random.split(jax.random.key(1))
     x, c = jax.random.normal(kx, (n, FEATURES)), jax.random.normal(kc, (n, CONTEXT))
     log_prob = eqx.filter_jit(lambda f: f.log_prob(x, condition=c))
     grad_step = eqx.filter_jit(eqx.filter_grad(lambda f: -f.log_prob(x, condition=c).mean()))
     return {"log_prob": lambda: jax.block_until_ready(log_prob(flow)),
-            "grad": lambda: jax.block_until_ready(grad_step(flow))}
+            "grad": lambda: jax.block_until_ready(grad_step(flow)),
+            f"K={K}x{M} vmap": lambda: jax.block_until_ready(ensemble(flows, cs, xs))}
 
 
 def main() -> None:
@@ -82,8 +99,8 @@ def main() -> None:
     rounds = 1 if args.quick else 5
     rows = []
     for name in ("MAF", "NSF"):
-        mine, other = ours(name, args.n, t_min, rounds), theirs(name, args.n)
-        for case in ("log_prob", "grad"):
+        mine, other = ours(name, args.n), theirs(name, args.n)
+        for case in mine:
             t = compare({"eager": mine[case]["eager"], "compiled": mine[case]["compiled"], "flowjax": other[case]},
                         t_min, rounds)
             rows.append({"flow": name, "case": case, "n": args.n, **{f"{k}_s": v for k, v in t.items()},
