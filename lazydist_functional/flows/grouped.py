@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.distributions import Transform
 
 from ..pytree import Partial
-from ..transforms import AutoregressiveTransform, DependentTransform
+from ..transforms import AutoregressiveTransform, DependentTransform, take
 from ..transforms.grouped import GroupedAutoregressiveTransform
 from ._conditioner import unpack, with_context
 from .autoregressive import MaskedAutoregressiveTransform
@@ -40,11 +40,7 @@ class GroupedMaskedAutoregressiveTransform(MaskedAutoregressiveTransform):
     def select(self, phi: Tensor, index: Tensor) -> Tensor:
         r"""Rows ``index`` of ``phi`` of shape :math:`(*, D, T)`."""
 
-        if index.dim() == 1:
-            return phi[..., index, :]
-        batch = torch.broadcast_shapes(phi.shape[:-2], index.shape[:-1])
-        phi = phi.expand(*batch, *phi.shape[-2:])
-        return phi.gather(-2, index.expand(*batch, index.shape[-1])[..., None].expand(*batch, index.shape[-1], phi.shape[-1]))
+        return take(phi, index, dim=-2)
 
     def univariate_of(self, phi: Tensor, extra: Any) -> Transform:
         r"""The element-wise transform of the rows of ``phi`` (shape :math:`(*, G, T)`)."""

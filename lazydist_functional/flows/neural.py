@@ -24,7 +24,7 @@ from ..nn import linear
 from ..nn.monotonic import MonotonicMLP, fold_signs, folded_value_and_tangent
 from ..pytree import Partial, tree_map
 from ..spec import Parametric, Spec
-from ..transforms import AdditiveTransform, ComposedTransform, DependentTransform, soft_bound
+from ..transforms import AdditiveTransform, ComposedTransform, DependentTransform, soft_bound, take
 from ..transforms import MonotonicTransform, UnconstrainedMonotonicTransform
 from ..transforms.monotonic.quadrature import INVERSE_NODES, gauss_legendre_rule
 from ._conditioner import unpack
@@ -164,17 +164,10 @@ class NeuralAutoregressiveTransform(GroupedMaskedAutoregressiveTransform):
 
     def select_extra(self, extra: Any, index: Tensor) -> Any:
         # Every univariate parameter is stacked over features (leading dimension).
-        return tree_map(lambda t: t[index] if index.dim() == 1 else _take_rows(t, index), extra)
+        return tree_map(lambda t: take(t, index, dim=-t.dim()), extra)
 
     def univariate_of(self, phi: Tensor, extra: Any) -> Transform:
         return DependentTransform(self.univariate_spec.transform(extra, *unpack(phi, self.shapes)), 1)
-
-
-def _take_rows(t: Tensor, index: Tensor) -> Tensor:
-    batch = index.shape[:-1]
-    t = t.expand(*batch, *t.shape[-t.dim():]) if t.dim() else t
-    idx = index.reshape(*index.shape, *([1] * (t.dim() - len(batch) - 1)))
-    return t.gather(len(batch), idx.expand(*index.shape, *t.shape[len(batch) + 1:]))
 
 
 def _neural_layers(features: int, context: int, transforms: int, randperm: bool,

@@ -2,7 +2,7 @@ r"""Transforms: forward, inverse, ``call_and_ladj``; all pytrees and ``torch.fun
 
 from .affine import AdditiveTransform, MonotonicAffineTransform
 from .autoregressive import AutoregressiveTransform, CouplingTransform
-from .base import ComposedTransform, DependentTransform, FunctionalTransform, InverseTransform, take_last
+from .base import ComposedTransform, DependentTransform, FunctionalTransform, InverseTransform, take
 from .permutation import PermutationTransform
 from .spline import MonotonicRQSTransform
 
@@ -17,7 +17,7 @@ __all__ = [
     "MonotonicAffineTransform",
     "MonotonicRQSTransform",
     "PermutationTransform",
-    "take_last",
+    "take",
 ]
 
 from .monotonic import (  # noqa: E402

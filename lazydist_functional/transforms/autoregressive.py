@@ -12,7 +12,7 @@ from torch.distributions import Transform, constraints
 
 from ..checks import check_event
 from ..pytree import register_pytree_class
-from .base import FunctionalTransform, take_last
+from .base import FunctionalTransform, take
 
 
 @register_pytree_class(children=("meta",), static=("passes", "features"))
@@ -104,14 +104,14 @@ class CouplingTransform(FunctionalTransform):
         # Stable argsort puts the False entries (x_b) first, then the True ones (x_a).
         perm = torch.argsort(self.mask.to(torch.uint8), dim=-1, stable=True)
         nb = self.features_b
-        xp = take_last(x, perm)
+        xp = take(x, perm)
         x_a, x_b = xp[..., nb:], xp[..., :nb]
         f = self.meta(x_a)
         y_b, ladj = f.inv.call_and_ladj(x_b) if inverse else f.call_and_ladj(x_b)
         # x_a may have fewer batch dims than y_b (one x, a batch of contexts): broadcast.
         batch = torch.broadcast_shapes(x_a.shape[:-1], y_b.shape[:-1])
         parts = (y_b.expand(*batch, y_b.shape[-1]), x_a.expand(*batch, x_a.shape[-1]))
-        y = take_last(torch.cat(parts, dim=-1), torch.argsort(perm))
+        y = take(torch.cat(parts, dim=-1), torch.argsort(perm))
         return y, ladj
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -19,7 +19,7 @@ __all__ = [
     "FunctionalTransform",
     "InverseTransform",
     "sum_rightmost",
-    "take_last",
+    "take",
 ]
 
 from typing import Any
@@ -272,12 +272,26 @@ class DependentTransform(FunctionalTransform):
         return x, sum_rightmost(ladj, self.reinterpreted)
 
 
-def take_last(x: Tensor, index: Tensor) -> Tensor:
-    r"""``x[..., index]`` where ``index`` may carry leading batch dimensions
-    (e.g. a permutation stacked over K parameter sets); batch dims broadcast."""
+def take(x: Tensor, index: Tensor, dim: int = -1) -> Tensor:
+    r"""``x.index_select(dim, index)`` (``dim`` counted from the right), where ``index``
+    may carry leading batch dimensions (e.g. a permutation stacked over K parameter sets)
+    that broadcast with the dimensions of ``x`` left of ``dim``.
+
+    Example:
+        >>> x = torch.arange(6.0).reshape(2, 3)
+        >>> take(x, torch.tensor([[2, 0], [1, 1]]))
+        tensor([[2., 0.],
+                [4., 4.]])
+        >>> take(x, torch.tensor([1, 0]), dim=-2)
+        tensor([[3., 4., 5.],
+                [0., 1., 2.]])
+    """
 
     if index.dim() == 1:
-        return torch.index_select(x, -1, index)  # much cheaper than x[..., index], also under vmap
-    batch = torch.broadcast_shapes(x.shape[:-1], index.shape[:-1])
-    x = x.expand(*batch, x.shape[-1])
-    return x.gather(-1, index.expand(*batch, index.shape[-1]))
+        return torch.index_select(x, dim, index)  # much cheaper than advanced indexing, also under vmap
+    dim = dim % x.dim()
+    rest = x.shape[dim + 1 :]
+    batch = torch.broadcast_shapes(x.shape[:dim], index.shape[:-1])
+    x = x.expand(*batch, x.shape[dim], *rest)
+    index = index.reshape(*index.shape, *(1 for _ in rest)).expand(*batch, index.shape[-1], *rest)
+    return x.gather(len(batch), index)

@@ -12,7 +12,7 @@ from torch.distributions import Transform, constraints
 
 from ..checks import check_event
 from ..pytree import register_pytree_class
-from .base import FunctionalTransform, take_last
+from .base import FunctionalTransform, take
 
 
 @register_pytree_class(children=("meta", "group", "order"), static=("sizes",))
@@ -75,14 +75,14 @@ class GroupedAutoregressiveTransform(FunctionalTransform):
             if size == 0:
                 continue
             index = perm[..., start : start + size]
-            x_g = self.group(x, index).inv(take_last(y, index))
+            x_g = self.group(x, index).inv(take(y, index))
             solved.append(x_g)
             start += size
             done = torch.cat(solved, dim=-1)
             if start < D:
                 pad = torch.zeros_like(y[..., :1]).expand(*done.shape[:-1], D - start)
                 done = torch.cat((done, pad), dim=-1)
-            x = take_last(done, inverse_perm)
+            x = take(done, inverse_perm)
         return x
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:

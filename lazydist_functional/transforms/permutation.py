@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from ..pytree import register_pytree_class
-from .base import FunctionalTransform, take_last
+from .base import FunctionalTransform, take
 
 
 @register_pytree_class(children=("order",))
@@ -32,10 +32,10 @@ class PermutationTransform(FunctionalTransform):
         self.order = order
 
     def _call(self, x: Tensor) -> Tensor:
-        return take_last(x, self.order)
+        return take(x, self.order)
 
     def _inverse(self, y: Tensor) -> Tensor:
-        return take_last(y, torch.argsort(self.order, dim=-1))
+        return take(y, torch.argsort(self.order, dim=-1))
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._call(x), x.new_zeros(x.shape[:-1])

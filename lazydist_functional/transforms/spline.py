@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..pytree import register_pytree_class
-from .base import FunctionalTransform, take_last
+from .base import FunctionalTransform, take
 from .softclip import soft_bound
 
 
@@ -77,7 +77,7 @@ class MonotonicRQSTransform(FunctionalTransform):
         r"""``table[..., k]`` and ``table[..., k + 1]`` of each table."""
 
         index = torch.stack((k, k + 1), dim=-1)
-        return [v for table in tables for v in take_last(table, index).unbind(-1)]
+        return [v for table in tables for v in take(table, index).unbind(-1)]
 
     @staticmethod
     def _bin(knots: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
