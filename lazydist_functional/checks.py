@@ -197,3 +197,25 @@ def check_event(x: Tensor, event_shape: Sequence[int], what: str = "x") -> None:
             f"{what} should have shape (*, {', '.join(map(str, event_shape))}) "
             f"(event shape {tuple(event_shape)}), got {tuple(x.shape)}"
         )
+
+
+def broadcasts(a: Sequence[int], b: Sequence[int]) -> bool:
+    r"""Whether two batch shapes broadcast (shape arithmetic only).
+
+    Example:
+        >>> broadcasts((5, 1), (3,)), broadcasts((5,), (8,))
+        (True, False)
+    """
+
+    return all(x == y or x == 1 or y == 1 for x, y in zip(reversed(tuple(a)), reversed(tuple(b))))
+
+
+def check_batch(what: str, shape: Sequence[int], other: str, batch: Sequence[int]) -> None:
+    r"""Raises :class:`ShapeError` unless the batch shape ``shape[:-1]`` of ``what`` broadcasts
+    with ``batch``, the batch shape of ``other``."""
+
+    if not broadcasts(tuple(shape)[:-1], batch):
+        raise ShapeError(
+            f"{what} has batch shape {tuple(shape)[:-1]} (shape {tuple(shape)}), which does not broadcast "
+            f"with {other}'s batch shape {tuple(batch)}"
+        )

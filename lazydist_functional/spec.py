@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checks import ContextError, ParamTreeError, check_context, check_dtype, check_tree
+from .checks import ContextError, ParamTreeError, broadcasts, check_context, check_dtype, check_tree
 from .pytree import as_nested, first_float, flatten_names, unflatten_names
 from .trees import tree_cast
 
@@ -187,7 +187,11 @@ class Spec(Parametric):
         batch = self.check(params, state)
         check_context(c, self.context, self.name)
         if c is not None and len(batch) > 0:
-            _check_broadcast(self.name, batch, c.shape[:-1])
+            if not broadcasts(batch, c.shape[:-1]):
+                raise ContextError(
+                    f"{self.name}: the parameters' batch shape {tuple(batch)} does not broadcast with the "
+                    f"context's batch shape {tuple(c.shape[:-1])}"
+                )
         return self.apply_checked(params, c, state)
 
     def apply_checked(self, params: Mapping[str, Any], c: Tensor | None, state: Any) -> Any:
@@ -206,15 +210,4 @@ class Spec(Parametric):
 
     def __call__(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None) -> Any:
         return self.apply(params, c, state=state)
-
-
-def _check_broadcast(owner: str, batch: torch.Size, context: torch.Size) -> None:
-    r"""Raises :class:`ContextError` unless the parameters' and the context's batch shapes broadcast."""
-
-    for a, b in zip(reversed(batch), reversed(context)):
-        if a != b and a != 1 and b != 1:
-            raise ContextError(
-                f"{owner}: the parameters' batch shape {tuple(batch)} does not broadcast with the "
-                f"context's batch shape {tuple(context)}"
-            )
 

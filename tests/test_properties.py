@@ -43,15 +43,8 @@ def _settings(n: int) -> settings:
                     suppress_health_check=list(HealthCheck))
 
 
-_X_BATCH = "distributions/flow.py: x/context batch mismatch raises a plain ValueError, not checks.ShapeError"
-_T_INPUT = "transforms: no shape/dtype/type check of the transform's input"
-#: (flow or "*", family, variant) -> why it fails today and where the fix belongs.
-KNOWN: dict[tuple[str, str, str], str] = {
-    ("*", "contexts", "not_broadcasting"): _X_BATCH,
-    ("*", "inputs/log_prob", "not_broadcasting"): _X_BATCH,
-    **{("*", f"inputs/{op}", v): _T_INPUT for op in ("transform", "inverse")
-       for v in ("wrong_features", "wrong_dtype", "not_broadcasting", "not_tensor")},
-}
+#: (flow or "*", family, variant) -> why it fails today and where the fix belongs (none left).
+KNOWN: dict[tuple[str, str, str], str] = {}
 
 
 def known(name: str, family: str, variant: str) -> str | None:

@@ -10,7 +10,7 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Distribution, Independent
 
-from ..checks import ShapeError, check_dtype, check_event
+from ..checks import ShapeError, broadcasts, check_dtype, check_event
 
 
 class FunctionalDistribution(Distribution):
@@ -68,7 +68,7 @@ def check_sample(x: Tensor, d: Distribution, dtype: torch.dtype | None, what: st
     if dtype is not None:
         check_dtype(what, x, dtype)
     batch, expected = x.shape[: x.dim() - len(event)], d.batch_shape
-    if any(a != b and a != 1 and b != 1 for a, b in zip(reversed(batch), reversed(expected))):
+    if not broadcasts(batch, expected):
         raise ShapeError(
             f"{what} has batch shape {tuple(batch)} (shape {tuple(x.shape)}, event shape {tuple(event)}), "
             f"which does not broadcast with the distribution's batch shape {tuple(expected)}"

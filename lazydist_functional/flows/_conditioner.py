@@ -9,6 +9,7 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Transform
 
+from ..checks import check_batch
 from ..transforms import DependentTransform
 
 
@@ -19,6 +20,7 @@ def with_context(x: Tensor, c: Tensor | None) -> Tensor:
         return x
     if x.shape[:-1] == c.shape[:-1]:
         return torch.cat((x, c), dim=-1)
+    check_batch("the input", x.shape, "the context", c.shape[:-1])
     batch = torch.broadcast_shapes(x.shape[:-1], c.shape[:-1])
     return torch.cat((x.expand(*batch, x.shape[-1]), c.expand(*batch, c.shape[-1])), dim=-1)
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..checks import check_event
+from ..checks import check_batch, check_dtype, check_event
 from ..nn import MLP, linear, on_device
 from ..pytree import Partial
 from ..spec import Spec
@@ -142,7 +142,11 @@ class FFJTransform(Spec):
         }
 
     def _inputs(self, freqs: Tensor, c: Tensor | None, t: Tensor, x: Tensor) -> Tensor:
-        check_event(x, (self.features,), "the input of FreeFormJacobianTransform")
+        what = "the input of FreeFormJacobianTransform"
+        check_event(x, (self.features,), what)
+        check_dtype(what, x, freqs.dtype)
+        if c is not None:
+            check_batch(what, x.shape, "the context", c.shape[:-1])
         wt = freqs * t[..., None]  # t: a scalar, or the batch shape of stacked trees
         embedding = torch.cat((wt.cos(), wt.sin()), dim=-1)
         batch = x.shape[:-1] if c is None else torch.broadcast_shapes(x.shape[:-1], c.shape[:-1])

@@ -82,4 +82,5 @@ class ElementWiseTransform(Spec):
             univariate = self.univariate.transform(params["univariate"], *phi)
         else:
             univariate = self.univariate(*phi)
-        return DependentTransform(univariate, 1, features=self.features)
+        batch = None if c is None or self.hyper is None else c.shape[:-1]
+        return DependentTransform(univariate, 1, features=self.features, batch=batch)

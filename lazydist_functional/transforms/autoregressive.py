@@ -10,9 +10,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Transform, constraints
 
-from ..checks import check_event
 from ..pytree import register_pytree_class
-from .base import FunctionalTransform, take
+from .base import FunctionalTransform, check_input, take
 
 
 @register_pytree_class(children=("meta",), static=("passes", "features"))
@@ -46,7 +45,7 @@ class AutoregressiveTransform(FunctionalTransform):
 
     def _check(self, x: Tensor) -> None:
         if self.features is not None:
-            check_event(x, (self.features,), f"the input of {type(self).__name__}")
+            check_input(self, x, (self.features,))
 
     def _call(self, x: Tensor) -> Tensor:
         self._check(x)
@@ -100,7 +99,7 @@ class CouplingTransform(FunctionalTransform):
         return f"CouplingTransform(features_b={self.features_b})"
 
     def _run(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        check_event(x, self.mask.shape[-1:], f"the input of {type(self).__name__}")
+        check_input(self, x, self.mask.shape[-1:])
         # Stable argsort puts the False entries (x_b) first, then the True ones (x_a).
         perm = torch.argsort(self.mask.to(torch.uint8), dim=-1, stable=True)
         nb = self.features_b

@@ -22,14 +22,15 @@ __all__ = [
     "take",
 ]
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Size, Tensor
 from torch.distributions import Transform, constraints
 
-from ..checks import check_event
-from ..pytree import register_pytree_class
+from ..checks import check_batch, check_dtype, check_event
+from ..pytree import first_float, register_pytree_class
 
 
 def sum_rightmost(x: Tensor, n: int) -> Tensor:
@@ -215,7 +216,7 @@ class ComposedTransform(FunctionalTransform):
         return shape
 
 
-@register_pytree_class(children=("base",), static=("reinterpreted", "features"))
+@register_pytree_class(children=("base",), static=("reinterpreted", "features", "batch"))
 class DependentTransform(FunctionalTransform):
     r"""Treats the ``reinterpreted`` rightmost dimensions of a transform as one event.
 
@@ -227,12 +228,16 @@ class DependentTransform(FunctionalTransform):
         features: the size :math:`D` of the last event dimension, if known: inputs are
             checked to have shape :math:`(*, D)` (an element-wise base would broadcast a
             wrong size silently).
+        batch: the batch shape of the base's parameters (a context's), if known: inputs
+            are checked to broadcast with it.
     """
 
-    def __init__(self, base: Transform, reinterpreted: int, features: int | None = None) -> None:
+    def __init__(self, base: Transform, reinterpreted: int, features: int | None = None,
+                 batch: Sequence[int] | None = None) -> None:
         self.base = base
         self.reinterpreted = int(reinterpreted)
         self.features = None if features is None else int(features)
+        self.batch = None if batch is None else tuple(batch)
 
     def __repr__(self) -> str:
         return f"DependentTransform({self.base!r}, {self.reinterpreted})"
@@ -247,11 +252,11 @@ class DependentTransform(FunctionalTransform):
 
     @property
     def inv(self) -> Transform:
-        return DependentTransform(self.base.inv, self.reinterpreted, self.features)
+        return DependentTransform(self.base.inv, self.reinterpreted, self.features, self.batch)
 
     def _check(self, x: Tensor) -> None:
         if self.features is not None:
-            check_event(x, (self.features,), f"the input of {type(self).__name__}")
+            check_input(self, x, (self.features,), self.batch)
 
     def _call(self, x: Tensor) -> Tensor:
         self._check(x)
@@ -270,6 +275,20 @@ class DependentTransform(FunctionalTransform):
         self._check(y)
         x, ladj = self.base.inv.call_and_ladj(y)
         return x, sum_rightmost(ladj, self.reinterpreted)
+
+
+def check_input(t: Transform, x: Tensor, event_shape: Sequence[int], batch: Sequence[int] | None = None) -> None:
+    r"""Checks what is given to transform ``t``: a tensor with ``event_shape`` on the right,
+    a batch shape that broadcasts with ``batch`` (the context's, if known) and the dtype of
+    ``t``'s parameters (shapes and dtypes only)."""
+
+    what = f"the input of {type(t).__name__}"
+    check_event(x, event_shape, what)
+    if batch is not None:
+        check_batch(what, x.shape, "the context", batch)
+    ref = first_float(t)
+    if ref is not None:
+        check_dtype(what, x, ref.dtype)
 
 
 def take(x: Tensor, index: Tensor, dim: int = -1) -> Tensor:

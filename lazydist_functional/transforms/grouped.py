@@ -10,9 +10,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Transform, constraints
 
-from ..checks import check_event
 from ..pytree import register_pytree_class
-from .base import FunctionalTransform, take
+from .base import FunctionalTransform, check_input, take
 
 
 @register_pytree_class(children=("meta", "group", "order"), static=("sizes",))
@@ -53,7 +52,7 @@ class GroupedAutoregressiveTransform(FunctionalTransform):
         return f"GroupedAutoregressiveTransform(sizes={self.sizes})"
 
     def _check(self, x: Tensor) -> None:
-        check_event(x, self.order.shape[-1:], f"the input of {type(self).__name__}")
+        check_input(self, x, self.order.shape[-1:])
 
     def _call(self, x: Tensor) -> Tensor:
         self._check(x)
