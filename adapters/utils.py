@@ -24,7 +24,7 @@ import torch.nn as nn
 from torch import Size, Tensor  # noqa: F401  (zuko.utils' namespace)
 from torch.autograd.function import FunctionCtx, once_differentiable  # noqa: F401  (zuko.utils' namespace)
 
-from ..flows._conditioner import unpack
+from ..flows._conditioner import broadcast, unpack
 from .. import ode as _ode
 from .. import roots as _roots
 from ..transforms.monotonic import gauss_legendre_nodes as _gauss_legendre_nodes
@@ -56,21 +56,6 @@ class Partial(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         own = [getattr(self, f"_{i}") for i in range(self._nargs)]
         return self.f(*own, *args, **{k: getattr(self, k) for k in self._keys}, **kwargs)
-
-
-def broadcast(*tensors: Tensor, ignore: int | Sequence[int] = 0) -> list[Tensor]:
-    r"""Broadcasts tensors together, except their ``ignore`` rightmost dimensions (an
-    ``int`` for all, or one per tensor).
-
-    Example:
-        >>> x, y = broadcast(torch.rand(3, 1, 2), torch.rand(4, 5), ignore=1)
-        >>> x.shape, y.shape
-        (torch.Size([3, 4, 2]), torch.Size([3, 4, 5]))
-    """
-
-    ignore = [ignore] * len(tensors) if isinstance(ignore, int) else list(ignore)
-    batch = torch.broadcast_shapes(*(t.shape[: t.dim() - i] for t, i in zip(tensors, ignore, strict=True)))
-    return [t.expand(*batch, *t.shape[t.dim() - i :]) for t, i in zip(tensors, ignore, strict=True)]
 
 
 def bisection(

@@ -1,4 +1,5 @@
-r"""Shared pieces of conditioners: concatenate context, unpack univariate parameters."""
+r"""Shared pieces of conditioners: broadcast batch dimensions, concatenate the context,
+unpack univariate parameters."""
 
 from __future__ import annotations
 
@@ -13,6 +14,21 @@ from ..checks import check_batch
 from ..transforms import DependentTransform
 
 
+def broadcast(*tensors: Tensor, ignore: int | Sequence[int] = 0) -> list[Tensor]:
+    r"""Broadcasts tensors together, except their ``ignore`` rightmost dimensions (an
+    ``int`` for all, or one per tensor).
+
+    Example:
+        >>> x, y = broadcast(torch.rand(3, 1, 2), torch.rand(4, 5), ignore=1)
+        >>> x.shape, y.shape
+        (torch.Size([3, 4, 2]), torch.Size([3, 4, 5]))
+    """
+
+    ignore = [ignore] * len(tensors) if isinstance(ignore, int) else list(ignore)
+    batch = torch.broadcast_shapes(*(t.shape[: t.dim() - i] for t, i in zip(tensors, ignore, strict=True)))
+    return [t.expand(*batch, *t.shape[t.dim() - i :]) for t, i in zip(tensors, ignore, strict=True)]
+
+
 def with_context(x: Tensor, c: Tensor | None) -> Tensor:
     r"""Concatenates ``x`` (*, D) and ``c`` (*, C) after broadcasting batch dims."""
 
@@ -21,8 +37,7 @@ def with_context(x: Tensor, c: Tensor | None) -> Tensor:
     if x.shape[:-1] == c.shape[:-1]:
         return torch.cat((x, c), dim=-1)
     check_batch("the input", x.shape, "the context", c.shape[:-1])
-    batch = torch.broadcast_shapes(x.shape[:-1], c.shape[:-1])
-    return torch.cat((x.expand(*batch, x.shape[-1]), c.expand(*batch, c.shape[-1])), dim=-1)
+    return torch.cat(broadcast(x, c, ignore=1), dim=-1)
 
 
 def unpack(phi: Tensor, shapes: Sequence[Size]) -> list[Tensor]:
