@@ -30,6 +30,18 @@ class NoSpecError(TypeError):
 _STRUCTURE_VERSION = [0]
 
 
+def _bump(*args: Any) -> None:
+    _STRUCTURE_VERSION[0] += 1
+
+
+# Any module of the process (an ``nn.ModuleList`` a user appends to or assigns into
+# included) registering a submodule, parameter or buffer bumps the version; the hooks
+# change nothing else. Removals are seen by :class:`_Tracked` below.
+nn.modules.module.register_module_module_registration_hook(_bump)
+nn.modules.module.register_module_parameter_registration_hook(_bump)
+nn.modules.module.register_module_buffer_registration_hook(_bump)
+
+
 class _Tracked(nn.Module):
     r"""Bumps a global version whenever a module's structure changes (a parameter,
     buffer or submodule is added, replaced or removed), so cached parameter

@@ -79,3 +79,19 @@ def test_whole_module_pickles_like_zukos(name):
     c, x = torch.randn(4, 2), torch.randn(4, 3)
     torch.testing.assert_close(loaded(c).log_prob(x), flow(c).log_prob(x))
     assert type(loaded.spec) is type(flow.spec)
+
+
+def test_children_replaced_or_appended_through_module_lists_are_seen():
+    flow = ours.flows.MAF(3, 2)
+    c, x = torch.randn(4, 2), torch.randn(4, 3)
+    flow(c).log_prob(x)  # caches built
+    spare = ours.flows.MaskedAutoregressiveTransform(3, 2)  # built before, assigned after the caches
+    flow(c).log_prob(x)
+    flow.transform.transforms[0] = spare
+    assert flow.spec.transform.transforms[0] is spare.spec
+    extra = ours.flows.MaskedAutoregressiveTransform(3, 2)
+    flow(c).log_prob(x)
+    flow.transform.transforms.append(extra)
+    assert len(flow.spec.transform.transforms) == 4
+    expected = flow.forward_children(c).log_prob(x)  # Zuko's way: call the children
+    torch.testing.assert_close(flow(c).log_prob(x), expected)
