@@ -14,6 +14,7 @@ Usage: ``python benchmarks/compile.py [--quick] [--flows MAF,NSF] [--n 1024]``; 
 from __future__ import annotations
 
 import time
+import warnings
 
 import torch
 import torch._dynamo
@@ -59,6 +60,7 @@ def main() -> None:
     p.add_argument("--backend", default="inductor")
     args = p.parse_args()
     t_min = setup(args)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # inductor's own deprecations
     names = (args.flows or ("MAF,NSF" if args.quick else ",".join(FLOWS))).split(",")
     rows = [bench_flow(name, args.n, args.backend, t_min, 1 if args.quick else 3) for name in names]
     print()

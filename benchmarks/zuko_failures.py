@@ -28,7 +28,7 @@ def probe(lib: object, name: str) -> tuple[str, str, str]:
         return ("n/a",) * 3
     flow = getattr(lib.flows, name)(3, 2)
     c, x = torch.randn(2), torch.randn(3).clamp(-3, 3)
-    params = {k: v.detach() + 1.0 for k, v in flow.named_parameters()}
+    params = {k: v.detach() + 0.1 for k, v in flow.named_parameters()}  # small: +1 makes the CNF stiff
     try:
         same = torch.allclose(functional_call(flow, params, (c,)).log_prob(x), flow(c).log_prob(x))
         fc = "IGNORES params" if same else "ok"

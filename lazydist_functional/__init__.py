@@ -8,7 +8,7 @@ The stateful, Zuko-compatible side lives in :mod:`lazydist_functional.adapters`.
 
 __version__ = "0.1.0"
 
-from . import bayesian, catalogue, distributions, flows, nn, transforms
+from . import bayesian, catalogue, distributed, distributions, flows, nn, transforms
 from .checks import ContextError, InputTypeError, LazydistError, ParamTreeError, ShapeError
 from .pytree import NAMESPACE, Partial, flatten_names, register_pytree_class, unflatten_names
 from .spec import Spec
@@ -37,6 +37,7 @@ __all__ = [
     "Spec",
     "bayesian",
     "catalogue",
+    "distributed",
     "distributions",
     "flatten_names",
     "flows",
