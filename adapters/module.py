@@ -20,7 +20,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..pytree import unflatten_names
-from ..spec import Spec
+from ..spec import Parametric, Spec
 
 
 class NoSpecError(TypeError):
@@ -96,6 +96,12 @@ def _register(module: nn.Module, params: Mapping[str, Any], state: Mapping[str, 
                 module.register_buffer(key, torch.as_tensor(s).detach().clone())
 
 
+def _tree_roots(spec: Spec) -> set[str]:
+    r"""The top-level keys of a spec's parameter and state trees (the module's own names)."""
+
+    return {name.split(".")[0] for name in (*spec.param_shapes, *spec.state_shapes)}
+
+
 def module_trees(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
     r"""The module's current ``(params, state)`` trees (parameters, buffers) by dotted names."""
 
@@ -158,6 +164,23 @@ class SpecModule(_Tracked):
             params, state = spec.init_trees(params, state, generator)
             self.__dict__["_spec"] = spec
             _register(self, params, state)
+
+    def __getattr__(self, name: str) -> Any:
+        r"""Parameters, buffers and submodules first (``nn.Module``); then the public
+        configuration of the spec (``passes``, ``shapes``, ``univariate``, ...), which
+        Zuko's modules hold as attributes."""
+
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            spec = self.__dict__.get("_spec")
+            if spec is None or name.startswith("_") or name in _tree_roots(spec):
+                raise
+            value = getattr(spec, name, None)
+            # Tensors and sub-specs are the module's own buffers and children, never forwarded.
+            if value is None or isinstance(value, (Tensor, Parametric)):
+                raise
+            return value
 
     @property
     def spec(self) -> Spec:

@@ -53,9 +53,23 @@ class Partial(nn.Module):
             else:
                 setattr(self, name, value)
 
+    @property
+    def args(self) -> list[Any]:
+        r"""The positional arguments bound to ``f`` (tensors as registered)."""
+
+        return [getattr(self, f"_{i}") for i in range(self._nargs)]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        r"""The keyword arguments bound to ``f``."""
+
+        return {key: getattr(self, key) for key in self._keys}
+
+    def extra_repr(self) -> str:
+        return "" if isinstance(self.f, nn.Module) else f"(f): {self.f}"
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        own = [getattr(self, f"_{i}") for i in range(self._nargs)]
-        return self.f(*own, *args, **{k: getattr(self, k) for k in self._keys}, **kwargs)
+        return self.f(*self.args, *args, **self.kwargs, **kwargs)
 
 
 def bisection(
