@@ -39,8 +39,7 @@ from ..transforms import ComposedTransform
 from .module import _STRUCTURE_VERSION, NoSpecError, SpecModule, module_class, spec_of, to_module
 from .utils import Partial
 
-# Zuko's ``zuko.lazy`` namespace also holds these names.
-_ = (Any, Callable, Partial)
+# The imports above that this file does not use are names of Zuko's module namespace.
 
 
 class LazyDistribution(SpecModule, abc.ABC):

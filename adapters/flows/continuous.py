@@ -21,9 +21,7 @@ from ..nn import MLP
 from ..transforms import FreeFormJacobianTransform
 from ..utils import broadcast
 
-# Names of Zuko's module namespace.
-_ = (partial, pi, nn, Tensor, Transform, DiagNormal, LazyTransform, UnconditionalDistribution, MLP,
-     FreeFormJacobianTransform, broadcast)
+# The imports above that this file does not use are names of Zuko's module namespace.
 
 
 @module_class(_core.FFJTransform)

@@ -22,9 +22,7 @@ from ..transforms import CouplingTransform, DependentTransform, MonotonicAffineT
 from ..utils import broadcast, unpack
 from .gaussianization import ElementWiseTransform
 
-# Names of Zuko's module namespace.
-_ = (Callable, Sequence, partial, prod, BoolTensor, Size, Tensor, Transform, DiagNormal, LazyTransform,
-     UnconditionalDistribution, MLP, CouplingTransform, DependentTransform, broadcast, unpack)
+# The imports above that this file does not use are names of Zuko's module namespace.
 
 
 @module_class(_core.GeneralCouplingTransform)

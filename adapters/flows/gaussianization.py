@@ -21,10 +21,7 @@ from ..nn import MLP
 from ..transforms import DependentTransform, GaussianizationTransform, MonotonicAffineTransform, RotationTransform
 from ..utils import unpack
 
-# Names of Zuko's module namespace.
-_ = (Callable, Sequence, prod, Any, nn, Size, Tensor, Transform, DiagNormal, LazyTransform, MLP, DependentTransform,
-     GaussianizationTransform, MonotonicAffineTransform, RotationTransform, UnconditionalDistribution,
-     UnconditionalTransform, unpack)
+# The imports above that this file does not use are names of Zuko's module namespace.
 
 
 @module_class(_core.ElementWiseTransform)

@@ -27,10 +27,7 @@ from ..transforms import (
 from ..utils import broadcast
 from .autoregressive import MaskedAutoregressiveTransform
 
-# Names of Zuko's module namespace.
-_ = (partial, Any, nn, Tensor, Transform, DiagNormal, UnconditionalDistribution, UnconditionalTransform, MLP,
-     MonotonicMLP, AdditiveTransform, ComposedTransform, MonotonicTransform, SoftclipTransform,
-     UnconstrainedMonotonicTransform, broadcast, MaskedAutoregressiveTransform)
+# The imports above that this file does not use are names of Zuko's module namespace.
 
 
 class _UnivariateNetwork(SpecModule):

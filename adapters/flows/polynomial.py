@@ -23,9 +23,7 @@ from ..transforms import (
 )
 from .autoregressive import MAF
 
-# Names of Zuko's module namespace.
-_ = (partial, Tensor, Transform, UnconditionalTransform, AdditiveTransform, BoundedBernsteinTransform,
-     ComposedTransform, SoftclipTransform, SOSPolynomialTransform)
+# The imports above that this file does not use are names of Zuko's module namespace.
 
 
 @module_class(_core.SOSPF)

@@ -20,9 +20,7 @@ from ..module import module_class
 from ..transforms import CircularShiftTransform, ComposedTransform, MonotonicRQSTransform
 from .autoregressive import MAF
 
-# Names of Zuko's module namespace.
-_ = (partial, pi, Tensor, Transform, BoxUniform, UnconditionalDistribution, CircularShiftTransform,
-     ComposedTransform, MonotonicRQSTransform)
+# The imports above that this file does not use are names of Zuko's module namespace.
 
 
 @module_class(_core.NSF)
