@@ -110,6 +110,12 @@ def module_trees(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
     return params, state
 
 
+def _read(layout: dict[str, Any]) -> dict[str, Any]:
+    r"""The tree of current tensors of a slot layout (see :class:`_Slots`)."""
+
+    return {k: v[0][v[1]] if isinstance(v, tuple) else _read(v) for k, v in layout.items()}
+
+
 class _Slots:
     r"""Where each tensor of a module tree lives: ``(owner dict, key)`` per dotted name,
     so the current tensors (those :func:`torch.func.functional_call` substituted, or
@@ -127,9 +133,11 @@ class _Slots:
                 slots[f"{prefix}.{key}" if prefix else key] = (store, key)
         self.names = tuple(slots)
         self.slots = tuple(slots.values())
+        # The nested layout, resolved once: {key: (owner dict, key) or a sub-layout}.
+        self.layout = unflatten_names(slots)
 
     def tree(self) -> dict[str, Any]:
-        return unflatten_names({name: d[k] for name, (d, k) in zip(self.names, self.slots)})
+        return _read(self.layout)
 
     def shapes(self) -> tuple[torch.Size, ...]:
         return tuple(d[k].shape for d, k in self.slots)
