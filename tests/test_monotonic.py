@@ -9,6 +9,7 @@ from torch.func import grad, jacrev, vmap
 
 import lazydist_functional.adapters as adapters
 from lazydist_functional import flows, tree_stack, unflatten_names
+from lazydist_functional.catalogue import FLOWS
 from lazydist_functional.pytree import Partial, flatten_names
 from lazydist_functional.roots import newton_bisection
 from lazydist_functional.transforms import (
@@ -20,33 +21,15 @@ from lazydist_functional.transforms import (
     UnconstrainedMonotonicTransform,
 )
 
-NET = {"hidden_features": [8, 8]}
-CONFIGS = {
-    "NAF": dict(hidden_features=[16], signal=4, network=NET),
-    "UNAF": dict(hidden_features=[16], signal=4, network=NET),
-    "SOSPF": dict(hidden_features=[16]),
-    "BPF": dict(hidden_features=[16], degree=8),
-    "GF": dict(hidden_features=[16], components=4),
-}
-EXACT: dict = {}
+#: The catalogue's small configurations of the monotonic flows (Zuko accepts them too).
+CONFIGS = {name: dict(FLOWS[name].kwargs) for name in ("NAF", "UNAF", "SOSPF", "BPF", "GF")}
 
 
-def split(spec, state_dict):
-    r"""A Zuko state_dict as (params, state) trees of ``spec``."""
-
-    ps, ss = spec.param_shapes, spec.state_shapes
-    assert set(state_dict) == set(ps) | set(ss)
-    params = unflatten_names({k: v for k, v in state_dict.items() if k in ps})
-    state = unflatten_names({k: v for k, v in state_dict.items() if k in ss})
-    return params, state
-
-
-def make(name, context, exact=False, seed=0, dtype=torch.float32):
+def make(name, context, seed=0, dtype=torch.float32):
     torch.manual_seed(seed)
     z = getattr(zuko.flows, name)(3, context, **CONFIGS[name]).to(dtype)
-    kwargs = dict(CONFIGS[name], **(EXACT.get(name, {}) if exact else {}))
-    spec = getattr(flows, name)(3, context, **kwargs)
-    params, state = split(spec, z.state_dict())
+    spec = getattr(flows, name)(3, context, **CONFIGS[name])
+    params, state = spec.split_state_dict(z.state_dict())
     return z, spec, params, state
 
 
@@ -57,12 +40,12 @@ def ctx(context, *shape):
 @pytest.mark.parametrize("context", [0, 2])
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_zuko_parity(name, context):
-    z, spec, params, state = make(name, context, exact=True)
+    z, spec, params, state = make(name, context)
     c, x = ctx(context, 16), torch.randn(16, 3)
     ours = spec.apply(params, c, state=state).log_prob(x)
     # Same math: in float64 both agree to rounding.
     z64 = z.double()
-    p64, s64 = split(spec, z64.state_dict())
+    p64, s64 = spec.split_state_dict(z64.state_dict())
     c64, x64 = (None if c is None else c.double()), x.double()
     expected = z64(c64).log_prob(x64)
     assert torch.allclose(spec.apply(p64, c64, state=s64).log_prob(x64), expected, atol=1e-9)
@@ -74,7 +57,7 @@ def test_zuko_parity(name, context):
         # ~1e-5 (BPF) to ~1e-2 (GF, tails) away from the float64 reference.
         assert torch.allclose(ours, z(c).log_prob(x), atol=1e-5)
     # The adapter module loads the same checkpoint.
-    module = getattr(adapters.flows, name)(3, context, **CONFIGS[name], **EXACT.get(name, {}))
+    module = getattr(adapters.flows, name)(3, context, **CONFIGS[name])
     module.load_state_dict(z.state_dict())
     assert torch.allclose(module(c).log_prob(x), spec.apply(params, c, state=state).log_prob(x), atol=1e-6)
 
@@ -289,7 +272,7 @@ def test_grouped_inverse_uses_the_loaded_order(kwargs):
     config = dict(hidden_features=[16], signal=4, network={"hidden_features": [8]}, **kwargs)
     z = zuko.flows.NAF(4, 2, **config)
     spec = flows.NAF(4, 2, **config)
-    params, state = split(spec, z.state_dict())
+    params, state = spec.split_state_dict(z.state_dict())
     c, x = torch.randn(2), torch.randn(64, 4)
     d = spec.apply(params, c, state=state)
     assert torch.allclose(d.log_prob(x), z(c).log_prob(x), atol=1e-5)

@@ -1,4 +1,4 @@
-r"""Transforms of the first slice: invertibility (hypothesis over shapes and seeds),
+r"""Transforms: invertibility (hypothesis over shapes and seeds),
 log-determinants against autograd, structure (autoregressive / coupling), pytrees."""
 
 from __future__ import annotations
