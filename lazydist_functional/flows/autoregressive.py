@@ -95,11 +95,8 @@ class MaskedAutoregressiveTransform(Spec):
         shapes: Sequence[Size | Sequence[int]] = ((), ()),
         **kwargs: Any,
     ) -> None:
-        if features < 2:
-            raise ValueError(
-                f"MaskedAutoregressiveTransform needs features >= 2, got {features} "
-                "(a single feature has no autoregressive structure)"
-            )
+        if features < 1:  # one feature is an ElementWiseTransform (``__new__``)
+            raise FlowConfigError(f"MaskedAutoregressiveTransform needs features >= 1, got {features}")
         self.features = int(features)
         self.context = int(context)
         self.univariate = univariate

@@ -17,7 +17,7 @@ from ..pytree import Partial
 from ..spec import Spec
 from ..transforms import CouplingTransform, MonotonicAffineTransform
 from ._conditioner import univariate_from, with_context
-from .common import standard_base
+from .common import FlowConfigError, standard_base
 from .core import Flow
 from .elementwise import ElementWiseTransform
 
@@ -71,8 +71,8 @@ class GeneralCouplingTransform(Spec):
         shapes: Sequence[Size | Sequence[int]] = ((), ()),
         **kwargs: Any,
     ) -> None:
-        if features < 2:
-            raise ValueError(f"GeneralCouplingTransform needs features >= 2, got {features}")
+        if features < 1:  # one feature is an ElementWiseTransform (``__new__``)
+            raise FlowConfigError(f"GeneralCouplingTransform needs features >= 1, got {features}")
         mask = torch.arange(features) % 2 == 1 if mask is None else torch.as_tensor(mask, dtype=torch.bool)
         if mask.shape != (features,):
             raise ValueError(f"'mask' should have shape ({features},), got {tuple(mask.shape)}")
