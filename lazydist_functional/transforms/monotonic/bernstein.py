@@ -19,9 +19,12 @@ def _bernstein(t: Tensor, order: int) -> Tensor:
     :math:`t \in (0, 1)`; shape :math:`(*, M + 1)`."""
 
     i = torch.arange(order + 1, dtype=t.dtype, device=t.device)
-    log_binom = torch.lgamma(torch.tensor(order + 1.0, dtype=t.dtype, device=t.device)) - torch.lgamma(
-        i + 1
-    ) - torch.lgamma(order - i + 1)
+    # Binomial coefficients as constants (``torch.compile`` would otherwise fuse and
+    # recompute the ``lgamma``\ s for every element).
+    log_binom = torch.tensor(
+        [math.lgamma(order + 1) - math.lgamma(k + 1) - math.lgamma(order - k + 1) for k in range(order + 1)],
+        dtype=t.dtype, device=t.device,
+    )
     t = t[..., None]
     return torch.exp(log_binom + i * torch.log(t) + (order - i) * torch.log1p(-t))
 
