@@ -45,12 +45,11 @@ __all__ = [
 from collections.abc import Callable
 from typing import Any
 
-import optree
 import torch
 from torch import Tensor
 from torch.func import jvp, vjp, vmap
 
-from .pytree import NAMESPACE
+from .pytree import tree_leaves, tree_map
 
 # Explicit Runge-Kutta tableaus: (nodes c, matrix a (lower triangular rows), weights b).
 # Standard coefficients (Butcher, "Numerical Methods for Ordinary Differential Equations").
@@ -88,7 +87,7 @@ def _axpy(x: Any, terms: list[tuple[float, Any]], dt: Tensor) -> Any:
             acc = a * k if acc is None else acc + a * k
         return x_leaf + dt * acc
 
-    return optree.tree_map(combine, x, *(k for _, k in terms), namespace=NAMESPACE)
+    return tree_map(combine, x, *(k for _, k in terms))
 
 
 def rk_step(f: Callable[[Tensor, Any], Any], t: Tensor, x: Any, dt: Tensor, method: str = "rk4") -> Any:
@@ -140,7 +139,7 @@ def odeint(
     if steps < 1:
         raise ValueError(f"'steps' should be a positive integer, got {steps}")
 
-    ref = optree.tree_leaves(x, namespace=NAMESPACE)[0]
+    ref = tree_leaves(x)[0]
     t0 = torch.as_tensor(t0, dtype=ref.dtype, device=ref.device)
     t1 = torch.as_tensor(t1, dtype=ref.dtype, device=ref.device)
     dt = (t1 - t0) / steps
@@ -180,7 +179,7 @@ def dopri5_step(
     """
 
     def scaled(v: Any) -> Any:
-        return optree.tree_map(lambda leaf: dt * leaf, v, namespace=NAMESPACE)
+        return tree_map(lambda leaf: dt * leaf, v)
 
     fs: list[Any] = [f(t, x) if k1 is None else k1]  # f at the stages; k_i = dt * f_i
     ks: list[Any] = [scaled(fs[0])]
@@ -191,7 +190,7 @@ def dopri5_step(
     fs.append(f(t + dt, x_new))
     ks.append(scaled(fs[-1]))
     x_star = _combine(x, list(zip(_DP_B_STAR, ks, strict=True)))
-    error = optree.tree_map(torch.sub, x_new, x_star, namespace=NAMESPACE)
+    error = tree_map(torch.sub, x_new, x_star)
     return x_new, error, fs[-1]
 
 
@@ -208,7 +207,7 @@ def _combine(x: Any, terms: list[tuple[float, Any]]) -> Any:
             acc = acc + a * k
         return acc
 
-    return optree.tree_map(combine, x, *(k for _, k in terms), namespace=NAMESPACE)
+    return tree_map(combine, x, *(k for _, k in terms))
 
 
 def _rescaled(f: Callable[[Tensor, Any], Any], t0: Tensor, span: Tensor) -> Callable[[Tensor, Any], Any]:
@@ -216,7 +215,7 @@ def _rescaled(f: Callable[[Tensor, Any], Any], t0: Tensor, span: Tensor) -> Call
     :math:`dx/ds = (t_1 - t_0) f(t, x)` (so gradients reach :math:`t_0` and :math:`t_1`)."""
 
     def g(s: Tensor, x: Any) -> Any:
-        return optree.tree_map(lambda v: span * v, f(t0 + s * span, x), namespace=NAMESPACE)
+        return tree_map(lambda v: span * v, f(t0 + s * span, x))
 
     return g
 
@@ -254,7 +253,7 @@ def odeint_adaptive(
         True
     """
 
-    leaves = optree.tree_leaves(x, namespace=NAMESPACE)
+    leaves = tree_leaves(x)
     ref = leaves[0]
     t0 = torch.as_tensor(t0, dtype=ref.dtype, device=ref.device)
     t1 = torch.as_tensor(t1, dtype=ref.dtype, device=ref.device)
@@ -267,7 +266,7 @@ def odeint_adaptive(
     if same:
         return x
     g = _rescaled(f, t0, t1 - t0)
-    weights = [1.0] * len(leaves) if error_weights is None else optree.tree_leaves(error_weights)
+    weights = [1.0] * len(leaves) if error_weights is None else tree_leaves(error_weights)
     if len(weights) != len(leaves):
         raise ValueError("'error_weights' should have one weight per leaf of the state")
     # The time and step are tensors of the state's dtype (Zuko's arithmetic, so the same
@@ -284,9 +283,9 @@ def odeint_adaptive(
             (w * e.abs() / (atol + rtol * torch.maximum(a.abs(), b.abs()))).max()
             for w, e, a, b in zip(
                 weights,
-                optree.tree_leaves(error, namespace=NAMESPACE),
+                tree_leaves(error),
                 leaves,
-                optree.tree_leaves(x_new, namespace=NAMESPACE),
+                tree_leaves(x_new),
                 strict=True,
             )
         ]
@@ -296,7 +295,7 @@ def odeint_adaptive(
             raise RuntimeError("odeint_adaptive cannot run under vmap; use the fixed-step odeint") from error_
         if norm < 1.0:
             s, x, k_first = s + ds, x_new, k_last
-            leaves = optree.tree_leaves(x, namespace=NAMESPACE)
+            leaves = tree_leaves(x)
         ds = ds * min(10.0, max(0.1, 0.9 / norm ** (1 / 5)))
     raise RuntimeError(f"odeint_adaptive did not reach t1 in {max_steps} steps (s = {float(s)})")
 

@@ -25,14 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import optree
 import torch
 
-from .pytree import NAMESPACE
+from .pytree import tree_map
 
 
 def _map(fn: Callable[..., Any], *trees: Any) -> Any:
-    return optree.tree_map(fn, *trees, namespace=NAMESPACE)
+    return tree_map(fn, *trees)
 
 
 @dataclass(frozen=True)
