@@ -70,7 +70,29 @@ class _Tracked(nn.Module):
 
 
 class ParameterNode(_Tracked):
-    r"""A plain container for one level of a parameter tree."""
+    r"""A plain container for one level of a parameter tree. A node holding a ``weight``
+    answers ``in_features`` / ``out_features`` like the ``nn.Linear`` it stands for."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("in_features", "out_features"):
+            weight = self.__dict__["_parameters"].get("weight")
+            if weight is not None:
+                return weight.shape[-1] if name == "in_features" else weight.shape[-2]
+        return super().__getattr__(name)
+
+    def __getitem__(self, index: int | str) -> nn.Module:
+        r"""``node[i]``: the child named ``str(i)``, as ``nn.Sequential`` indexing of Zuko's
+        networks (``hyper[0]``, ``hyper[-1]``); activations hold no parameters and have no
+        node here."""
+
+        if isinstance(index, int) and index < 0:
+            numeric = [int(k) for k in self._modules if k.isdigit()]
+            index += max(numeric, default=-1) + 1
+        child = self._modules.get(str(index))
+        if child is None:
+            raise IndexError(f"{type(self).__name__} has no parameter layer at index {index} "
+                             f"(layers: {list(self._modules)})")
+        return child
 
     def extra_repr(self) -> str:
         tensors = {**self._parameters, **self._buffers}

@@ -109,9 +109,25 @@ def test_modules_have_the_attributes_of_zukos_modules(name):
     our_modules = dict(mine.named_modules())
     for path, module in theirs.named_modules():
         parts = set(path.split("."))
-        if isinstance(module, (zuko.nn.MLP, zuko.nn.MaskedMLP, zuko.nn.MonotonicMLP)) or parts & NETWORKS:
+        if isinstance(module, (zuko.nn.MLP, zuko.nn.MaskedMLP, zuko.nn.MonotonicMLP)) or (
+            parts & NETWORKS and not isinstance(module, torch.nn.Linear)
+        ):
             continue
         assert path in our_modules, path
+        if isinstance(module, torch.nn.Linear):
+            assert (our_modules[path].in_features, our_modules[path].out_features) == (
+                module.in_features, module.out_features), path
+            continue
         for attr in vars(module):
             if not attr.startswith("_") and attr != "training":
                 assert hasattr(our_modules[path], attr), f"{name}: {path or 'flow'}.{attr}"
+
+
+def test_network_layers_index_like_zukos_sequentials():
+    theirs, mine = zuko.flows.MAF(3, 2), ours.flows.MAF(3, 2)
+    for i in (0, 2, -1):
+        a, b = theirs.transform.transforms[0].hyper[i], mine.transform.transforms[0].hyper[i]
+        assert (b.in_features, b.out_features) == (a.in_features, a.out_features)
+        assert b.weight.shape == a.weight.shape
+    with pytest.raises(IndexError, match="no parameter layer at index 1"):
+        mine.transform.transforms[0].hyper[1]  # an activation in Zuko: no parameters, no node here
