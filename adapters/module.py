@@ -153,7 +153,6 @@ class _Slots:
                     continue
                 seen.add(id(value))
                 slots[f"{prefix}.{key}" if prefix else key] = (store, key)
-        self.names = tuple(slots)
         self.slots = tuple(slots.values())
         # The nested layout, resolved once: {key: (owner dict, key) or a sub-layout}.
         self.layout = unflatten_names(slots)

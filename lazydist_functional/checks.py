@@ -25,7 +25,6 @@ __all__ = [
     "check_dtype",
     "check_event",
     "check_tree",
-    "dict_leaves",
 ]
 
 
@@ -50,8 +49,6 @@ class InputTypeError(LazydistError, TypeError):
     r"""An input is not a tensor, or its dtype differs from the parameters'."""
 
 
-#: Deprecated alias of :func:`~lazydist_functional.pytree.flatten_names` (same function).
-dict_leaves = flatten_names
 
 
 def check_tree(

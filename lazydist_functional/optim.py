@@ -30,10 +30,6 @@ import torch
 from .pytree import tree_map
 
 
-def _map(fn: Callable[..., Any], *trees: Any) -> Any:
-    return tree_map(fn, *trees)
-
-
 @dataclass(frozen=True)
 class Optimizer:
     r"""A pair of pure functions ``init`` and ``update`` (see the module docstring)."""
@@ -57,16 +53,16 @@ def sgd(lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> Optimize
     """
 
     def init(params: Any) -> Any:
-        return {"step": torch.zeros(()), "momentum": _map(torch.zeros_like, params)}
+        return {"step": torch.zeros(()), "momentum": tree_map(torch.zeros_like, params)}
 
     def update(grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
         if weight_decay:
-            grads = _map(lambda g, p: g + weight_decay * p, grads, params)
+            grads = tree_map(lambda g, p: g + weight_decay * p, grads, params)
         if momentum:  # the buffer starts at 0, so b_1 = g_1 as in torch.optim.SGD
-            buf = _map(lambda b, g: momentum * b + g, state["momentum"], grads)
+            buf = tree_map(lambda b, g: momentum * b + g, state["momentum"], grads)
         else:
             buf = grads
-        new = _map(lambda p, b: p - lr * b, params, buf)
+        new = tree_map(lambda p, b: p - lr * b, params, buf)
         return new, {"step": state["step"] + 1, "momentum": buf if momentum else state["momentum"]}
 
     return Optimizer(init, update)
@@ -90,15 +86,15 @@ def adam(lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float
     b1, b2 = betas
 
     def init(params: Any) -> Any:
-        zeros = lambda: _map(torch.zeros_like, params)  # noqa: E731
+        zeros = lambda: tree_map(torch.zeros_like, params)  # noqa: E731
         return {"step": torch.zeros(()), "m": zeros(), "v": zeros()}
 
     def update(grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
         step = state["step"] + 1
-        m = _map(lambda m, g: b1 * m + (1 - b1) * g, state["m"], grads)
-        v = _map(lambda v, g: b2 * v + (1 - b2) * g * g, state["v"], grads)
+        m = tree_map(lambda m, g: b1 * m + (1 - b1) * g, state["m"], grads)
+        v = tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state["v"], grads)
         c1, c2 = 1 - b1**step, 1 - b2**step
-        new = _map(lambda p, m, v: p - lr * (m / c1) / (torch.sqrt(v / c2) + eps), params, m, v)
+        new = tree_map(lambda p, m, v: p - lr * (m / c1) / (torch.sqrt(v / c2) + eps), params, m, v)
         return new, {"step": step, "m": m, "v": v}
 
     return Optimizer(init, update)

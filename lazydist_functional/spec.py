@@ -26,7 +26,6 @@ from torch import Tensor
 
 from .checks import ContextError, ParamTreeError, broadcasts, check_context, check_dtype, check_tree
 from .pytree import as_nested, first_float, flatten_names, unflatten_names
-from .trees import tree_cast
 
 
 class Parametric:
