@@ -23,21 +23,15 @@ from __future__ import annotations
 __all__ = ["apply_zuko_globals"]
 
 import torch
-from torch import Tensor
 from torch.distributions import Distribution, Transform
 
-
-def _call_and_ladj(self: Transform, x: Tensor) -> tuple[Tensor, Tensor]:
-    r""":math:`(f(x), \log |\det J_f(x)|)` for any torch transform."""
-
-    y = self(x)
-    return y, self.log_abs_det_jacobian(x, y)
+from ..transforms.base import torch_call_and_ladj
 
 
 def apply_zuko_globals() -> None:
     r"""Applies Zuko's global changes to torch (idempotent)."""
 
     if not hasattr(Transform, "call_and_ladj"):
-        Transform.call_and_ladj = _call_and_ladj
+        Transform.call_and_ladj = torch_call_and_ladj
     Distribution._validate_args = False
     torch.distributions.transforms._InverseTransform.__name__ = "Inverse"

@@ -9,20 +9,8 @@ from torch import Size, Tensor
 from torch.distributions import Distribution, Independent, Transform
 
 from ..pytree import first_float, register_pytree_class
-from ..transforms.base import sum_rightmost
+from ..transforms.base import call_and_ladj, sum_rightmost
 from .base import FunctionalDistribution, check_sample
-
-
-def call_and_ladj(t: Transform, x: Tensor) -> tuple[Tensor, Tensor]:
-    r""":math:`(f(x), \log |\det J_f(x)|)` for any transform: its ``call_and_ladj`` when it
-    has one (this library's, or torch's once Zuko or the adapter patched it in), else
-    torch's ``__call__`` and ``log_abs_det_jacobian`` (the core never patches torch)."""
-
-    method = getattr(t, "call_and_ladj", None)
-    if method is not None:
-        return method(x)
-    y = t(x)
-    return y, t.log_abs_det_jacobian(x, y)
 
 
 def _dtype_of(d: Distribution) -> torch.dtype | None:

@@ -18,6 +18,7 @@ __all__ = [
     "DependentTransform",
     "FunctionalTransform",
     "InverseTransform",
+    "call_and_ladj",
     "sum_rightmost",
     "take",
 ]
@@ -275,6 +276,29 @@ class DependentTransform(FunctionalTransform):
         self._check(y)
         x, ladj = self.base.inv.call_and_ladj(y)
         return x, sum_rightmost(ladj, self.reinterpreted)
+
+
+def torch_call_and_ladj(t: Transform, x: Tensor) -> tuple[Tensor, Tensor]:
+    r""":math:`(f(x), \log |\det J_f(x)|)` of any torch transform, from its ``__call__`` and
+    ``log_abs_det_jacobian`` (what Zuko, and the adapter, install as torch's
+    ``Transform.call_and_ladj``)."""
+
+    y = t(x)
+    return y, t.log_abs_det_jacobian(x, y)
+
+
+def call_and_ladj(t: Transform, x: Tensor) -> tuple[Tensor, Tensor]:
+    r""":math:`(f(x), \log |\det J_f(x)|)` for any transform: its own ``call_and_ladj`` when
+    it has one (this library's, or torch's once patched), else :func:`torch_call_and_ladj`
+    (the core never patches torch).
+
+    Example:
+        >>> call_and_ladj(torch.distributions.ExpTransform(), torch.zeros(2))
+        (tensor([1., 1.]), tensor([0., 0.]))
+    """
+
+    method = getattr(t, "call_and_ladj", None)
+    return method(x) if method is not None else torch_call_and_ladj(t, x)
 
 
 def check_input(t: Transform, x: Tensor, event_shape: Sequence[int], batch: Sequence[int] | None = None) -> None:
