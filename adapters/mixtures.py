@@ -34,14 +34,8 @@ class GMM(_SpecDistribution):
     and checkpoints). ``full`` covariances give a :class:`torch.distributions.MultivariateNormal`
     base, the others a :class:`~lazydist_functional.distributions.DiagNormal`.
 
-    Arguments:
-        features: the number of features.
-        context: the number of context features.
-        components: the number of components :math:`K`.
-        covariance_type: ``"full"``, ``"diagonal"`` or ``"spherical"``.
-        tied: share the covariance across components.
-        epsilon: added to the scale's diagonal.
-        kwargs: passed to :class:`~lazydist_functional.nn.MLP`.
+    The arguments are the spec's; its configuration (``components``, ``tied``,
+    ``epsilon``, ``shapes``, ...) reads as attributes of the module, as in Zuko.
 
     Example:
         >>> gmm = GMM(2, components=3)
@@ -64,10 +58,6 @@ class GMM(_SpecDistribution):
         super().__init__(_core.GMM(features, context, components, covariance_type, tied, epsilon, **kwargs))
 
     @property
-    def components(self) -> int:
-        return self.spec.components
-
-    @property
     def covariance_type(self) -> str:
         return self.spec.covariance_type
 
@@ -77,22 +67,6 @@ class GMM(_SpecDistribution):
         spec = _copy.copy(self.spec)
         spec.covariance_type = value
         self.__dict__["_spec"] = spec
-
-    @property
-    def tied(self) -> bool:
-        return self.spec.tied
-
-    @property
-    def epsilon(self) -> float:
-        return self.spec.epsilon
-
-    @property
-    def shapes(self) -> list[tuple[int, ...]]:
-        return self.spec.shapes
-
-    @property
-    def total(self) -> int:
-        return self.spec.total
 
     @torch.no_grad()
     def initialize(self, x: Tensor, strategy: Literal["random", "kmeans", "kmeans++"]) -> None:
