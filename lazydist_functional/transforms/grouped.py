@@ -8,18 +8,19 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torch.distributions import Transform, constraints
+from torch.distributions import Transform
 
 from ..pytree import register_pytree_class
-from .base import FunctionalTransform, check_input, take
+from .autoregressive import AutoregressiveTransform
+from .base import check_input, take
 
 
 @register_pytree_class(children=("meta", "group", "order"), static=("sizes",))
-class GroupedAutoregressiveTransform(FunctionalTransform):
+class GroupedAutoregressiveTransform(AutoregressiveTransform):
     r"""Autoregressive transform :math:`y_i = f(x_i \mid x_{<i})` with features in ordered groups.
 
-    The forward is one call of ``meta``, as in
-    :class:`~lazydist_functional.transforms.AutoregressiveTransform`. The inverse makes
+    An :class:`~lazydist_functional.transforms.AutoregressiveTransform` (its forward,
+    one call of ``meta``, is inherited) whose inverse makes
     one pass per group :math:`g = 0, 1, \dots`: it evaluates the conditioner on the
     features solved so far and inverts the univariate transforms of group :math:`g`
     *only* (``group(x, index)``), instead of inverting every feature in every pass.
@@ -38,9 +39,6 @@ class GroupedAutoregressiveTransform(FunctionalTransform):
         sizes: the number of features of each group.
     """
 
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-
     def __init__(self, meta: Callable[[Tensor], Transform], group: Callable[[Tensor, Tensor], Transform],
                  order: Tensor, sizes: tuple[int, ...]) -> None:
         self.meta = meta
@@ -53,14 +51,6 @@ class GroupedAutoregressiveTransform(FunctionalTransform):
 
     def _check(self, x: Tensor) -> None:
         check_input(self, x, self.order.shape[-1:])
-
-    def _call(self, x: Tensor) -> Tensor:
-        self._check(x)
-        return self.meta(x)(x)
-
-    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(x)
-        return self.meta(x).call_and_ladj(x)
 
     def _inverse(self, y: Tensor) -> Tensor:
         self._check(y)
