@@ -53,7 +53,17 @@ class Parametric:
 
         return {}
 
+    #: Tree keys whose part is held under another attribute name (``{"univariate": "univariate_spec"}``).
+    part_attributes: Mapping[str, str] = {}
+
     # -- shared machinery -------------------------------------------------------------
+    def part(self, key: str) -> Parametric | None:
+        r"""The parametric part (a network, a parametrized univariate) whose trees live under
+        ``key`` of this spec's trees, or ``None`` if ``key`` holds plain tensors."""
+
+        value = vars(self).get(self.part_attributes.get(key, key))
+        return value if isinstance(value, Parametric) else None
+
     @property
     def name(self) -> str:
         r"""The name used in error messages (the class name)."""
