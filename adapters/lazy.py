@@ -189,8 +189,9 @@ class _CompositeModule(SpecModule):
         return None if c is None or _unconditional(child) else c
 
     def forward(self, c: Tensor | None = None) -> Any:
-        if c is not None and _context_of(self) == 0:
-            check_context(c, 0, type(self).__name__)
+        context = _context_of(self)
+        if context is not None and (c is None) != (context == 0):  # the core's error, named after this module
+            check_context(c, context, type(self).__name__)
         return self.forward_children(c)
 
     def forward_children(self, c: Tensor | None) -> Any:  # pragma: no cover - abstract

@@ -50,8 +50,14 @@ _SPEC_API = frozenset({"init", "init_state", "apply", "apply_checked", "check", 
                        "state_shapes", "default_state", "split_state_dict", "parts", "from_parts", "name"})
 
 
-def _layout(module: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, nn.Module]]:
-    return tuple(module._parameters), tuple(module._buffers), dict(module._modules)
+def _settings(module: nn.Module) -> dict[str, Any]:
+    r"""The public configuration a module holds (an activation's ``negative_slope``, ...)."""
+
+    return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
+
+
+def _layout(module: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, nn.Module], dict[str, Any]]:
+    return tuple(module._parameters), tuple(module._buffers), dict(module._modules), _settings(module)
 
 
 def _freeze(module: nn.Module) -> None:
@@ -72,9 +78,11 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
     built = module.__dict__.get("_built_layout")
     if built is None or _hooked(module):
         return None
-    pkeys, bkeys, children = built
+    pkeys, bkeys, children, settings = built
     P, B, M = module._parameters, module._buffers, module._modules
     if tuple(P) != pkeys or tuple(B) != bkeys or len(M) != len(children):
+        return None
+    if not (P or B or M) and _settings(module) != settings:  # an activation edited in place
         return None
     params = {k: v for k, v in P.items() if v is not None}
     state = {k: v for k, v in B.items() if v is not None}
@@ -256,6 +264,8 @@ class SpecModule(nn.Module):
                 used, p, s = bind(child, part)
                 if used is not part:
                     replaced[name] = used
+                params[name], state[name] = p, s
+                continue
             if p:
                 params[name] = p
             if s:

@@ -12,6 +12,7 @@ computes it with that spec on the network's current tensors, which gives the sam
 __all__ = ["MLP", "Linear", "MaskedMLP", "MonotonicMLP"]
 
 from collections.abc import Callable, Iterable, Sequence  # noqa: F401  (zuko.nn's namespace)
+import copy as _copy
 from collections.abc import Mapping as _Mapping
 from typing import Any as _Any
 
@@ -185,7 +186,7 @@ class MLP(_Network):
 
     @classmethod
     def _layers(cls, spec: _Any, params: _Mapping, state: _Mapping) -> list[nn.Module]:
-        return _mlp_layers(spec, params, Linear, _nn.Linear, lambda: spec.act, spec.normalize)
+        return _mlp_layers(spec, params, Linear, _nn.Linear, lambda: _copy.deepcopy(spec.act), spec.normalize)
 
 
 @_module_class(_nn.MonotonicMLP)
@@ -281,9 +282,9 @@ class MaskedMLP(_Network):
             if kind == "linear":
                 layers.append(MaskedLinear.from_spec(_nn.MaskedLinear(mask), params[name], state[name]))
                 if i < last and not spec.residual:
-                    layers.append(_stateless(spec.act))
+                    layers.append(_stateless(_copy.deepcopy(spec.act)))
             else:
-                block = _nn.Residual(_nn.MaskedLinear(mask), spec.act, _nn.MaskedLinear(mask))
+                block = _nn.Residual(_nn.MaskedLinear(mask), _copy.deepcopy(spec.act), _nn.MaskedLinear(mask))
                 layers.append(Residual.from_spec(block, params[name], state[name]))
         return layers
 
