@@ -34,7 +34,7 @@ from ..distributions import NormalizingFlow
 from ..flows import core
 from ..spec import Spec
 from ..transforms import ComposedTransform
-from ..checks import check_context
+from ..checks import ContextError, check_context
 from .module import NoSpecError, SpecModule, module_class, spec_of, to_module
 from .utils import Partial
 
@@ -107,11 +107,20 @@ def _context_of(module: nn.Module) -> int | None:
     r"""The number of context features a module tree reads, or ``None`` if a module of
     the tree is not this library's (it may read any context)."""
 
-    if isinstance(module, _CompositeModule) or isinstance(module, nn.ModuleList):
+    if isinstance(module, (_CompositeModule, nn.ModuleList)):
         contexts = [_context_of(child) for child in module.children()]
         return None if any(n is None for n in contexts) else max(contexts, default=0)
     spec = module.__dict__.get("_spec") if isinstance(module, SpecModule) else None
     return None if spec is None else spec.context
+
+
+def _reads_context(module: nn.Module) -> bool:
+    r"""Whether some module of the tree may read a context (stops at the first that does)."""
+
+    if isinstance(module, (_CompositeModule, nn.ModuleList)):
+        return any(_reads_context(child) for child in module._modules.values())
+    spec = module.__dict__.get("_spec") if isinstance(module, SpecModule) else None
+    return spec is None or spec.context > 0
 
 
 def _unconditional(module: nn.Module) -> bool:
@@ -189,10 +198,15 @@ class _CompositeModule(SpecModule):
         return None if c is None or _unconditional(child) else c
 
     def forward(self, c: Tensor | None = None) -> Any:
-        context = _context_of(self)
-        if context is not None and (c is None) != (context == 0):  # the core's error, named after this module
-            check_context(c, context, type(self).__name__)
-        return self.forward_children(c)
+        if c is not None and not _reads_context(self):
+            check_context(c, 0, type(self).__name__)  # the core's error, named after this module
+        try:
+            return self.forward_children(c)
+        except ContextError:
+            context = _context_of(self)
+            if c is None and context:
+                check_context(c, context, type(self).__name__)
+            raise
 
     def forward_children(self, c: Tensor | None) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -217,7 +231,7 @@ class LazyComposedTransform(_CompositeModule, LazyTransform):
         self._adopt_children()
 
     def forward_children(self, c: Tensor | None) -> Transform:
-        return ComposedTransform(*(t(self._child_c(t, c)) for t in self.transforms))
+        return ComposedTransform(*(t(self._child_c(t, c)) for t in self._modules["transforms"]))
 
 
 @module_class(core.LazyInverse)
@@ -267,8 +281,9 @@ class Flow(_CompositeModule, LazyDistribution):
         self._adopt_children()
 
     def forward_children(self, c: Tensor | None) -> NormalizingFlow:
-        transform = self.transform(self._child_c(self.transform, c))
-        base = self.base(self._child_c(self.base, c))
+        transform, base = self._modules["transform"], self._modules["base"]
+        transform = transform(self._child_c(transform, c))
+        base = base(self._child_c(base, c))
         if c is not None:
             base = base.expand(c.shape[:-1])
         return NormalizingFlow(transform, base)

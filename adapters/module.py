@@ -75,15 +75,16 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
     r"""The module's current ``(params, state)`` trees if it is as built (see
     :func:`_freeze`) and has no hooks, else ``None``."""
 
-    built = module.__dict__.get("_built_layout")
-    if built is None or _hooked(module):
+    d = module.__dict__
+    built = d.get("_built_layout")
+    if built is None or d["_forward_hooks"] or d["_forward_pre_hooks"]:
         return None
     pkeys, bkeys, children, settings = built
-    P, B, M = module._parameters, module._buffers, module._modules
-    if tuple(P) != pkeys or tuple(B) != bkeys or len(M) != len(children):
+    P, B, M = d["_parameters"], d["_buffers"], d["_modules"]
+    if len(M) != len(children) or tuple(P) != pkeys or tuple(B) != bkeys:
         return None
-    if not (P or B or M) and _settings(module) != settings:  # an activation edited in place
-        return None
+    if not (P or B or M):
+        return ({}, {}) if _settings(module) == settings else None  # an activation, unless edited in place
     params = {k: v for k, v in P.items() if v is not None}
     state = {k: v for k, v in B.items() if v is not None}
     for name, child in M.items():
@@ -92,10 +93,11 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
         sub = _gather(child)
         if sub is None:
             return None
-        if sub[0]:
-            params[name] = sub[0]
-        if sub[1]:
-            state[name] = sub[1]
+        p, s = sub
+        if p:
+            params[name] = p
+        if s:
+            state[name] = s
     return params, state
 
 
