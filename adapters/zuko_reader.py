@@ -169,8 +169,10 @@ def layer_spec(layer: Layer, where: str) -> Spec:
         if "order" in layer.own:
             kwargs["order"] = layer.own["order"]
         spec = _build(cls, where, **kwargs)
-        if spec.passes != layer.own["passes"]:
-            raise ZukoConversionError(f"{where}: its masks give {spec.passes} passes where Zuko's has {layer.own['passes']}")
+        # The masks may realize fewer dependencies than the adjacency Zuko was given (hidden
+        # layers narrower than its distinct rows): fewer passes then suffice, never more.
+        if spec.passes > layer.own["passes"]:
+            raise ZukoConversionError(f"{where}: its masks need {spec.passes} passes where Zuko's makes {layer.own['passes']}")
         return spec
     if layer.kind == "GCT":
         return _build(_flows.GeneralCouplingTransform, where, mask=layer.own["mask"], **kwargs)
