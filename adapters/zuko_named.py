@@ -34,6 +34,7 @@ from ..flows import polynomial as _polynomial
 from ..flows import spline as _spline
 from ..spec import Spec
 from .zuko_networks import ZukoConversionError, func_of, same
+from .zuko_reader import LAYERS as _LAYERS
 from .zuko_reader import Layer, Neural, generic_spec, read_layer, zuko_class
 
 Fit = Callable[[dict[str, Any]], "dict[str, Any] | None"]
@@ -143,10 +144,12 @@ def _base_is(m: nn.Module, base: str) -> bool:
     return _unconditional_is(m, "UnconditionalDistribution", "DiagNormal", ["loc", "scale"], True)
 
 
-def _layers(m: nn.Module, between: str | None) -> list[nn.Module] | None:
+def _layers(m: nn.Module, name: str, between: str | None) -> list[nn.Module] | None:
     t = m.transform
+    if name == "CNF":  # Zuko's CNF holds its one FFJTransform directly
+        return [t] if zuko_class(t) == "FFJTransform" else None
     if zuko_class(t) != "LazyComposedTransform":
-        return [t]
+        return None
     ts = list(t.transforms)
     if between is None:
         return ts
@@ -165,13 +168,13 @@ def named_spec(m: nn.Module) -> Spec | None:
     if name not in _NAMED:
         return None
     cls, kinds, between, base, fit = _NAMED[name]
-    modules = _layers(m, between)
-    if modules is None or not _base_is(m.base, base) or (name == "CNF") != (zuko_class(m.transform) == "FFJTransform"):
+    modules = _layers(m, name, between)
+    if modules is None or not _base_is(m.base, base):
         return None
     layers: list[Layer] = []
     for i, t in enumerate(modules):
         kind = zuko_class(t)
-        if kind not in ("MaskedAutoregressiveTransform", "GeneralCouplingTransform", "ElementWiseTransform", "FFJTransform"):
+        if kind not in _LAYERS:
             return None
         layers.append(read_layer(t, kind, f"transform.transforms.{i}"))
     shared = layers[0].kwargs

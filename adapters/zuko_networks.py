@@ -139,7 +139,9 @@ def mlp_kwargs(seq: nn.Sequential, where: str, stack: int | None = None) -> tupl
         raise ZukoConversionError(f"{where}: {type(seq).__name__} layout {kinds} is not one a Zuko MLP builds")
     for m in seq:
         if zuko_name(m) == "LayerNorm" and (m.dim != -1 or m.eps != 1e-5):
-            raise ZukoConversionError(f"{where}: LayerNorm(dim={m.dim}, eps={m.eps}); the core supports dim=-1, eps=1e-5")
+            raise ZukoConversionError(
+                f"{where}: LayerNorm(dim={m.dim}, eps={m.eps}); the core supports dim=-1, eps=1e-5"
+            )
     for m in linear:
         shape = tuple(m.weight.shape)
         if (len(shape) == 3) != (stack is not None) or (stack is not None and shape[0] != stack):

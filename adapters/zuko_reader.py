@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["Layer", "Neural", "generic_spec", "layer_spec", "read_layer", "zuko_class"]
+__all__ = ["LAYERS", "Layer", "Neural", "generic_spec", "layer_spec", "read_layer", "zuko_class"]
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,18 +33,13 @@ import torch.nn as nn
 from torch import Tensor
 
 from .. import flows as _flows
-from .. import transforms as _transforms
-from ..flows import polynomial as _polynomial
-from ..flows import spline as _spline
 from ..spec import Spec
 from .zuko_networks import (
     ZukoConversionError,
-    func_of,
     masked_mlp_adjacency,
     masked_mlp_kwargs,
     mlp_kwargs,
     ours,
-    same,
 )
 
 # Methods whose override in a user's subclass changes what a Zuko module computes.
@@ -156,7 +151,8 @@ def _build(cls: Callable[..., Spec], where: str, **kwargs: Any) -> Spec:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         shown = {k: v for k, v in kwargs.items() if not isinstance(v, Tensor)}
-        raise ZukoConversionError(f"{where}: the core {getattr(cls, '__name__', cls)} does not accept {shown}: {e}") from e
+        name = getattr(cls, "__name__", cls)
+        raise ZukoConversionError(f"{where}: the core {name} does not accept {shown}: {e}") from e
 
 
 def layer_spec(layer: Layer, where: str) -> Spec:
@@ -165,14 +161,18 @@ def layer_spec(layer: Layer, where: str) -> Spec:
     if isinstance(neural, Neural):
         kwargs["univariate"] = neural.spec(kwargs["features"])
     if layer.kind == "MAT":
-        cls = _flows.NeuralAutoregressiveTransform if isinstance(neural, Neural) else _flows.MaskedAutoregressiveTransform
+        cls = _flows.MaskedAutoregressiveTransform
+        if isinstance(neural, Neural):
+            cls = _flows.NeuralAutoregressiveTransform
         if "order" in layer.own:
             kwargs["order"] = layer.own["order"]
         spec = _build(cls, where, **kwargs)
         # The masks may realize fewer dependencies than the adjacency Zuko was given (hidden
         # layers narrower than its distinct rows): fewer passes then suffice, never more.
         if spec.passes > layer.own["passes"]:
-            raise ZukoConversionError(f"{where}: its masks need {spec.passes} passes where Zuko's makes {layer.own['passes']}")
+            raise ZukoConversionError(
+                f"{where}: its masks need {spec.passes} passes where Zuko's makes {layer.own['passes']}"
+            )
         return spec
     if layer.kind == "GCT":
         return _build(_flows.GeneralCouplingTransform, where, mask=layer.own["mask"], **kwargs)
@@ -198,7 +198,7 @@ def _gmm(m: nn.Module, where: str) -> Spec:
                   covariance_type=m.covariance_type, tied=m.tied, epsilon=m.epsilon, **kwargs)
 
 
-_LAYERS = ("MaskedAutoregressiveTransform", "GeneralCouplingTransform", "ElementWiseTransform", "FFJTransform")
+LAYERS = ("MaskedAutoregressiveTransform", "GeneralCouplingTransform", "ElementWiseTransform", "FFJTransform")
 _FLOWS = ("Flow", "MAF", "NSF", "NCSF", "NICE", "RealNVP", "NAF", "UNAF", "SOSPF", "BPF", "GF", "CNF")
 
 
@@ -218,6 +218,6 @@ def generic_spec(m: nn.Module, where: str = "module") -> Spec:
         return _unconditional(m, kind, where)
     if kind == "GMM":
         return _gmm(m, where)
-    if kind in _LAYERS:
+    if kind in LAYERS:
         return layer_spec(read_layer(m, kind, where), where)
     raise ZukoConversionError(f"{where}: Zuko's {kind} is not supported")

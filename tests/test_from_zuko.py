@@ -53,7 +53,8 @@ def _adjacency(rng: random.Random, features: int, context: int) -> torch.Tensor:
     i, j = max(((i, j) for i in range(features) for j in range(features) if rank[j] < rank[i]), key=lambda p: p[0])
     A[i, j] = True  # at least one dependency (Zuko refuses a null Jacobian)
     if context and rng.random() < 0.5:
-        A = torch.cat([A, torch.rand(features, context, generator=torch.Generator().manual_seed(rng.randrange(99))) < 0.5], 1)
+        g = torch.Generator().manual_seed(rng.randrange(99))
+        A = torch.cat([A, torch.rand(features, context, generator=g) < 0.5], 1)
     return A
 
 
@@ -76,7 +77,8 @@ def _config(name: str, seed: int) -> tuple[int, int, dict, torch.dtype]:
             if name == "MAF" and rng.random() < 0.4:
                 kw["adjacency"] = _adjacency(rng, features, context)
         if name == "MAF" and rng.random() < 0.3:
-            kw |= {"univariate": partial(zuko.transforms.MonotonicRQSTransform, slope=1e-2), "shapes": [(3,), (3,), (2,)]}
+            spline = partial(zuko.transforms.MonotonicRQSTransform, slope=1e-2)
+            kw |= {"univariate": spline, "shapes": [(3,), (3,), (2,)]}
     else:
         if rng.random() < 0.5:
             kw["normalize"] = True
@@ -183,11 +185,12 @@ def test_generic_composition_converts_node_by_node():
     f, ctx = 3, 2
     adjacency = torch.tensor([[1, 0, 0, 1, 0], [1, 1, 0, 0, 1], [0, 1, 1, 1, 1]], dtype=torch.bool)
     mnn = zuko.flows.neural.MNN(signal=3, stack=f, hidden_features=[4])
+    spline = partial(T.MonotonicRQSTransform, slope=0.01)
     z = Flow([
         MaskedAutoregressiveTransform(f, ctx, passes=2, hidden_features=[8], residual=True),
         UnconditionalTransform(T.RotationTransform, torch.randn(f, f)),
-        MaskedAutoregressiveTransform(f, ctx, adjacency=adjacency, univariate=partial(T.MonotonicRQSTransform, slope=1e-2),
-                                      shapes=[(5,), (5,), (4,)], hidden_features=[8, 8]),
+        MaskedAutoregressiveTransform(f, ctx, adjacency=adjacency, univariate=spline, shapes=[(5,), (5,), (4,)],
+                                      hidden_features=[8, 8]),
         UnconditionalTransform(T.PermutationTransform, torch.randperm(f), buffer=True),
         GeneralCouplingTransform(f, ctx, mask=torch.tensor([True, False, True]), hidden_features=[8], normalize=True,
                                  activation=nn.SiLU),
@@ -209,6 +212,22 @@ def test_generic_composition_converts_node_by_node():
     _check(z, "Flow", f, 0, torch.float32, A.flows.Flow)
 
 
+def test_bare_lazy_transform_and_distribution():
+    torch.manual_seed(4)
+    t = MaskedAutoregressiveTransform(3, 2, hidden_features=[8], residual=True)
+    _perturb(t, 4)
+    ours = A.from_zuko(t)
+    assert type(ours) is A.flows.MaskedAutoregressiveTransform
+    c, x = _inputs("MAF", 5, 3, 2, torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(c)(x), t(c)(x))
+        torch.testing.assert_close(ours(c).log_abs_det_jacobian(x, None), t(c).log_abs_det_jacobian(x, None))
+    u = UnconditionalDistribution(zuko.distributions.BoxUniform, -torch.ones(3), torch.ones(3), buffer=True)
+    ours = A.from_zuko(u)
+    assert type(ours) is A.flows.UnconditionalDistribution
+    torch.testing.assert_close(ours().log_prob(x.clamp(-0.9, 0.9)), u().log_prob(x.clamp(-0.9, 0.9)))
+
+
 def test_edited_named_flow_falls_back_to_generic_flow():
     torch.manual_seed(2)
     z = zuko.flows.NSF(3, 2, hidden_features=[8])
@@ -217,8 +236,12 @@ def test_edited_named_flow_falls_back_to_generic_flow():
     z = zuko.flows.MAF(3, 2, hidden_features=[8])
     z.transform.transforms[1] = MaskedAutoregressiveTransform(3, 2, hidden_features=[16])
     _check(z, "MAF", 3, 2, torch.float32, A.flows.Flow)
+    z = zuko.flows.MAF(3, 2, hidden_features=[8])
+    z.transform = z.transform.transforms[0]  # one transform, not composed
+    _check(z, "MAF", 3, 2, torch.float32, A.flows.Flow)
     z = zuko.flows.MAF(3, 0, hidden_features=[8])
-    z.base = UnconditionalDistribution(zuko.distributions.DiagNormal, loc=torch.zeros(3), scale=torch.ones(3))  # trainable
+    # a trainable base (parameters, not buffers): not MAF's
+    z.base = UnconditionalDistribution(zuko.distributions.DiagNormal, loc=torch.zeros(3), scale=torch.ones(3))
     ours = _check(z, "MAF", 3, 0, torch.float32, A.flows.Flow)
     assert {n for n, _ in ours.named_parameters()} >= {"base.loc", "base.scale"}
 
