@@ -53,10 +53,10 @@ def zuko_class(m: nn.Module) -> str:
     mro = type(m).__mro__
     for i, cls in enumerate(mro):
         if cls.__module__.split(".")[0] == "zuko":
-            custom = [c.__name__ for c in mro[:i] if _BEHAVIOUR & set(vars(c))]
+            custom = sorted({name for c in mro[:i] for name in _BEHAVIOUR & set(vars(c))})
             if custom:
-                raise ZukoConversionError(f"{type(m).__name__} overrides {sorted(_BEHAVIOUR & set(vars(mro[0])))} "
-                                          f"of Zuko's {cls.__name__}: its computation cannot be read")
+                raise ZukoConversionError(f"{type(m).__name__} overrides {custom} of Zuko's {cls.__name__}: "
+                                          "its computation cannot be read")
             return cls.__name__
     raise ZukoConversionError(f"{type(m).__module__}.{type(m).__name__} is not a Zuko 1.6 module")
 
