@@ -290,3 +290,12 @@ def test_module_functional_call_equals_spec_apply():
     got = functional_call(flow, params, (c,)).log_prob(x)
     assert_close(got, flow.spec.apply(params, c).log_prob(x), atol=1e-5)
     assert flow(c).sample().shape == (4, *SHAPE)
+
+
+def test_uninitialized_module_in_training_mode_still_samples_and_exposes_the_flow():
+    flow = A.flows.Glow((1, 4, 4), levels=2, depth=1, hidden_channels=[4])
+    d = flow()
+    assert d.sample((3,)).shape == (3, 1, 4, 4) and d.event_shape == (1, 4, 4)
+    assert d.transform.forward_shape((1, 4, 4)) == (16,)
+    flow.initialize(torch.rand(8, 1, 4, 4))  # explicit initialization: plain flows from now on
+    assert type(flow()).__name__ == "NormalizingFlow"

@@ -44,6 +44,11 @@ class _FirstBatchInit(Distribution):
     def sample(self, sample_shape: Size = Size()) -> Tensor:
         return self.flow.sample(sample_shape)
 
+    def __getattr__(self, name: str) -> Any:  # transform, base, rsample_and_log_prob, ...: the flow's
+        if name == "flow":
+            raise AttributeError(name)
+        return getattr(self.flow, name)
+
 
 @module_class(_core.MultiScaleFlow)
 class MultiScaleFlow(Flow):
