@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping, Sequence
 from math import prod
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..checks import check_context, check_event

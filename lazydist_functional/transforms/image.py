@@ -23,10 +23,11 @@ def check_image(t: Transform, x: Tensor, channels: int | None = None) -> None:
     given) and the dtype of ``t``'s parameters (shapes and dtypes only).
 
     Example:
-        >>> check_image(None, torch.zeros(5, 4), 3)
+        >>> from lazydist_functional.transforms import SqueezeTransform
+        >>> check_image(SqueezeTransform(), torch.zeros(5, 4), 3)
         Traceback (most recent call last):
           ...
-        lazydist_functional.checks.ShapeError: the input of NoneType should be an image of shape (*, 3, H, W), got (5, 4)
+        lazydist_functional.checks.ShapeError: the input of SqueezeTransform should be an image of shape (*, 3, H, W), got (5, 4)
     """
 
     what = f"the input of {type(t).__name__}"
@@ -35,7 +36,7 @@ def check_image(t: Transform, x: Tensor, channels: int | None = None) -> None:
     if x.dim() < 3 or (channels is not None and x.shape[-3] != channels):
         expected = "C" if channels is None else str(channels)
         raise ShapeError(f"{what} should be an image of shape (*, {expected}, H, W), got {tuple(x.shape)}")
-    ref = first_float(t) if t is not None else None
+    ref = first_float(t)
     if ref is not None:
         check_dtype(what, x, ref.dtype)
 
