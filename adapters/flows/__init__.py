@@ -54,3 +54,8 @@ __all__ = [
     "UnconditionalTransform",
     "to_module",
 ]
+
+from . import glow  # noqa: E402
+from .glow import Glow, MultiScaleRealNVP  # noqa: E402
+
+__all__ += ["Glow", "MultiScaleRealNVP"]

@@ -40,3 +40,18 @@ __all__ += ["NCSF", "CircularRQSTransform"]
 from .mixture import GMM  # noqa: E402
 
 __all__ += ["GMM"]
+from .actnorm import ActNorm  # noqa: E402
+from .conv1x1 import InvertibleConv1x1  # noqa: E402
+from .conv_coupling import ConvCouplingTransform  # noqa: E402
+from .glow import Glow  # noqa: E402
+from .multiscale import LazyMultiScaleTransform, MultiScaleFlow, MultiScaleRealNVP  # noqa: E402
+
+__all__ += [
+    "ActNorm",
+    "ConvCouplingTransform",
+    "Glow",
+    "InvertibleConv1x1",
+    "LazyMultiScaleTransform",
+    "MultiScaleFlow",
+    "MultiScaleRealNVP",
+]
