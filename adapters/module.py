@@ -138,8 +138,11 @@ def _container(params: Mapping[str, Any], state: Mapping[str, Any]) -> nn.Module
     positional keys (Zuko's ``phi``), else a :class:`ParameterNode`."""
 
     keys = list(dict.fromkeys([*params, *state]))
-    if not state and keys == [str(i) for i in range(len(keys))] and all(isinstance(v, Tensor) for v in params.values()):
+    positional = keys == [str(i) for i in range(len(keys))]
+    if positional and not state and all(isinstance(v, Tensor) for v in params.values()):
         child: nn.Module = nn.ParameterList(nn.Parameter(_own(params[k])) for k in keys)
+    elif positional and all(isinstance(params.get(k, state.get(k)), Mapping) for k in keys):
+        child = nn.ModuleList(_container(params.get(k, {}), state.get(k, {})) for k in keys)
     else:
         child = ParameterNode()
         _register(child, None, params, state)
