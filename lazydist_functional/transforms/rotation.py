@@ -38,16 +38,10 @@ class RotationTransform(FunctionalTransform):
     def R(self) -> Tensor:
         return torch.linalg.matrix_exp(self.A - self.A.mT)
 
-    def _call(self, x: Tensor) -> Tensor:
-        return torch.einsum("...ij,...j->...i", self.R, x)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return torch.einsum("...ij,...i->...j", self.R, y)
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = self._call(x)
+        y = torch.einsum("...ij,...j->...i", self.R, x)
         return y, y.new_zeros(()).expand(y.shape[:-1])
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = self._inverse(y)
+        x = torch.einsum("...ij,...i->...j", self.R, y)
         return x, x.new_zeros(()).expand(x.shape[:-1])

@@ -47,19 +47,13 @@ class SoftclipTransform(FunctionalTransform):
     def codomain(self) -> constraints.Constraint:  # type: ignore[override]
         return constraints.interval(-self.bound, self.bound)
 
-    def _call(self, x: Tensor) -> Tensor:
-        return soft_bound(x, self.bound)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        # Outside the image (|y| >= B, e.g. a sample beyond what the next transform can
-        # reach) saturate at the largest finite preimage instead of flipping sign.
-        one = torch.ones((), dtype=y.dtype, device=y.device)
-        edge = torch.nextafter(one, torch.zeros_like(one))
-        return y / (1 - torch.abs(y / self.bound).clamp_max(edge))
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return soft_bound(x, self.bound), -2 * torch.log1p(torch.abs(x / self.bound))
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = self._inverse(y)
+        # Outside the image (|y| >= B, e.g. a sample beyond what the next transform can
+        # reach) saturate at the largest finite preimage instead of flipping sign.
+        one = torch.ones((), dtype=y.dtype, device=y.device)
+        edge = torch.nextafter(one, torch.zeros_like(one))
+        x = y / (1 - torch.abs(y / self.bound).clamp_max(edge))
         return x, 2 * torch.log1p(torch.abs(x / self.bound))
