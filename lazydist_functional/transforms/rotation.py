@@ -36,7 +36,10 @@ class RotationTransform(FunctionalTransform):
 
     @property
     def R(self) -> Tensor:
-        return torch.linalg.matrix_exp(self.A - self.A.mT)
+        S = self.A - self.A.mT
+        if S.dtype in (torch.bfloat16, torch.float16):  # no accurate half matrix_exp (NaN on CPU)
+            return torch.linalg.matrix_exp(S.float()).to(S.dtype)
+        return torch.linalg.matrix_exp(S)
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         y = torch.einsum("...ij,...j->...i", self.R, x)
