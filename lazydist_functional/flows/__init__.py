@@ -40,3 +40,8 @@ __all__ += ["NCSF", "CircularRQSTransform"]
 from .mixture import GMM  # noqa: E402
 
 __all__ += ["GMM"]
+from .planar import Planar, PlanarTransform  # noqa: E402
+from .radial import Radial, RadialTransform  # noqa: E402
+from .sylvester import Sylvester, SylvesterTransform  # noqa: E402
+
+__all__ += ["Planar", "PlanarTransform", "Radial", "RadialTransform", "Sylvester", "SylvesterTransform"]

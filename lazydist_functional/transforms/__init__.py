@@ -66,3 +66,8 @@ __all__ += [
     "SignedPowerTransform",
     "SinTransform",
 ]
+from .planar import PlanarTransform  # noqa: E402
+from .radial import RadialTransform  # noqa: E402
+from .sylvester import SylvesterTransform  # noqa: E402
+
+__all__ += ["PlanarTransform", "RadialTransform", "SylvesterTransform"]
