@@ -15,7 +15,6 @@ from torch.distributions import Transform
 
 from ..nn import MLP, on_device
 from ..spec import Spec
-from ._conditioner import unpack
 
 
 class HyperTransform(Spec):
@@ -58,7 +57,8 @@ class HyperTransform(Spec):
         if self.hyper is None:
             return {k: params[k] for k in self.shapes}
         out = self.hyper._apply(params["hyper"], c, {})
-        return dict(zip(self.shapes, unpack(out, list(self.shapes.values())), strict=True))
+        pieces = out.split([prod(s) for s in self.shapes.values()], dim=-1)
+        return {k: p.reshape((*p.shape[:-1], *s)) for (k, s), p in zip(self.shapes.items(), pieces, strict=True)}
 
     def build(self, **raw: Tensor) -> Transform:  # pragma: no cover - abstract
         raise NotImplementedError
