@@ -260,7 +260,8 @@ class SpecModule(_Tracked):
 
         spec = self.spec
         params, state = self._validated_trees(spec)
-        return spec.apply_checked(params, c, state)
+        # In train() mode, batch-norm layers use batch statistics and update these buffers.
+        return spec.apply_checked(params, c, state, update_buffers=self.training)
 
     @classmethod
     def from_spec(

@@ -62,3 +62,7 @@ from .radial import Radial, RadialTransform  # noqa: E402
 from .sylvester import Sylvester, SylvesterTransform  # noqa: E402
 
 __all__ += ["Planar", "PlanarTransform", "Radial", "RadialTransform", "Sylvester", "SylvesterTransform"]
+from . import batchnorm  # noqa: E402
+from .batchnorm import BatchNormTransform  # noqa: E402
+
+__all__ += ["BatchNormTransform"]

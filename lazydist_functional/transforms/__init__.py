@@ -71,3 +71,6 @@ from .radial import RadialTransform  # noqa: E402
 from .sylvester import SylvesterTransform  # noqa: E402
 
 __all__ += ["PlanarTransform", "RadialTransform", "SylvesterTransform"]
+from .batchnorm import BatchNormTransform  # noqa: E402
+
+__all__ += ["BatchNormTransform"]
