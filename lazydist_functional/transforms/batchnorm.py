@@ -81,7 +81,7 @@ class BatchNormTransform(FunctionalTransform):
         self.path = path
 
     def _batch_stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        check_input(self, x, (self.log_gamma.shape[-1],))
+        check_input(self, x, (self.log_gamma.shape[-1],), self.log_gamma.shape[:-1])
         return (self.running_mean, self.running_var) if self.mode == "eval" else self._moments(x)
 
     def _moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -121,7 +121,7 @@ class BatchNormTransform(FunctionalTransform):
         return self.call_and_ladj(x)[0]
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        check_input(self, y, (self.log_gamma.shape[-1],))
+        check_input(self, y, (self.log_gamma.shape[-1],), self.log_gamma.shape[:-1])
         log_scale = self.log_gamma - 0.5 * torch.log(self.running_var + self.eps)
         x = (y - self.beta) * torch.exp(-log_scale) + self.running_mean
         return x, (-log_scale.sum(-1)).expand(x.shape[:-1])

@@ -79,7 +79,7 @@ class PlanarTransform(FunctionalTransform):
         self.iterations = int(iterations)
 
     def _check(self, x: Tensor) -> Tensor:
-        check_input(self, x, (self.w.shape[-1],))
+        check_input(self, x, (self.w.shape[-1],), self.w.shape[:-1])
         return x
 
     @property

@@ -63,7 +63,7 @@ class RadialTransform(FunctionalTransform):
         return alpha, F.softplus(self.beta) - alpha
 
     def _check(self, x: Tensor) -> Tensor:
-        check_input(self, x, (self.z0.shape[-1],))
+        check_input(self, x, (self.z0.shape[-1],), self.z0.shape[:-1])
         return x
 
     def call_and_ladj(self, z: Tensor) -> tuple[Tensor, Tensor]:
