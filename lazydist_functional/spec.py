@@ -273,7 +273,9 @@ class Spec(Parametric):
         if not changed:
             return self
         twin = copy.copy(self)
-        twin.__dict__ = {k: v for k, v in self.__dict__.items() if k != "_modes"} | changed
+        twin.__dict__.pop("_modes", None)
+        for name, part in changed.items():
+            setattr(twin, name, part)
         return twin
 
     def __call__(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None,
