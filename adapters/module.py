@@ -260,8 +260,9 @@ class SpecModule(_Tracked):
 
         spec = self.spec
         params, state = self._validated_trees(spec)
-        # In train() mode, batch-norm layers use batch statistics and update these buffers.
-        return spec.apply_checked(params, c, state, update_buffers=self.training)
+        if self.training and isinstance(spec, Spec):  # batch-norm layers: batch statistics, buffers updated
+            return spec.apply_checked(params, c, state, update_buffers=True)
+        return spec.apply_checked(params, c, state)
 
     @classmethod
     def from_spec(
