@@ -307,6 +307,8 @@ class SpecModule(nn.Module):
         r"""Returns :math:`p(X | c)` (or the transform :math:`f(\cdot | c)`)."""
 
         spec, params, state = self._bind()
+        if self.training and isinstance(spec, Spec):  # batch-norm layers: batch statistics, buffers updated
+            return spec.apply_checked(params, c, state, update_buffers=True)
         return spec.apply_checked(params, c, state)
 
     @classmethod

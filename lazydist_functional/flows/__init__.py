@@ -55,3 +55,11 @@ __all__ += [
     "MultiScaleFlow",
     "MultiScaleRealNVP",
 ]
+from .planar import Planar, PlanarTransform  # noqa: E402
+from .radial import Radial, RadialTransform  # noqa: E402
+from .sylvester import Sylvester, SylvesterTransform  # noqa: E402
+
+__all__ += ["Planar", "PlanarTransform", "Radial", "RadialTransform", "Sylvester", "SylvesterTransform"]
+from .batchnorm import BatchNormTransform, with_batch_norm  # noqa: E402
+
+__all__ += ["BatchNormTransform", "with_batch_norm"]

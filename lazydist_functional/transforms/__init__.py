@@ -79,3 +79,11 @@ __all__ += [
     "MultiScaleTransform",
     "SqueezeTransform",
 ]
+from .planar import PlanarTransform  # noqa: E402
+from .radial import RadialTransform  # noqa: E402
+from .sylvester import SylvesterTransform  # noqa: E402
+
+__all__ += ["PlanarTransform", "RadialTransform", "SylvesterTransform"]
+from .batchnorm import BatchNormTransform  # noqa: E402
+
+__all__ += ["BatchNormTransform"]
