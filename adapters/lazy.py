@@ -35,7 +35,7 @@ from ..flows import core
 from ..spec import Spec
 from ..transforms import ComposedTransform
 from ..checks import ContextError, check_context
-from .module import NoSpecError, SpecModule, module_class, spec_of, to_module
+from .module import NoSpecError, SpecModule, _freeze, module_class, spec_of, to_module
 from .utils import Partial
 
 # The imports above that this file does not use are names of Zuko's module namespace.
@@ -312,8 +312,9 @@ class _UnconditionalModule(Partial):
         return module
 
     def _mirror_partial(self) -> None:
-        spec = self.spec
+        spec = self._built_spec
         self.__dict__.update(spec.static, f=spec.f, _nargs=len(spec.arg_names), _keys=list(spec.kwarg_names))
+        _freeze(self)  # the mirrored attributes are part of the module as built
 
     def forward(self, c: Tensor | None = None) -> Any:
         if "_spec" in self.__dict__:
