@@ -12,9 +12,12 @@ torch integer ops on ``int64`` tensors (words kept in ``[0, 2^{32})``), vectoriz
 over positions and keys. The constructions follow ``jax.random`` with
 ``jax_threefry_partitionable=True`` (JAX's default since 0.5.0), so for the same seed
 
-- :func:`key`, :func:`split`, :func:`fold_in`, :func:`bits` and :func:`uniform` equal
+- :func:`key`, :func:`split`, :func:`fold_in`, :func:`bits`, :func:`uniform` on
+  :math:`[0, 1)`, :func:`randint`, :func:`bernoulli` and :func:`categorical` equal
   ``jax.random``'s bit for bit (``key(seed)`` for ``0 <= seed < 2**32``; larger and
   negative seeds are bit-cast from 64 bits, as JAX does with ``jax_enable_x64``);
+  :func:`uniform` on other bounds agrees to an ulp (XLA may fuse its multiply-add);
+- ``split(k, n)[i] == fold_in(k, i)``, as in JAX;
 - :func:`normal` is JAX's construction :math:`\sqrt2 \, \mathrm{erf}^{-1}(u)` and agrees
   with ``jax.random.normal`` to a few ulps (the two libraries' ``erfinv`` differ).
 
