@@ -8,7 +8,7 @@ The stateful, Zuko-compatible side lives in :mod:`lazydist_functional.adapters`.
 
 __version__ = "0.1.0"
 
-from . import bayesian, catalogue, distributed, distributions, flows, nn, transforms
+from . import bayesian, catalogue, distributed, distributions, flows, nn, random, transforms
 from .checks import ContextError, InputTypeError, LazydistError, ParamTreeError, ShapeError
 from .pytree import NAMESPACE, Partial, flatten_names, register_pytree_class, unflatten_names
 from .spec import Spec
@@ -43,6 +43,7 @@ __all__ = [
     "flows",
     "init_stacked",
     "nn",
+    "random",
     "register_pytree_class",
     "transforms",
     "tree_add",

@@ -15,12 +15,14 @@ __all__ = ["BayesianModel", "kl_divergence", "sample_params", "select_names"]
 
 import math
 import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from . import random
 from .nn.gaussian import GaussianWeight
 from .pytree import flatten_names, unflatten_names
 from .spec import Spec
@@ -54,7 +56,7 @@ def _key(name: str) -> str:
 
 
 def sample_params(
-    means: Mapping[str, Tensor], logvars: Mapping[str, Tensor], local: bool = False
+    means: Mapping[str, Tensor], logvars: Mapping[str, Tensor], local: bool = False, key: Tensor | None = None
 ) -> dict[str, Tensor]:
     r"""One draw :math:`\theta = \mu + \sigma \odot \epsilon` of the weights, by dotted name.
 
@@ -63,7 +65,9 @@ def sample_params(
     in :math:`\mu, \ell`), drawn with an out-of-place factory (``vmap(...,
     randomness="different")`` gives independent draws). With ``local=True`` every draw is a
     :class:`~lazydist_functional.nn.GaussianWeight`: linear layers then sample their outputs
-    (the local reparameterization trick; eager only).
+    (the local reparameterization trick; eager only). With ``key`` (:mod:`~lazydist_functional.random`),
+    weight ``name`` draws :math:`\epsilon` with ``fold_in(key, crc32(name))``, so a draw
+    is a pure function of the key and does not depend on which other weights are included.
 
     Example:
         >>> theta = sample_params({"0-weight": torch.zeros(2)}, {"0-weight": torch.full((2,), -60.0)})
@@ -71,14 +75,19 @@ def sample_params(
         (['0.weight'], True)
     """
 
+    if local and key is not None:
+        raise ValueError("sample_params: local=True draws inside the layers from torch's generator; it takes no key")
     out = {}
-    for key, mean in means.items():
-        var = torch.exp(softclip(logvars[key], 18.0))
+    for name, mean in means.items():
+        var = torch.exp(softclip(logvars[name], 18.0))
         if local:
-            out[key.replace("-", ".")] = GaussianWeight(mean, var)
-        else:
+            out[name.replace("-", ".")] = GaussianWeight(mean, var)
+            continue
+        if key is None:
             eps = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device)
-            out[key.replace("-", ".")] = mean + var.sqrt() * eps
+        else:
+            eps = random.normal(random.fold_in(key, zlib.crc32(name.encode())).to(mean.device), mean.shape, mean.dtype)
+        out[name.replace("-", ".")] = mean + var.sqrt() * eps
     return out
 
 
@@ -146,13 +155,18 @@ class BayesianModel:
         return {"means": means, "logvars": logvars}
 
     def sample_params(
-        self, params: Mapping[str, Any], base_params: Mapping[str, Any], local: bool = False
+        self,
+        params: Mapping[str, Any],
+        base_params: Mapping[str, Any],
+        local: bool = False,
+        key: Tensor | None = None,
     ) -> dict[str, Any]:
         r"""A base parameter tree with the included weights drawn from :math:`q`
-        (:func:`sample_params`; ``local=True``: the local reparameterization trick)."""
+        (:func:`sample_params`; ``local=True``: the local reparameterization trick; ``key``:
+        a draw that is a pure function of the key)."""
 
         flat = dict(flatten_names(base_params))
-        flat.update(sample_params(params["means"], params["logvars"], local))
+        flat.update(sample_params(params["means"], params["logvars"], local, key))
         return unflatten_names(flat)
 
     def kl_divergence(self, params: Mapping[str, Any], prior_var: float = 1.0) -> Tensor:
@@ -161,17 +175,36 @@ class BayesianModel:
         return kl_divergence(params["means"], params["logvars"], prior_var)
 
     def apply(
-        self, params: Mapping[str, Any], base_params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None
+        self,
+        params: Mapping[str, Any],
+        base_params: Mapping[str, Any],
+        c: Tensor | None = None,
+        *,
+        state: Any = None,
+        key: Tensor | None = None,
     ) -> Any:
-        r"""The base model's distribution under one posterior weight sample."""
+        r"""The base model's distribution under one posterior weight sample (drawn with
+        ``key`` if given)."""
 
-        return self.base.apply(self.sample_params(params, base_params), c, state=state)
+        return self.base.apply(self.sample_params(params, base_params, key=key), c, state=state)
 
     def log_prob_samples(
-        self, params: Mapping[str, Any], base_params: Mapping[str, Any], c: Tensor | None, x: Tensor, k: int
+        self,
+        params: Mapping[str, Any],
+        base_params: Mapping[str, Any],
+        c: Tensor | None,
+        x: Tensor,
+        k: int,
+        key: Tensor | None = None,
     ) -> Tensor:
         r""":math:`\log p(x \mid c, \theta_j)` for :math:`k` posterior samples :math:`\theta_j`, in one
-        vmapped call (independent draws via ``randomness="different"``). Shape ``(k, *batch)``."""
+        vmapped call. Shape ``(k, *batch)``. Without ``key``, independent draws via
+        ``randomness="different"``; with ``key``, sample :math:`j` uses ``split(key, k)[j]``
+        (the same as ``apply(params, base_params, c, key=split(key, k)[j]).log_prob(x)``)."""
+
+        if key is not None:
+            keys = random.split(key, k)
+            return torch.func.vmap(lambda kj: self.apply(params, base_params, c, key=kj).log_prob(x))(keys)
 
         def one(_: Tensor) -> Tensor:
             return self.apply(params, base_params, c).log_prob(x)

@@ -15,6 +15,7 @@ __all__ = [
     "clip_and_aggregate",
     "ensemble_init",
     "ensemble_log_prob",
+    "ensemble_sample",
     "ensemble_step",
     "hypernet_log_prob",
     "maml_loss",
@@ -33,12 +34,15 @@ import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
+from . import random
 from .optim import Optimizer
 from .pytree import flatten_names, tree_map, unflatten_names
 from .spec import Spec
 from .trees import init_stacked, tree_axpy, tree_combine, tree_partition
 
 Tree = dict[str, Any]
+Loss = Callable[[Tree, "Tensor | None", Tensor, "Tensor | None"], Tensor]
+r"""An inner loss ``loss(params, c, x, key)``; ``key`` is ``None`` unless one was given."""
 
 
 def nll(spec: Spec, params: Mapping[str, Any], c: Tensor | None, x: Tensor, state: Any = None) -> Tensor:
@@ -57,6 +61,9 @@ def adapt(
     first_order: bool = False,
     only: Any = None,
     state: Any = None,
+    *,
+    loss: Loss | None = None,
+    key: Tensor | None = None,
 ) -> Tree:
     r"""``steps`` differentiable SGD steps :math:`\theta \leftarrow \theta - \alpha \nabla_\theta \mathrm{NLL}`.
 
@@ -64,6 +71,10 @@ def adapt(
         first_order: detach the inner gradients (first-order MAML).
         only: adapt only these parameters (a dotted-name prefix, list of prefixes or
             predicate, see :func:`~lazydist_functional.trees.tree_partition`); ANIL-style.
+        loss: a stochastic inner loss ``loss(params, c, x, key)`` in place of the NLL
+            (e.g. a Monte Carlo KL with ``spec.apply(params, c).rsample(shape, key=key)``).
+        key: a random key (:mod:`~lazydist_functional.random`); step :math:`t` gets
+            ``fold_in(key, t)``, so the adapted parameters are a pure function of the key.
 
     Example:
         >>> from lazydist_functional.flows import MAF
@@ -76,11 +87,12 @@ def adapt(
 
     fast, frozen = tree_partition(params, only) if only is not None else (params, {})
 
-    def loss(fast: Tree) -> Tensor:
-        return nll(spec, tree_combine(fast, frozen) if frozen else fast, c, x, state)
+    def objective(fast: Tree, k: Tensor | None) -> Tensor:
+        p = tree_combine(fast, frozen) if frozen else fast
+        return nll(spec, p, c, x, state) if loss is None else loss(p, c, x, k)
 
-    for _ in range(steps):
-        g = grad(loss)(fast)
+    for t in range(steps):
+        g = grad(objective)(fast, None if key is None else random.fold_in(key, t))
         if first_order:
             g = tree_map(torch.Tensor.detach, g)
         fast = tree_axpy(-lr, g, fast)
@@ -99,19 +111,25 @@ def maml_loss(
     first_order: bool = False,
     only: Any = None,
     state: Any = None,
+    *,
+    inner_loss: Loss | None = None,
+    key: Tensor | None = None,
 ) -> Tensor:
     r"""MAML objective :math:`\frac{1}{T} \sum_t \mathrm{NLL}_t^{query}(\mathrm{adapt}_t(\theta))`, vmapped over tasks.
 
     Differentiate it w.r.t. ``params`` (``torch.func.grad`` or ``.backward()``) for the
     meta-gradient: second order by default, first order with ``first_order=True``.
+    ``inner_loss`` and ``key`` as in :func:`adapt`; task :math:`t` of :math:`T` adapts with
+    ``split(key, T)[t]``, so the loss is the same vmapped or computed task by task.
     """
 
-    def task_loss(sc: Tensor | None, sx: Tensor, qc: Tensor | None, qx: Tensor) -> Tensor:
-        fast = adapt(spec, params, sc, sx, inner_steps, inner_lr, first_order, only, state)
+    def task_loss(sc: Tensor | None, sx: Tensor, qc: Tensor | None, qx: Tensor, k: Tensor | None) -> Tensor:
+        fast = adapt(spec, params, sc, sx, inner_steps, inner_lr, first_order, only, state, loss=inner_loss, key=k)
         return nll(spec, fast, qc, qx, state)
 
-    dims = (0 if support_c is not None else None, 0, 0 if query_c is not None else None, 0)
-    return vmap(task_loss, in_dims=dims)(support_c, support_x, query_c, query_x).mean()
+    keys = None if key is None else random.split(key, support_x.shape[0])
+    dims = (0 if support_c is not None else None, 0, 0 if query_c is not None else None, 0, None if key is None else 0)
+    return vmap(task_loss, in_dims=dims)(support_c, support_x, query_c, query_x, keys).mean()
 
 
 def reptile_step(
@@ -146,6 +164,31 @@ def ensemble_log_prob(spec: Spec, stacked: Tree, c: Tensor | None, x: Tensor, st
 
     lp = vmap(lambda p: spec.apply(p, c, state=state).log_prob(x))(stacked)
     return torch.logsumexp(lp, dim=0) - math.log(lp.shape[0])
+
+
+def ensemble_sample(
+    spec: Spec, stacked: Tree, c: Tensor | None, n: int, key: Tensor, state: Any = None
+) -> Tensor:
+    r"""``n`` draws from the ensemble mixture :math:`\frac{1}{K} \sum_k p_{\theta_k}(x \mid c)`,
+    a pure function of ``key``: with ``km, kp = split(key)``, member :math:`k` draws ``n``
+    samples with ``split(km, K)[k]`` (all members at once, ``vmap``) and draw :math:`i` takes
+    member ``randint(kp, (n,), 0, K)[i]``. Shape ``(n, *batch, *event)``.
+
+    Example:
+        >>> from lazydist_functional import random
+        >>> from lazydist_functional.flows import MAF
+        >>> spec = MAF(2, 0, hidden_features=[8])
+        >>> stacked = ensemble_init(spec, 3)
+        >>> x = ensemble_sample(spec, stacked, None, 5, random.key(0))
+        >>> x.shape, bool((x == ensemble_sample(spec, stacked, None, 5, random.key(0))).all())
+        (torch.Size([5, 2]), True)
+    """
+
+    km, kp = random.split(key).unbind(0)
+    k = next(iter(flatten_names(stacked).values())).shape[0]
+    draws = vmap(lambda p, kk: spec.apply(p, c, state=state).sample((n,), key=kk))(stacked, random.split(km, k))
+    pick = random.randint(kp, (n,), 0, k).to(draws.device)
+    return draws[pick, torch.arange(n, device=draws.device)]
 
 
 def ensemble_step(

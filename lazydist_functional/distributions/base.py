@@ -11,6 +11,7 @@ from torch import Size, Tensor
 from torch.distributions import Distribution, Independent
 
 from ..checks import ShapeError, broadcasts, check_dtype, check_event
+from .draws import TORCH, Draws, KeyedDraws, member_keys
 
 
 class FunctionalDistribution(Distribution):
@@ -50,9 +51,35 @@ class FunctionalDistribution(Distribution):
     def event_shape(self) -> Size:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def sample(self, sample_shape: Size = Size()) -> Tensor:
+    def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:  # pragma: no cover - abstract
+        r"""A draw of shape ``sample_shape + batch_shape + event_shape`` with the noise of
+        ``draws`` (:mod:`~lazydist_functional.distributions.draws`)."""
+
+        raise NotImplementedError
+
+    def _draws(self, key: Tensor | None) -> Draws:
+        return TORCH if key is None else KeyedDraws(member_keys(key, self.batch_shape))
+
+    def rsample(self, sample_shape: Size = Size(), *, key: Tensor | None = None) -> Tensor:
+        r"""A reparameterized draw. Without ``key``, from torch's generator; with a key
+        (:mod:`lazydist_functional.random`), a pure function of the key: member ``b`` of a
+        batch of shape ``B`` uses ``split(key, B)[b]`` (``key`` itself when ``B = ()``)."""
+
+        if not self.has_rsample:
+            raise NotImplementedError(f"{type(self).__name__} is not reparameterizable; use sample()")
+        return self._draw(Size(sample_shape), self._draws(key))
+
+    def sample(self, sample_shape: Size = Size(), *, key: Tensor | None = None) -> Tensor:
+        r"""A draw without gradient (see :meth:`rsample` for ``key``)."""
+
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self._draw(Size(sample_shape), self._draws(key))
+
+    def rsample_and_log_prob(self, sample_shape: Size = Size(), *, key: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""A draw (reparameterized where the distribution is) and its log-density."""
+
+        x = self.rsample(sample_shape, key=key) if self.has_rsample else self.sample(sample_shape, key=key)
+        return x, self.log_prob(x)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_shape={tuple(self.batch_shape)}, event_shape={tuple(self.event_shape)})"

@@ -13,6 +13,8 @@ from torch.distributions import Distribution, Transform, Uniform, constraints
 
 from ..pytree import register_pytree_class
 from .base import FunctionalDistribution
+from .draws import Draws, draw
+from .gamma import standard_gamma
 from .flow import NormalizingFlow
 from .uniform import BoxUniform
 
@@ -55,11 +57,11 @@ class Joint(FunctionalDistribution):
             i = j
         return total
 
-    def rsample(self, sample_shape: Size = Size()) -> Tensor:
+    def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
         shape, batch = Size(sample_shape), self.batch_shape
         parts = []
-        for m in self.marginals:
-            z = m.rsample(shape) if m.has_rsample else m.sample(shape)
+        for i, m in enumerate(self.marginals):  # marginal i of member b draws with fold_in(k_b, i)
+            z = draw(m, shape, draws.part(i))
             z = z.reshape(*shape, *m.batch_shape, -1)
             parts.append(z.expand(*shape, *batch, z.shape[-1]))
         return torch.cat(parts, dim=-1)
@@ -96,11 +98,14 @@ class GeneralizedNormal(FunctionalDistribution):
     def log_prob(self, x: Tensor) -> Tensor:
         return torch.log(self.beta / 2) - torch.lgamma(1 / self.beta) - torch.abs(x) ** self.beta
 
-    def rsample(self, sample_shape: Size = Size()) -> Tensor:
+    def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
         beta = self.beta.expand(Size(sample_shape) + self.beta.shape)
-        magnitude = torch._standard_gamma(1 / beta) ** (1 / beta)
-        sign = torch.sign(torch.rand(beta.shape, dtype=beta.dtype, device=beta.device) - 0.5)
-        return magnitude * sign
+        if draws.keyed:  # magnitude with fold_in(k, 0), sign with fold_in(k, 1)
+            gamma = standard_gamma(draws.part(0), Size(sample_shape), 1 / self.beta)
+        else:
+            gamma = torch._standard_gamma(1 / beta)
+        sign = torch.sign(draws.part(1).uniform(Size(sample_shape), self.beta.shape, self.beta) - 0.5)
+        return gamma ** (1 / beta) * sign
 
 
 @register_pytree_class(children=("transform", "base"))
@@ -172,10 +177,10 @@ class Truncated(FunctionalDistribution):
         lp = self.base.log_prob(x) - torch.log(self.high - self.low)
         return torch.where(inside, lp, torch.full_like(lp, -math.inf))
 
-    def rsample(self, sample_shape: Size = Size()) -> Tensor:
+    def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
         shape = Size(sample_shape) + self.batch_shape
         low, high = self.low.expand(shape), self.high.expand(shape)
-        u = low + (high - low) * torch.rand(shape, dtype=low.dtype, device=low.device)
+        u = low + (high - low) * draws.uniform(Size(sample_shape), self.batch_shape, low)
         return self.base.icdf((1 - 2e-6) * u + 1e-6)
 
 
@@ -229,10 +234,9 @@ class Sort(FunctionalDistribution):
     def log_prob(self, x: Tensor) -> Tensor:
         return self._ordered_log_prob(x)
 
-    def sample(self, sample_shape: Size = Size()) -> Tensor:
-        with torch.no_grad():
-            x = torch.movedim(self.base.sample((self.n, *sample_shape)), 0, -1)
-            return torch.sort(x, dim=-1, descending=self.descending).values[..., : self.k]
+    def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
+        x = torch.movedim(draw(self.base, Size((self.n, *sample_shape)), draws), 0, -1)
+        return torch.sort(x, dim=-1, descending=self.descending).values[..., : self.k]
 
 
 class TopK(Sort):
@@ -267,8 +271,8 @@ class Minimum(TopK):
     def log_prob(self, x: Tensor) -> Tensor:
         return super().log_prob(x.unsqueeze(-1))
 
-    def sample(self, sample_shape: Size = Size()) -> Tensor:
-        return super().sample(sample_shape).squeeze(-1)
+    def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
+        return super()._draw(sample_shape, draws).squeeze(-1)
 
 
 register_pytree_class(children=("base",), static=("n", "k", "descending"))(Minimum)

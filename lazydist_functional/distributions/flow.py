@@ -11,6 +11,7 @@ from torch.distributions import Distribution, Independent, Transform
 from ..pytree import first_float, register_pytree_class
 from ..transforms.base import call_and_ladj, sum_rightmost
 from .base import FunctionalDistribution, check_sample
+from .draws import Draws, draw
 
 
 def _dtype_of(d: Distribution) -> torch.dtype | None:
@@ -26,7 +27,8 @@ class NormalizingFlow(FunctionalDistribution):
 
     .. math:: \log p(X = x) = \log p(Z = f(x)) + \log \left| \det J_f(x) \right|
 
-    Sampling maps :math:`z \sim p(Z)` through :math:`f^{-1}`. Batch shape is the base's
+    Sampling maps :math:`z \sim p(Z)` through :math:`f^{-1}`; with ``key=k`` the base
+    draws with ``k`` (the transforms draw nothing), so every flow takes keys. Batch shape is the base's
     batch shape (the context batch when conditional), event shape the base's.
 
     References:
@@ -81,19 +83,13 @@ class NormalizingFlow(FunctionalDistribution):
         z, ladj = call_and_ladj(self.transform, x)
         return self.base.log_prob(z) + sum_rightmost(ladj, self.reinterpreted)
 
-    def _draw_base(self, sample_shape: Size) -> Tensor:
-        return self.base.rsample(sample_shape) if self.base.has_rsample else self.base.sample(sample_shape)
+    def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
+        return self.transform.inv(draw(self.base, sample_shape, draws))
 
-    def rsample(self, sample_shape: Size = Size()) -> Tensor:
-        return self.transform.inv(self._draw_base(Size(sample_shape)))
+    def rsample_and_log_prob(self, sample_shape: Size = Size(), *, key: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""Samples :math:`x = f^{-1}(z)` and returns :math:`\log p(x)` from the same pass
+        (``key`` as in :meth:`rsample`)."""
 
-    def rsample_and_log_prob(self, sample_shape: Size = Size()) -> tuple[Tensor, Tensor]:
-        r"""Samples :math:`x = f^{-1}(z)` and returns :math:`\log p(x)` from the same pass."""
-
-        z = self._draw_base(Size(sample_shape))
+        z = draw(self.base, Size(sample_shape), self._draws(key))
         x, ladj = call_and_ladj(self.transform.inv, z)
         return x, self.base.log_prob(z) - sum_rightmost(ladj, self.reinterpreted)
-
-    def sample(self, sample_shape: Size = Size()) -> Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape)

@@ -13,6 +13,7 @@ from torch.distributions import MultivariateNormal as _TorchMultivariateNormal
 
 from ..pytree import register_pytree_class
 from .base import FunctionalDistribution, check_sample
+from .draws import Draws, draw
 
 
 @register_pytree_class(children=("loc", "scale_tril"))
@@ -107,9 +108,8 @@ class MultivariateNormal(FunctionalDistribution, _TorchMultivariateNormal):
         half_logdet = torch.log(torch.abs(torch.diagonal(L, dim1=-2, dim2=-1))).sum(-1)
         return -0.5 * z.squeeze(-1).pow(2).sum(-1) - half_logdet - 0.5 * x.shape[-1] * math.log(2 * math.pi)
 
-    def rsample(self, sample_shape: Size = Size()) -> Tensor:
-        shape = Size(sample_shape) + self.batch_shape + self.event_shape
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+    def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
+        eps = draws.normal(sample_shape, self.batch_shape + self.event_shape, self.loc)
         return self.loc + torch.matmul(self.scale_tril, eps.unsqueeze(-1)).squeeze(-1)
 
 
@@ -161,16 +161,16 @@ class Mixture(FunctionalDistribution):
         x = x.unsqueeze(-(len(self.event_shape) + 1))
         return torch.logsumexp(torch.log_softmax(self.logits, dim=-1) + self.base.log_prob(x), dim=-1)
 
-    def sample(self, sample_shape: Size = Size()) -> Tensor:
-        with torch.no_grad():
-            shape = Size(sample_shape)
-            x = self.base.sample(shape)  # (*shape, *batch, K, *event)
-            logits = self.logits.expand(*shape, *self.batch_shape, self.logits.shape[-1])
-            gumbel = -torch.log(-torch.log(torch.rand(logits.shape, dtype=logits.dtype, device=logits.device)))
-            k = torch.argmax(logits + gumbel, dim=-1)
-            index = k.reshape(*k.shape, 1, *([1] * len(self.event_shape)))
-            index = index.expand(*k.shape, 1, *self.event_shape)
-            return x.gather(len(k.shape), index).squeeze(len(k.shape))
+    def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
+        r"""Component by Gumbel-max, then the component's draw. With keys, member :math:`b`
+        (key :math:`k_b`) picks with ``fold_in(k_b, 0)`` and its :math:`K` components draw
+        with ``split(fold_in(k_b, 1), K)``."""
 
-    def rsample(self, sample_shape: Size = Size()) -> Tensor:
-        raise NotImplementedError("Mixture is not reparameterizable; use sample()")
+        shape = Size(sample_shape)
+        x = draw(self.base, shape, draws.part(1).split(self.logits.shape[-1]))  # (*shape, *batch, K, *event)
+        logits = self.logits.expand(*shape, *self.batch_shape, self.logits.shape[-1])
+        u = draws.part(0).uniform(shape, self.logits.shape, self.logits, low=torch.finfo(self.logits.dtype).tiny)
+        k = torch.argmax(logits - torch.log(-torch.log(u)), dim=-1)
+        index = k.reshape(*k.shape, 1, *([1] * len(self.event_shape)))
+        index = index.expand(*k.shape, 1, *self.event_shape)
+        return x.gather(len(k.shape), index).squeeze(len(k.shape))

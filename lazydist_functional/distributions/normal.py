@@ -12,6 +12,7 @@ from torch.distributions import Normal
 
 from ..pytree import register_pytree_class
 from .base import IndependentBase
+from .draws import Draws
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -63,10 +64,8 @@ class DiagNormal(IndependentBase):
         lp = -0.5 * z**2 - torch.log(self.scale) - _LOG_SQRT_2PI
         return self._sum_event(lp)
 
-    def rsample(self, sample_shape: Size = Size()) -> Tensor:
-        shape = Size(sample_shape) + self._shape
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
-        return self.loc + self.scale * eps
+    def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
+        return self.loc + self.scale * draws.normal(sample_shape, self._shape, self.loc)
 
     def entropy(self) -> Tensor:
         h = 0.5 + _LOG_SQRT_2PI + torch.log(self.scale).expand(self._shape)

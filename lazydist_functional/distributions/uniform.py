@@ -10,6 +10,7 @@ from torch.distributions import Uniform
 
 from ..pytree import register_pytree_class
 from .base import IndependentBase
+from .draws import Draws
 
 
 @register_pytree_class(children=("lower", "upper"), static=("reinterpreted_batch_ndims",))
@@ -45,10 +46,8 @@ class BoxUniform(IndependentBase):
         lp = torch.where(inside, -torch.log(self.upper - self.lower), torch.full_like(x, -torch.inf))
         return self._sum_event(lp)
 
-    def rsample(self, sample_shape: Size = Size()) -> Tensor:
-        shape = Size(sample_shape) + self._shape
-        u = torch.rand(shape, dtype=self.lower.dtype, device=self.lower.device)
-        return self.lower + (self.upper - self.lower) * u
+    def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
+        return self.lower + (self.upper - self.lower) * draws.uniform(sample_shape, self._shape, self.lower)
 
     def entropy(self) -> Tensor:
         h = torch.log(self.upper - self.lower).expand(self._shape)
