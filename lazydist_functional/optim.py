@@ -90,11 +90,14 @@ def adam(lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float
         return {"step": torch.zeros(()), "m": zeros(), "v": zeros()}
 
     def update(grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
+        # torch.optim.Adam's own arithmetic, fused: 7 operations per leaf (lerp, mul,
+        # addcmul, sqrt, mul, add, addcdiv) with the bias corrections computed once.
         step = state["step"] + 1
-        m = tree_map(lambda m, g: b1 * m + (1 - b1) * g, state["m"], grads)
-        v = tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state["v"], grads)
-        c1, c2 = 1 - b1**step, 1 - b2**step
-        new = tree_map(lambda p, m, v: p - lr * (m / c1) / (torch.sqrt(v / c2) + eps), params, m, v)
+        m = tree_map(lambda m, g: torch.lerp(m, g, 1 - b1), state["m"], grads)
+        v = tree_map(lambda v, g: torch.addcmul(v * b2, g, g, value=1 - b2), state["v"], grads)
+        step_size = -lr / (1 - b1**step)
+        inv_sqrt_c2 = torch.rsqrt(1 - b2**step)
+        new = tree_map(lambda p, m, v: torch.addcdiv(p, m * step_size, v.sqrt() * inv_sqrt_c2 + eps), params, m, v)
         return new, {"step": step, "m": m, "v": v}
 
     return Optimizer(init, update)

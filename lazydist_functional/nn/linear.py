@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch._C._functorch import is_batchedtensor
+from torch._C._functorch import _add_batch_dim, _unwrap_batched, is_batchedtensor, maybe_current_level, maybe_get_level
 
 from .gaussian import GaussianWeight
 from .init import uniform
@@ -33,10 +33,48 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, mask: Tensor |
         return weight.local_linear(x, bias, mask)
     if mask is not None:
         weight = weight * mask
+    level = _vmapped_level(x, weight, bias)
+    if level is not None:
+        return _linear_folded(x, weight, bias, level)
     if weight.dim() == 2:
         return F.linear(x, weight, bias)
     y = _stacked(x, weight)
     return y if bias is None else y + bias
+
+
+def _vmapped_level(x: Tensor, weight: Tensor, bias: Tensor | None) -> int | None:
+    r"""The level of the innermost ``vmap`` when ``x`` alone is batched by it (shared
+    ``weight`` and ``bias``) and has at least the weight's stacked dims (so that the
+    vmapped dim, moved first, stays out of their broadcast), else ``None`` (also while
+    ``torch.compile`` traces: the compiler batches and fuses the plain call itself)."""
+
+    if torch.compiler.is_compiling() or not is_batchedtensor(x) or x.dim() < weight.dim() - 1:
+        return None
+    level = maybe_get_level(x)
+    if level != maybe_current_level():
+        return None
+    if any(t is not None and is_batchedtensor(t) and maybe_get_level(t) == level for t in (weight, bias)):
+        return None
+    return level
+
+
+def _linear_folded(x: Tensor, weight: Tensor, bias: Tensor | None, level: int) -> Tensor:
+    r""":func:`linear` of a ``vmap``-batched ``x`` with a shared weight, run on the
+    physical tensor: the batched module's call.
+
+    Under ``vmap``, ``F.linear`` of a per-sample vector decomposes into
+    ``unsqueeze, mm, view, squeeze, add`` (five batched operations and a separate pass
+    for the bias), and a stacked weight falls back to one GEMM per operator. The vmapped
+    dimension is a row dimension of the GEMM, so the call is made on the physical tensor
+    (vmapped dim moved first) and wrapped back: one ``addmm`` (or one batched matmul),
+    as in the batched module. Autograd and outer transforms see the same operations on
+    the unwrapped tensor.
+    """
+
+    inner, bdim = _unwrap_batched(x, level)
+    if bdim != 0:
+        inner = inner.movedim(bdim, 0)
+    return _add_batch_dim(linear(inner, weight, bias), 0, level)
 
 
 def _stacked(x: Tensor, weight: Tensor) -> Tensor:
@@ -44,13 +82,10 @@ def _stacked(x: Tensor, weight: Tensor) -> Tensor:
 
     ``einsum`` contracts the stacked dims as ``bmm`` batches (``matmul`` would first
     expand the weight to x's batch shape, a copy per sample). Under ``vmap`` over ``x``
-    alone, ``einsum``/``bmm``'s batching rule makes that copy too, so :math:`S` stacked
-    operators are applied as :math:`S` ``F.linear``\ s, whose batching rule folds the
-    vmapped dim into the rows (one GEMM each, no copy).
+    alone the call is made on the physical tensor first (:func:`_linear_folded`), so the
+    batching rule of ``bmm``, which would make that copy, is not reached.
     """
 
-    if weight.dim() == 3 and is_batchedtensor(x) and not is_batchedtensor(weight):
-        return torch.stack([F.linear(xs, w) for xs, w in zip(x.unbind(-2), weight.unbind(0), strict=True)], dim=-2)
     return torch.einsum("...ij,...j->...i", weight, x)
 
 

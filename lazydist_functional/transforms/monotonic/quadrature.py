@@ -1,14 +1,17 @@
 r"""Monotonic transforms given by the integral of a positive function (UMNN), by
-Gauss–Legendre quadrature."""
+Gauss–Legendre quadrature (evaluated in chunks of nodes sized to the input, so that
+large batches and ``vmap`` over many parameter sets stay in cache)."""
 
 from __future__ import annotations
 
-__all__ = ["UnconstrainedMonotonicTransform", "gauss_legendre_nodes", "gauss_legendre_rule"]
+__all__ = ["UnconstrainedMonotonicTransform", "gauss_legendre_nodes", "gauss_legendre_rule", "nodes_per_chunk"]
 
 from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 from torch import Tensor
+
+from torch._C._functorch import get_unwrapped, is_functorch_wrapped_tensor
 
 from ...pytree import register_pytree_class
 from ...roots import detach_tree, newton_bisection
@@ -17,6 +20,14 @@ from .base import MonotonicTransform
 
 #: Default size of the quadrature rule the inverse iterates on.
 INVERSE_NODES = 8
+
+#: Input elements (times quadrature nodes) evaluated by the integrand in one call: the
+#: rule is applied in chunks of nodes so that the integrand's activations (this many
+#: elements times its hidden width) stay in cache, under ``vmap`` too.
+CHUNK_ELEMENTS = 4096
+
+#: Nodes per chunk while ``torch.compile`` traces (shapes are symbolic there).
+COMPILED_CHUNK = 8
 
 # A plain dict, not ``functools.lru_cache``: ``torch.compile`` reads a warm entry as a
 # constant, but can trace neither ``lru_cache`` nor numpy's ``leggauss``. Specs warm the
@@ -39,6 +50,30 @@ def gauss_legendre_rule(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
         nodes, weights = np.polynomial.legendre.leggauss(n)
         _RULES[n] = tuple(((nodes + 1) / 2).tolist()), tuple((weights / 2).tolist())
     return _RULES[n]
+
+
+def physical_numel(x: Tensor) -> int:
+    r"""Elements of ``x`` including the dimensions ``vmap`` (or another ``torch.func``
+    transform) hides: the memory a call on ``x`` really touches."""
+
+    while is_functorch_wrapped_tensor(x):
+        x = get_unwrapped(x)
+    return x.numel()
+
+
+def nodes_per_chunk(x: Tensor, n: int) -> int:
+    r"""How many of the :math:`n` quadrature nodes one integrand call takes for inputs ``x``:
+    all of them for small inputs, fewer as the (physical) input grows, so that the
+    integrand's working set stays near :data:`CHUNK_ELEMENTS` times its width.
+
+    Example:
+        >>> nodes_per_chunk(torch.zeros(64, 5), 32), nodes_per_chunk(torch.zeros(4096, 5), 32)
+        (12, 1)
+    """
+
+    if torch.compiler.is_compiling():
+        return min(n, COMPILED_CHUNK)
+    return max(1, min(n, CHUNK_ELEMENTS // max(1, physical_numel(x))))
 
 
 def gauss_legendre_nodes(n: int, dtype=None, device=None) -> tuple[Tensor, Tensor]:
@@ -92,9 +127,15 @@ class UnconstrainedMonotonicTransform(MonotonicTransform):
 
         gx = self.g(x)
         x = x.expand_as(gx)
-        nodes, weights = gauss_legendre_nodes(n, dtype=x.dtype, device=x.device)
-        u = nodes.reshape(-1, *([1] * x.dim())) * x
-        return x * torch.tensordot(weights, self.g(u), dims=1), gx
+        nodes, weights = gauss_legendre_rule(n)
+        chunk = nodes_per_chunk(x, n)
+        total = None
+        for start in range(0, n, chunk):
+            t = torch.tensor(nodes[start : start + chunk], dtype=x.dtype, device=x.device)
+            w = torch.tensor(weights[start : start + chunk], dtype=x.dtype, device=x.device)
+            part = torch.tensordot(w, self.g(t.reshape(-1, *([1] * x.dim())) * x), dims=1)
+            total = part if total is None else total + part
+        return x * total, gx
 
     def f(self, x: Tensor) -> Tensor:
         return self._integral(x, self.n)[0]

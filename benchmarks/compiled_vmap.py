@@ -1,0 +1,206 @@
+r"""Compiled vmap vs the compiled batched module call, every flow (issue 15, item 1).
+
+For each flow of :data:`lazydist_functional.catalogue.FLOWS` (5 features, 4 context
+features, Zuko's default sizes) and N in {256, 1024, 4096}, both compiled with
+``torch.compile(..., dynamic=True)`` (inductor by default), warm, side by side:
+
+(a) the batched module call:        ``module(c).log_prob(x)``
+(b) vmap of the per-sample apply:   ``vmap(lambda c, x: spec.apply(p, c).log_prob(x))(C, X)``
+
+and the same for ``sample()`` (``vmap(..., randomness="different")``; ``--sample``), and
+for one training step of the hypernetwork case (each sample's flow parameters produced
+by a hypernetwork from its own context, gradient w.r.t. the hypernetwork): the flow
+vmapped per sample against the same flow applied once to the parameter tree with a
+leading dimension N (batched parameters, no ``vmap``). Goal: (b)/(a) <= 1.05.
+
+Each compiled callable is compiled once per batch size it has to re-specialize for; the
+table prints the number of graphs each one compiled across the three sizes (goal: <= 2),
+the guard that failed (why it recompiled) and any graph break (``torch._dynamo``
+counters).
+
+Usage: ``python benchmarks/compiled_vmap.py [--quick] [--flows MAF,NSF] [--sample]``;
+writes ``results/compiled_vmap.json`` and ``results/compiled_vmap.png``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch._dynamo
+from common import compare, figure, markdown_table, parser, save_figure, setup, write_json
+from torch._dynamo.utils import counters, guard_failures
+from torch.func import grad, vmap
+
+import lazydist_functional.adapters as Z
+import lazydist_functional.meta as M
+from lazydist_functional.catalogue import FLOWS, sample_input
+from lazydist_functional.flows import MAF
+from lazydist_functional.nn import MLP
+from lazydist_functional.pytree import tree_leaves
+
+FEATURES, CONTEXT = 5, 4
+
+
+class Compiled:
+    r"""A ``torch.compile``\ d callable that records its compilations, graph breaks and the
+    guards that made it recompile."""
+
+    def __init__(self, fn: Callable[..., Any], backend: str) -> None:
+        self.fn = torch.compile(fn, backend=backend, dynamic=True)
+        self.graphs, self.breaks, self.compile_s = 0, set(), 0.0
+        self.errors: list[str] = []
+
+    def first_call(self, *args: Any) -> Any:
+        graphs, breaks = counters["stats"]["unique_graphs"], set(counters["graph_break"])
+        start = time.perf_counter()
+        out = self.fn(*args)
+        self.compile_s += time.perf_counter() - start
+        self.graphs += counters["stats"]["unique_graphs"] - graphs
+        self.breaks |= set(counters["graph_break"]) - breaks
+        return out
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+def guard_reasons() -> list[str]:
+    r"""The guard failures recorded since the last ``torch._dynamo.reset()`` (first line each)."""
+
+    return sorted({str(r).strip().splitlines()[0][:100] for reasons in guard_failures.values() for r in reasons})
+
+
+def run_pair(name: str, part: str, sizes: list[int], make: Callable[[int], dict], backend: str,
+             t_min: float, rounds: int) -> list[dict]:
+    r"""Compiles the two callables of ``make(n)`` (keys ``"module"`` and ``"vmap"``), times them
+    at every size of ``sizes`` and returns one row per size."""
+
+    torch._dynamo.reset()
+    counters.clear()
+    guard_failures.clear()
+    first = make(sizes[0])
+    fns = {k: Compiled(v, backend) for k, v in first["fns"].items()}
+    rows = []
+    for n in sizes:
+        case = make(n)
+        args = case["args"]
+        try:
+            outs = {k: fn.first_call(*args) for k, fn in fns.items()}
+        except Exception as e:  # noqa: BLE001 - report what fails to compile
+            err = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:120]}"
+            print(f"{name:8s} {part:9s} N={n}: {err}", flush=True)
+            rows.append({"flow": name, "part": part, "n": n, "error": err})
+            break
+        if case.get("check"):
+            case["check"](outs)
+        t = compare({k: (lambda fn=fn: fn(*args)) for k, fn in fns.items()}, t_min, rounds)
+        rows.append({"flow": name, "part": part, "n": n, **{f"{k}_s": v for k, v in t.items()},
+                     "vmap_over_module": t["vmap"] / t["module"]})
+        print(f"{name:8s} {part:9s} N={n:5d} compiled vmap / compiled batched {rows[-1]['vmap_over_module']:5.2f}",
+              flush=True)
+    reasons = guard_reasons()
+    for row in rows:
+        row.update(graphs_module=fns["module"].graphs, graphs_vmap=fns["vmap"].graphs,
+                   compile_s=sum(fn.compile_s for fn in fns.values()),
+                   graph_breaks="; ".join(sorted(fns["vmap"].breaks | fns["module"].breaks))[:200],
+                   recompile_reason=reasons[0] if reasons else "")
+    return rows
+
+
+def flow_case(name: str, part: str) -> Callable[[int], dict]:
+    spec = FLOWS[name].cls(FEATURES, CONTEXT)
+    params, state = spec.init(torch.Generator().manual_seed(0)), spec.init_state()
+    module = Z.flows.to_module(spec, params, state)
+
+    def make(n: int) -> dict:
+        c = torch.randn(n, CONTEXT)
+        if part == "log_prob":
+            x = sample_input(name, (n, FEATURES))
+
+            def check(outs: dict) -> None:
+                err = float((outs["vmap"] - outs["module"]).abs().max())
+                if not err < 1e-3:
+                    raise AssertionError(f"{name}: compiled vmap and module differ by {err}")
+
+            return {"args": (c, x), "check": check, "fns": {
+                "module": lambda c, x: module(c).log_prob(x),
+                "vmap": lambda c, x: vmap(lambda ci, xi: spec.apply(params, ci, state=state).log_prob(xi))(c, x),
+            }}
+        return {"args": (c,), "fns": {
+            "module": lambda c: module(c).sample(),
+            "vmap": lambda c: vmap(lambda ci: spec.apply(params, ci, state=state).sample(), randomness="different")(c),
+        }}
+
+    return make
+
+
+def hypernet_case() -> Callable[[int], dict]:
+    r"""One gradient step of the hypernetwork case: each sample's MAF parameters come from a
+    hypernetwork of its context; the flow runs per sample in a ``vmap``
+    (:func:`~lazydist_functional.meta.hypernet_log_prob`), or batched, on the parameter
+    tree with a leading dimension N (the spec's stacked-parameters path, no ``vmap``)."""
+
+    per_sample = MAF(2, 0, transforms=3, hidden_features=[32])
+    hyper = MLP(3, M.param_count(per_sample), [64])
+    psi = hyper.init(torch.Generator().manual_seed(0))
+
+    def vmap_loss(psi, c, x):
+        return -M.hypernet_log_prob(per_sample, lambda p, ci: 0.1 * hyper.apply(p, ci), psi, c, x).mean()
+
+    def batched_loss(psi, c, x):
+        return -per_sample.apply(M.unravel(per_sample, 0.1 * hyper.apply(psi, c))).log_prob(x).mean()
+
+    def check(outs: dict) -> None:
+        err = max(float((a - b).abs().max()) for a, b in zip(tree_leaves(outs["vmap"]), tree_leaves(outs["module"])))
+        if not err < 1e-4:
+            raise AssertionError(f"hypernetwork: vmapped and batched gradients differ by {err}")
+
+    def make(n: int) -> dict:
+        return {"args": (torch.randn(n, 3), torch.randn(n, 2)), "check": check, "fns": {
+            "module": lambda c, x: grad(batched_loss)(psi, c, x),
+            "vmap": lambda c, x: grad(vmap_loss)(psi, c, x),
+        }}
+
+    return make
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--flows", default=None, help="comma-separated (default: all; --quick: MAF,NSF)")
+    p.add_argument("--sample", action="store_true", help="also compile and time sample()")
+    p.add_argument("--backend", default="inductor")
+    args = p.parse_args()
+    t_min = setup(args)
+    warnings.filterwarnings("ignore")
+    names = (args.flows or ("MAF,NSF" if args.quick else ",".join(FLOWS))).split(",")
+    sizes, rounds = ([256, 1024] if args.quick else [256, 1024, 4096]), (1 if args.quick else 3)
+    rows: list[dict] = []
+    with torch.no_grad():
+        for name in names:
+            rows += run_pair(name, "log_prob", sizes, flow_case(name, "log_prob"), args.backend, t_min, rounds)
+        if args.sample:
+            for name in names:
+                rows += run_pair(name, "sample", sizes, flow_case(name, "sample"), args.backend, t_min, rounds)
+    rows += run_pair("hypernet", "grad step", sizes, hypernet_case(), args.backend, t_min, rounds)
+    print()
+    cols = ["flow", "part", "n", "vmap_over_module", "graphs_module", "graphs_vmap", "compile_s", "recompile_reason",
+            "graph_breaks", "error"]
+    print(markdown_table(rows, cols, ["flow", "call", "N", "compiled vmap / compiled batched", "graphs (batched)",
+                                      "graphs (vmap)", "compile s", "recompiled because", "graph breaks", "error"]))
+    write_json("compiled_vmap", {"quick": args.quick, "backend": args.backend, "features": FEATURES,
+                                 "context": CONTEXT, "rows": rows}, args.out)
+    fig, (ax,) = figure(width=7)
+    for key in dict.fromkeys((r["flow"], r["part"]) for r in rows):
+        rs = [r for r in rows if (r["flow"], r["part"]) == key and "vmap_over_module" in r]
+        ax.plot([r["n"] for r in rs], [r["vmap_over_module"] for r in rs], "o-", label=" ".join(key))
+    ax.axhline(1.05, color="k", lw=0.8, ls=":")
+    ax.set(xscale="log", xlabel="N", ylabel="compiled vmap / compiled batched", title=f"torch.compile ({args.backend})")
+    ax.legend(fontsize=6, ncol=2)
+    save_figure(fig, "compiled_vmap", args.out)
+
+
+if __name__ == "__main__":
+    main()
