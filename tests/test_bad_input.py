@@ -246,3 +246,37 @@ def test_error_classes_are_the_builtin_types_a_user_catches():
         spec.apply(spec.init(), torch.randn(3))
     with pytest.raises(checks.InputTypeError):
         spec.apply(spec.init(), torch.randn(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64])
+def test_non_floating_param_leaf_is_named(case: Case, dtype):
+    flat = flatten_names(case.params())
+    name = list(flat)[1]
+    flat[name] = flat[name].to(dtype)
+    pattern = re.escape(f"{case.name} params: leaf '{name}' should be a floating-point tensor, got dtype {dtype}")
+    with pytest.raises(ParamTreeError, match=pattern):
+        case.spec.apply(unflatten_names(flat), case.c(5))
+
+
+def test_state_keeps_its_integer_and_boolean_leaves_but_floats_must_stay_floats():
+    spec = make_spec("MAF", 2)
+    params, state = spec.init(), flatten_names(spec.init_state())
+    kinds = {k: v.dtype for k, v in state.items()}
+    assert {torch.int64, torch.bool} <= set(kinds.values())  # orders and masks
+    c, x = torch.randn(5, 2), torch.randn(5, FEATURES)
+    assert spec.apply(params, c, state=unflatten_names(state)).log_prob(x).shape == (5,)
+    bad = dict(state, **{"base.loc": state["base.loc"].long()})
+    with pytest.raises(ParamTreeError, match=re.escape("MAF state: leaf 'base.loc' should be a floating-point tensor")):
+        spec.apply(params, c, state=unflatten_names(bad))
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.bool])
+def test_gmm_rejects_complex_and_boolean_values(dtype):
+    spec = L.flows.GMM(FEATURES, 2, components=3)
+    d = spec.apply(spec.init(), torch.randn(4, 2))
+    x = torch.randn(4, FEATURES)
+    pattern = re.escape(f"x should be a real tensor of dtype torch.float32, got dtype {dtype}")
+    with pytest.raises(L.checks.InputTypeError, match=pattern):
+        d.log_prob(x.to(dtype))
+    # integers promote, as in torch's distributions
+    assert torch.allclose(d.log_prob(x.round().long()), d.log_prob(x.round()))
