@@ -4,7 +4,7 @@ every submodule and computes a MAF log-density through the core and through the 
 
 The build calls setuptools' PEP 517 hooks (``setuptools.build_meta``: what ``pip wheel`` and
 ``python -m build`` call) in a subprocess, on a copy of the sources, with no network and no
-build isolation; the wheel is installed with the new environment's own ``pip``. The new
+build isolation; ``pip`` installs the wheel into the new environment's ``site-packages``. The new
 environment sees the test interpreter's packages (torch) through ``--system-site-packages``
 and a ``.pth`` listing this interpreter's site directories, but not the editable install of
 this checkout: the check runs isolated (``python -I``) from an empty folder and asserts every
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TREES = {"lazydist_functional": "lazydist_functional", "adapters": "lazydist_functional.adapters"}
 #: Other folders the sdist carries whole (MANIFEST.in), and the top-level files it needs.
 EXTRAS = ("tests", "docs", "examples", "benchmarks")
-TOP = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "constraints.txt")
+TOP = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "constraints.txt", ".ci/run")
 SKIP = {"__pycache__", ".hypothesis", ".pytest_cache"}
 
 
@@ -82,6 +82,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     source.mkdir()
     for name in TOP:
         if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
     ignore = shutil.ignore_patterns(*SKIP, "*.pyc", "*.egg-info", "build", "dist")
     for folder in (*TREES, *EXTRAS):
@@ -166,7 +167,7 @@ CHECK = textwrap.dedent(
 def test_wheel_installs_imports_and_runs(built: dict[str, Path]) -> None:
     work = built["work"]
     env = work / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env)
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env)
     python = env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     purelib = Path(subprocess.check_output(
         [python, "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
@@ -175,8 +176,8 @@ def test_wheel_installs_imports_and_runs(built: dict[str, Path]) -> None:
     # path lines, so the .pth files there (the checkout's editable finder) are not run.
     (purelib / "outer_site.pth").write_text("\n".join([*site.getsitepackages(), site.getusersitepackages()]) + "\n")
     install = subprocess.run(
-        [python, "-I", "-m", "pip", "install", "--no-deps", "--no-index", "--no-cache-dir",
-         "--disable-pip-version-check", "-q", built["wheel"]],
+        [sys.executable, "-I", "-m", "pip", "install", "--no-deps", "--no-index", "--no-cache-dir",
+         "--disable-pip-version-check", "-q", "--target", purelib, built["wheel"]],
         capture_output=True, text=True, timeout=180,
     )
     assert install.returncode == 0, install.stdout + install.stderr
@@ -198,3 +199,13 @@ def test_wheel_installs_imports_and_runs(built: dict[str, Path]) -> None:
     assert torch.allclose(torch.tensor(result["core"]), here, atol=1e-6, rtol=1e-6), (result["core"], here)
     assert len(result["adapter"]) == 4
     assert result["adapter_vs_core"] == 0.0
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    r"""``.ci/run`` runs exactly the test command the README gives (one line, verbatim)."""
+
+    readme = (ROOT / "README.md").read_text().splitlines()
+    (command,) = [line.strip() for line in readme if '".[test]"' in line and "pytest" in line]
+    assert command == 'pip install -e ".[test]" -c constraints.txt && python -m pytest'
+    steps = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()]
+    assert command in steps, f".ci/run does not run the README's test command {command!r}"
