@@ -8,10 +8,9 @@ r"""Both directions between modules and pure functions, and Zuko checkpoints.
 
 from __future__ import annotations
 
-__all__ = ["from_zuko", "to_functional", "ModuleBoundDistribution"]
+__all__ = ["ModuleBoundDistribution", "ZukoConversionError", "from_zuko", "to_functional"]
 
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any
 
 import torch
@@ -19,11 +18,10 @@ import torch.nn as nn
 from torch import Size, Tensor
 from torch.distributions import Distribution
 
-from .. import distributions as _dists
-from .. import flows as _flows
-from .. import transforms as _transforms
 from ..pytree import flatten_names, unflatten_names
 from .module import module_trees, spec_of, to_module
+from .zuko_named import zuko_spec
+from .zuko_networks import ZukoConversionError
 
 
 class _Evaluate(nn.Module):
@@ -105,83 +103,52 @@ def to_functional(module: nn.Module) -> tuple[Callable[..., Any], dict[str, Any]
     return apply_generic, unflatten_names(params)
 
 
-def _zuko_univariate(univariate: Any) -> Any:
-    r"""Maps a Zuko univariate constructor (class or partial) to this library's."""
-
-    func, kwargs = (univariate.func, univariate.keywords) if isinstance(univariate, partial) else (univariate, {})
-    name = getattr(func, "__name__", "")
-    ours = getattr(_transforms, name, None) or getattr(_flows, name, None)
-    if ours is None:
-        raise NotImplementedError(f"from_zuko: no equivalent of univariate transform {func!r} yet")
-    return partial(ours, **kwargs) if kwargs else ours
-
-
-def _hidden_and_activation(hyper: nn.Sequential) -> dict[str, Any]:
-    linears = [m for m in hyper if hasattr(m, "weight")]
-    acts = [m for m in hyper if not hasattr(m, "weight") and not isinstance(m, nn.Sequential)]
-    kwargs: dict[str, Any] = {"hidden_features": [m.weight.shape[0] for m in linears[:-1]]}
-    if acts:
-        kwargs["activation"] = type(acts[0])
-    return kwargs
-
-
-def _zuko_leaf_spec(t: nn.Module) -> Any:
-    name = type(t).__name__
-    if name == "MaskedAutoregressiveTransform":
-        features = t.order.shape[0] if t.order is not None else None
-        in_features = t.hyper[0].weight.shape[1]
-        return _flows.MaskedAutoregressiveTransform(
-            features, in_features - features, passes=t.passes,
-            univariate=_zuko_univariate(t.univariate), shapes=t.shapes, **_hidden_and_activation(t.hyper),
-        )
-    if name == "GeneralCouplingTransform":
-        features = t.mask.shape[0]
-        in_features = t.hyper[0].weight.shape[1]
-        return _flows.GeneralCouplingTransform(
-            features, in_features - int(t.mask.sum()), mask=t.mask,
-            univariate=_zuko_univariate(t.univariate), shapes=t.shapes, **_hidden_and_activation(t.hyper),
-        )
-    if name in ("UnconditionalDistribution", "UnconditionalTransform"):
-        f = getattr(_dists, getattr(t.f, "__name__", ""), None) or getattr(_transforms, getattr(t.f, "__name__", ""), None)
-        if f is None:
-            raise NotImplementedError(f"from_zuko: no equivalent of {t.f!r} yet")
-        buffer = len(list(t.parameters(recurse=False))) == 0
-        tensors = dict(t.named_buffers(recurse=False)) | dict(t.named_parameters(recurse=False))
-        args = [tensors.get(f"_{i}", getattr(t, f"_{i}", None)) for i in range(t._nargs)]
-        kwargs = {k: tensors.get(k, getattr(t, k, None)) for k in t._keys}
-        cls = _flows.UnconditionalDistribution if name == "UnconditionalDistribution" else _flows.UnconditionalTransform
-        return cls(f, *args, buffer=buffer, **kwargs)
-    raise NotImplementedError(f"from_zuko: {name} is not supported yet")
-
-
-def _zuko_spec(m: nn.Module) -> Any:
-    name = type(m).__name__
-    if hasattr(m, "transform") and hasattr(m, "base") and isinstance(m.base, nn.Module):
-        return _flows.Flow(_zuko_spec(m.transform), _zuko_spec(m.base))
-    if name == "LazyComposedTransform":
-        return _flows.LazyComposedTransform(*(_zuko_spec(t) for t in m.transforms))
-    if name == "LazyInverse":
-        return _flows.LazyInverse(_zuko_spec(m.transform))
-    return _zuko_leaf_spec(m)
-
-
 def from_zuko(module: nn.Module) -> nn.Module:
-    r"""Converts a Zuko 1.6 lazy flow (MAF, NSF, RealNVP, NICE, or a ``Flow`` of
-    masked-autoregressive / coupling transforms) into the equivalent adapter module,
-    loading its parameters and buffers (masks, orders) so ``log_prob`` matches.
+    r"""Converts a Zuko 1.6 lazy module into the equivalent adapter module, with its
+    parameters and buffers (weights, orders, masks, rotations, base) loaded, so
+    ``from_zuko(z)(c).log_prob(x)`` equals ``z(c).log_prob(x)``.
+
+    Every named flow (MAF, NSF, NCSF, RealNVP, NICE, NAF, UNAF, SOSPF, BPF, GF, CNF,
+    GMM; any number of features, context, transforms; residual or normalized networks;
+    activations with arguments such as ``partial(nn.LeakyReLU, 0.2)``) becomes the
+    adapter's flow of the same class; a ``Flow`` composed from Zuko's lazy transforms
+    and bases (or a named flow whose layers were edited) becomes a generic ``Flow``.
+    The configuration is read from the module (:mod:`.zuko_named`,
+    :mod:`.zuko_reader`); the tensors come with ``load_state_dict``, in the module's
+    dtype and device. Trainable flags and the training mode are copied. The global
+    random state is left as it was.
 
     The flows' own classes load Zuko checkpoints directly
-    (``MAF(...).load_state_dict(zuko_maf.state_dict())``); this function is for
-    when the configuration is not known up front.
+    (``NSF(...).load_state_dict(zuko_nsf.state_dict())``); this function is for when
+    the configuration is not known up front.
+
+    Raises:
+        ZukoConversionError: a part of ``module`` the core cannot express exactly (it
+            names what); nothing approximate is returned.
 
     Example:
         >>> import zuko
-        >>> ours = from_zuko(zuko.flows.NSF(2, 1))
+        >>> z = zuko.flows.NSF(2, 1, bins=4)
+        >>> ours = from_zuko(z)
         >>> type(ours).__name__
-        'Flow'
+        'NSF'
+        >>> c, x = torch.randn(1), torch.randn(2)
+        >>> torch.allclose(ours(c).log_prob(x), z(c).log_prob(x), atol=1e-5)
+        True
     """
 
-    spec = _zuko_spec(module)
-    ours = to_module(spec)
-    ours.load_state_dict(module.state_dict())
-    return ours
+    with torch.random.fork_rng(devices=[]):  # building a spec may draw (orders, rotations)
+        ours = to_module(zuko_spec(module))
+    state = module.state_dict()
+    floating = next((v for v in state.values() if v.is_floating_point()), None)
+    if floating is not None:
+        ours = ours.to(device=floating.device, dtype=floating.dtype)
+    try:
+        ours.load_state_dict(state)
+    except RuntimeError as e:
+        raise ZukoConversionError(
+            f"{type(module).__name__}: its state_dict does not fit the converted {type(ours).__name__}: {e}"
+        ) from e
+    for name, p in module.named_parameters():
+        ours.get_parameter(name).requires_grad_(p.requires_grad)
+    return ours.train(module.training)

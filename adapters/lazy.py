@@ -2,11 +2,9 @@ r"""Zuko-compatible lazy modules: a ``forward(c)`` that returns ``p(X | c)`` or 
 
 Same names, constructor signatures and attributes as ``zuko.lazy``. A module built
 from a spec keeps it (``module.spec``) and its forward is that spec's ``apply`` on
-the module's own tensors. Composites (:class:`Flow`, :class:`LazyComposedTransform`,
-:class:`LazyInverse`) keep the spec they were built from while their children are
-the ones it made; if the user replaces a child by another spec module, the spec is
-rebuilt once from the children's specs, and if a child is the user's own lazy module
-(no spec), forward calls the children as Zuko does.
+the tensors it holds when called. Composites (:class:`Flow`, :class:`LazyComposedTransform`,
+:class:`LazyInverse`) call their children, as Zuko's do, so any lazy module a user puts
+there works; their ``spec`` is built from the children's specs.
 """
 
 from __future__ import annotations
@@ -36,7 +34,8 @@ from ..distributions import NormalizingFlow
 from ..flows import core
 from ..spec import Spec
 from ..transforms import ComposedTransform
-from .module import _STRUCTURE_VERSION, NoSpecError, SpecModule, module_class, spec_of, to_module
+from ..checks import ContextError, check_context
+from .module import NoSpecError, SpecModule, module_class, spec_of, to_module
 from .utils import Partial
 
 # The imports above that this file does not use are names of Zuko's module namespace.
@@ -104,9 +103,40 @@ def _same(a: Any, b: Any) -> bool:
     return a is b
 
 
+def _context_of(module: nn.Module) -> int | None:
+    r"""The number of context features a module tree reads, or ``None`` if a module of
+    the tree is not this library's (it may read any context)."""
+
+    if isinstance(module, (_CompositeModule, nn.ModuleList)):
+        contexts = [_context_of(child) for child in module.children()]
+        return None if any(n is None for n in contexts) else max(contexts, default=0)
+    spec = module.__dict__.get("_spec") if isinstance(module, SpecModule) else None
+    return None if spec is None else spec.context
+
+
+def _reads_context(module: nn.Module) -> bool:
+    r"""Whether some module of the tree may read a context (stops at the first that does)."""
+
+    if isinstance(module, (_CompositeModule, nn.ModuleList)):
+        return any(_reads_context(child) for child in module._modules.values())
+    spec = module.__dict__.get("_spec") if isinstance(module, SpecModule) else None
+    return spec is None or spec.context > 0
+
+
+def _unconditional(module: nn.Module) -> bool:
+    r"""Whether a child is a leaf of this library built unconditional (it is given no context,
+    as the core's composites give none to such parts)."""
+
+    if isinstance(module, _CompositeModule):
+        return False
+    spec = module.__dict__.get("_spec") if isinstance(module, SpecModule) else None
+    return spec is not None and spec.context == 0
+
+
 class _CompositeModule(SpecModule):
-    r"""Base of composite modules. ``_composite`` is the core composite class whose
-    ``part_names`` are this module's child attributes (one definition of the names)."""
+    r"""Base of composite modules (``Flow``, ``LazyComposedTransform``, ``LazyInverse``):
+    the forward calls the children, as Zuko's does. ``_composite`` is the core composite
+    class whose ``part_names`` are this module's child attributes."""
 
     _composite: type[core.Composite]
 
@@ -137,9 +167,11 @@ class _CompositeModule(SpecModule):
     def _adopt_children(self) -> None:
         r"""After the Zuko-signature constructor set the children: the spec is built from them."""
 
-        self.__dict__["_spec"] = self._rebuilt_spec()
+        spec = self._rebuilt_spec()
+        if spec is not None:
+            self.__dict__["_spec"] = spec
 
-    def _child_specs(self) -> dict[str, Any] | None:
+    def _rebuilt_spec(self) -> Spec | None:
         parts: dict[str, Any] = {}
         for name in self._composite.part_names:
             child = getattr(self, name)
@@ -147,40 +179,34 @@ class _CompositeModule(SpecModule):
             if any(s is None for s in specs):
                 return None
             parts[name] = specs if isinstance(child, nn.ModuleList) else specs[0]
-        return parts
-
-    def _rebuilt_spec(self) -> Spec | None:
-        parts = self._child_specs()
-        if parts is None:
-            return None
         original = self.__dict__.get("_spec")
         if original is not None and all(_same(parts[k], v) for k, v in original.parts().items()):
             return original
         return self._composite.from_parts(**parts)
 
-    def current_spec(self) -> Spec | None:
-        r"""The spec of the current children: the one this module was built from unless
-        a child was replaced; ``None`` if a child is not a spec module."""
-
-        cached = self.__dict__.get("_spec_cache")
-        if cached is not None and cached[0] == _STRUCTURE_VERSION[0]:
-            return cached[1]
-        spec = self._rebuilt_spec()
-        if not torch.compiler.is_compiling():
-            self.__dict__["_spec_cache"] = (_STRUCTURE_VERSION[0], spec)
-        return spec
-
     @property
     def spec(self) -> Spec:
-        spec = self.current_spec()
+        r"""The pure spec of the current children (the one this module was built from while
+        they are unchanged); :class:`NoSpecError` if a child has none."""
+
+        spec = self._rebuilt_spec()
         if spec is None:
             raise NoSpecError(f"{type(self).__name__} has children that are not spec modules")
         return spec
 
+    def _child_c(self, child: nn.Module, c: Tensor | None) -> Tensor | None:
+        return None if c is None or _unconditional(child) else c
+
     def forward(self, c: Tensor | None = None) -> Any:
-        if self.current_spec() is not None:
-            return SpecModule.forward(self, c)
-        return self.forward_children(c)
+        if c is not None and not _reads_context(self):
+            check_context(c, 0, type(self).__name__)  # the core's error, named after this module
+        try:
+            return self.forward_children(c)
+        except ContextError:
+            context = _context_of(self)
+            if c is None and context:
+                check_context(c, context, type(self).__name__)
+            raise
 
     def forward_children(self, c: Tensor | None) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -205,7 +231,7 @@ class LazyComposedTransform(_CompositeModule, LazyTransform):
         self._adopt_children()
 
     def forward_children(self, c: Tensor | None) -> Transform:
-        return ComposedTransform(*(t(c) for t in self.transforms))
+        return ComposedTransform(*(t(self._child_c(t, c)) for t in self._modules["transforms"]))
 
 
 @module_class(core.LazyInverse)
@@ -220,7 +246,7 @@ class LazyInverse(_CompositeModule, LazyTransform):
         self._adopt_children()
 
     def forward_children(self, c: Tensor | None) -> Transform:
-        return self.transform(c).inv
+        return self.transform(self._child_c(self.transform, c)).inv
 
     @property
     def inv(self) -> nn.Module:
@@ -255,8 +281,9 @@ class Flow(_CompositeModule, LazyDistribution):
         self._adopt_children()
 
     def forward_children(self, c: Tensor | None) -> NormalizingFlow:
-        transform = self.transform(c)
-        base = self.base(c)
+        transform, base = self._modules["transform"], self._modules["base"]
+        transform = transform(self._child_c(transform, c))
+        base = base(self._child_c(base, c))
         if c is not None:
             base = base.expand(c.shape[:-1])
         return NormalizingFlow(transform, base)

@@ -1,17 +1,32 @@
-r"""The bridge: a spec plus a parameter tree becomes an ``nn.Module`` lazy distribution.
+r"""The bridge: a spec plus a parameter tree becomes Zuko's own ``nn.Module`` tree.
 
-A :class:`SpecModule` registers the parameter tree as ``nn.Parameter``\ s and the
-state tree as buffers, in nested submodules named after the tree's keys, so
-``named_parameters()`` names are the tree's dotted paths. Its ``forward(c)`` gathers
-the *current* tensors (those :func:`torch.func.functional_call` substituted, if
-any) and calls the pure ``spec.apply``. The returned distribution holds those
-tensors: evaluating it after ``functional_call`` returned still uses them.
+A :class:`SpecModule` is built from a core spec: its own tensors are registered as
+``nn.Parameter``\ s and buffers under the tree's keys, and every part of the spec that is
+itself parametric (a network such as ``hyper``, a monotonic network such as ``univariate``)
+becomes a child module of the class Zuko has there (an ``nn.Sequential`` of ``Linear``
+layers and activation modules, callable). So ``named_parameters()`` are the tree's dotted
+paths, and checkpoints load both ways.
+
+Calling a module *binds* the tensors it reads at that moment (:func:`bind`):
+
+* a child left as it was built (the same child objects, the same tensor names, no hooks,
+  no parametrization) contributes its current tensors to the tree, and the pure core
+  computes: ``functional_call(module, params, (c,))`` is ``module.spec.apply(params, c)``,
+  operation for operation;
+* any other child (a user's module, a parametrized layer, a pruned one, one with hooks, an
+  edited ``nn.Sequential``) is *captured*: its current parameters and buffers are read now
+  and it is run later through :func:`torch.func.functional_call` on them, so its forward,
+  hooks and parametrizations run where Zuko runs them, on the tensors of this call.
+
+Nothing is cached across calls: an edit of the module tree is seen by the next call, and
+importing this module changes nothing in torch.
 """
 
 from __future__ import annotations
 
-__all__ = ["NoSpecError", "ParameterNode", "SpecModule", "module_class", "module_trees", "spec_of", "to_module"]
+__all__ = ["NoSpecError", "ParameterNode", "SpecModule", "bind", "module_class", "module_trees", "spec_of", "to_module"]
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,109 +34,157 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..nn import Network
 from ..pytree import unflatten_names
 from ..spec import Parametric, Spec
+from .capture import CapturedNetwork, CapturedUnivariate
 
 
 class NoSpecError(TypeError):
-    r"""Raised when a module outside this library (no pure spec) is asked for its spec."""
+    r"""Raised when a module without a pure spec (a module outside this library, or one
+    whose children were replaced or edited) is asked for its spec."""
 
 
-_STRUCTURE_VERSION = [0]
+#: The public API of specs, which modules do not answer (``flow.init`` is not an attribute).
+_SPEC_API = frozenset({"init", "init_state", "apply", "apply_checked", "check", "init_trees", "param_shapes",
+                       "state_shapes", "default_state", "split_state_dict", "parts", "from_parts", "name"})
 
 
-def _bump(*args: Any) -> None:
-    _STRUCTURE_VERSION[0] += 1
+def _settings(module: nn.Module) -> dict[str, Any]:
+    r"""The public configuration a module holds (an activation's ``negative_slope``, ...)."""
+
+    return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
 
 
-# Any module of the process (an ``nn.ModuleList`` a user appends to or assigns into
-# included) registering a submodule, parameter or buffer bumps the version; the hooks
-# change nothing else. Removals are seen by :class:`_Tracked` below.
-nn.modules.module.register_module_module_registration_hook(_bump)
-nn.modules.module.register_module_parameter_registration_hook(_bump)
-nn.modules.module.register_module_buffer_registration_hook(_bump)
+def _layout(module: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, nn.Module], dict[str, Any]]:
+    return tuple(module._parameters), tuple(module._buffers), dict(module._modules), _settings(module)
 
 
-class _Tracked(nn.Module):
-    r"""Bumps a global version whenever a module's structure changes (a parameter,
-    buffer or submodule is added, replaced or removed), so cached parameter
-    references are rebuilt. Reassigning *values* (``functional_call``, ``.to()``,
-    ``load_state_dict``) keeps the structure and needs no rebuild."""
+def _freeze(module: nn.Module) -> None:
+    r"""Records the module's layout as built (tensor names, child objects): :func:`_gather`
+    takes the pure path only while it is unchanged."""
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        _STRUCTURE_VERSION[0] += 1
-        super().__setattr__(name, value)
-
-    def __delattr__(self, name: str) -> None:
-        _STRUCTURE_VERSION[0] += 1
-        super().__delattr__(name)
-
-    def register_parameter(self, name: str, param: Any) -> None:
-        _STRUCTURE_VERSION[0] += 1
-        super().register_parameter(name, param)
-
-    def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
-        _STRUCTURE_VERSION[0] += 1
-        super().register_buffer(name, tensor, persistent)
-
-    def add_module(self, name: str, module: Any) -> None:
-        _STRUCTURE_VERSION[0] += 1
-        super().add_module(name, module)
+    module.__dict__["_built_layout"] = _layout(module)
 
 
-class ParameterNode(_Tracked):
-    r"""A plain container for one level of a parameter tree. A node holding a ``weight``
-    answers ``in_features`` / ``out_features`` like the ``nn.Linear`` it stands for."""
+def _hooked(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
-    def __getattr__(self, name: str) -> Any:
-        if name in ("in_features", "out_features"):
-            weight = self.__dict__["_parameters"].get("weight")
-            if weight is not None:
-                return weight.shape[-1] if name == "in_features" else weight.shape[-2]
-        return super().__getattr__(name)
 
-    def __getitem__(self, index: int | str) -> nn.Module:
-        r"""``node[i]``: the child named ``str(i)``, as ``nn.Sequential`` indexing of Zuko's
-        networks (``hyper[0]``, ``hyper[-1]``); activations hold no parameters and have no
-        node here."""
+def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    r"""The module's current ``(params, state)`` trees if it is as built (see
+    :func:`_freeze`) and has no hooks, else ``None``."""
 
-        if isinstance(index, int) and index < 0:
-            numeric = [int(k) for k in self._modules if k.isdigit()]
-            index += max(numeric, default=-1) + 1
-        child = self._modules.get(str(index))
-        if child is None:
-            raise IndexError(f"{type(self).__name__} has no parameter layer at index {index} "
-                             f"(layers: {list(self._modules)})")
-        return child
+    d = module.__dict__
+    built = d.get("_built_layout")
+    if built is None or d["_forward_hooks"] or d["_forward_pre_hooks"]:
+        return None
+    pkeys, bkeys, children, settings = built
+    P, B, M = d["_parameters"], d["_buffers"], d["_modules"]
+    if len(M) != len(children) or tuple(P) != pkeys or tuple(B) != bkeys:
+        return None
+    if not (P or B or M):
+        return ({}, {}) if _settings(module) == settings else None  # an activation, unless edited in place
+    params = {k: v for k, v in P.items() if v is not None}
+    state = {k: v for k, v in B.items() if v is not None}
+    for name, child in M.items():
+        if children.get(name) is not child:
+            return None
+        sub = _gather(child)
+        if sub is None:
+            return None
+        p, s = sub
+        if p:
+            params[name] = p
+        if s:
+            state[name] = s
+    return params, state
+
+
+def _global_hooks() -> bool:
+    m = nn.modules.module
+    return bool(m._global_forward_hooks or m._global_forward_pre_hooks)
+
+
+def bind(module: nn.Module, part: Parametric | None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    r"""``(part, params, state)`` for one child of a module at call time.
+
+    ``part`` is the spec's sub-spec the child was built from. While the child is as built,
+    it is that part with the child's current tensors; otherwise a captured stand-in (a
+    network or univariate spec that runs the child through ``functional_call`` on the
+    tensors read now).
+    """
+
+    trees = None if _global_hooks() else _gather(module)
+    if trees is not None and part is not None:
+        return part, trees[0], trees[1]
+    captured = CapturedUnivariate(module) if part is not None and not isinstance(part, Network) else CapturedNetwork(module)
+    return captured, *captured.capture()
+
+
+def _replace_parts(spec: Parametric, parts: Mapping[str, Any]) -> Parametric:
+    r"""A shallow copy of ``spec`` whose parts ``parts`` (tree key -> spec) are replaced."""
+
+    new = copy.copy(spec)
+    for key in ("_param_shapes", "_state_shapes", "_state_cache", "_checked"):
+        new.__dict__.pop(key, None)
+    for key, part in parts.items():
+        setattr(new, spec.part_attributes.get(key, key), part)
+    return new
+
+
+def _container(params: Mapping[str, Any], state: Mapping[str, Any]) -> nn.Module:
+    r"""A child holding a nested tree that is not a network: an ``nn.ParameterList`` for
+    positional keys (Zuko's ``phi``), else a :class:`ParameterNode`."""
+
+    keys = list(dict.fromkeys([*params, *state]))
+    positional = keys == [str(i) for i in range(len(keys))]
+    if positional and not state and all(isinstance(v, Tensor) for v in params.values()):
+        child: nn.Module = nn.ParameterList(nn.Parameter(_own(params[k])) for k in keys)
+    elif positional and all(isinstance(params.get(k, state.get(k)), Mapping) for k in keys):
+        child = nn.ModuleList(_container(params.get(k, {}), state.get(k, {})) for k in keys)
+    else:
+        child = ParameterNode()
+        _register(child, None, params, state)
+    _freeze(child)
+    return child
+
+
+def _own(t: Any) -> Tensor:
+    return torch.as_tensor(t).detach().clone()
+
+
+def _register(module: nn.Module, spec: Parametric | None, params: Mapping[str, Any], state: Mapping[str, Any]) -> None:
+    r"""Registers the trees on ``module``: tensors as parameters / buffers, parametric parts
+    of ``spec`` as child modules of their registered class, other nested trees as containers."""
+
+    for key in dict.fromkeys([*params, *state]):
+        p, s = params.get(key), state.get(key)
+        part = None if spec is None else spec.part(key)
+        if part is not None:
+            module.add_module(key, to_module(part, p or {}, s or {}))
+        elif isinstance(p, Mapping) or isinstance(s, Mapping):
+            module.add_module(key, _container(p or {}, s or {}))
+        else:
+            if p is not None:
+                module.register_parameter(key, nn.Parameter(_own(p)))
+            if s is not None:
+                module.register_buffer(key, _own(s))
+
+
+def _tree_roots(spec: Parametric) -> set[str]:
+    r"""The top-level keys of a spec's parameter and state trees (the module's own names)."""
+
+    return {name.split(".")[0] for name in (*spec.param_shapes, *spec.state_shapes)}
+
+
+class ParameterNode(nn.Module):
+    r"""A container for one level of a nested tree that is neither a network nor a
+    positional list (used by specs without a Zuko counterpart); it is read, not called."""
 
     def extra_repr(self) -> str:
         tensors = {**self._parameters, **self._buffers}
         return ", ".join(f"{k}: {tuple(v.shape)}" for k, v in tensors.items() if v is not None)
-
-    def forward(self, *args: Any) -> Any:  # pragma: no cover - containers are not called
-        raise RuntimeError("ParameterNode is a container of parameters and cannot be called")
-
-
-def _register(module: nn.Module, params: Mapping[str, Any], state: Mapping[str, Any]) -> None:
-    for key in dict.fromkeys([*params, *state]):
-        p, s = params.get(key), state.get(key)
-        if isinstance(p, Mapping) or isinstance(s, Mapping):
-            child = module._modules.get(key)
-            if child is None:
-                child = ParameterNode()
-                module.add_module(key, child)
-            _register(child, p or {}, s or {})
-        else:
-            if p is not None:
-                module.register_parameter(key, nn.Parameter(torch.as_tensor(p).detach().clone()))
-            if s is not None:
-                module.register_buffer(key, torch.as_tensor(s).detach().clone())
-
-
-def _tree_roots(spec: Spec) -> set[str]:
-    r"""The top-level keys of a spec's parameter and state trees (the module's own names)."""
-
-    return {name.split(".")[0] for name in (*spec.param_shapes, *spec.state_shapes)}
 
 
 def module_trees(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -132,140 +195,126 @@ def module_trees(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
     return params, state
 
 
-def _read(layout: dict[str, Any]) -> dict[str, Any]:
-    r"""The tree of current tensors of a slot layout (see :class:`_Slots`)."""
-
-    return {k: v[0][v[1]] if isinstance(v, tuple) else _read(v) for k, v in layout.items()}
-
-
-class _Slots:
-    r"""Where each tensor of a module tree lives: ``(owner dict, key)`` per dotted name,
-    so the current tensors (those :func:`torch.func.functional_call` substituted, or
-    ``.to()`` replaced) are read in one pass without walking the module tree."""
-
-    def __init__(self, module: nn.Module, kind: str) -> None:
-        slots: dict[str, tuple[dict, str]] = {}
-        seen: set[int] = set()
-        for prefix, sub in module.named_modules(remove_duplicate=False):
-            store = sub._parameters if kind == "params" else sub._buffers
-            for key, value in store.items():
-                if value is None or id(value) in seen:
-                    continue
-                seen.add(id(value))
-                slots[f"{prefix}.{key}" if prefix else key] = (store, key)
-        self.slots = tuple(slots.values())
-        # The nested layout, resolved once: {key: (owner dict, key) or a sub-layout}.
-        self.layout = unflatten_names(slots)
-
-    def tree(self) -> dict[str, Any]:
-        return _read(self.layout)
-
-    def shapes(self) -> tuple[torch.Size, ...]:
-        return tuple(d[k].shape for d, k in self.slots)
-
-
-class SpecModule(_Tracked):
-    r"""An ``nn.Module`` whose forward is ``spec.apply(own params, c, state=own buffers)``.
+class SpecModule(nn.Module):
+    r"""An ``nn.Module`` built from a core spec, whose call is the spec's pure function on
+    the tensors the module holds when it is called (see the module docstring).
 
     Arguments:
-        spec: a spec (see :class:`~lazydist_functional.Spec`).
+        spec: a spec (see :class:`~lazydist_functional.Spec`) or a network.
         params: the parameter tree (default: ``spec.init(generator)``).
         state: the state tree (default: ``spec.init_state()``).
         generator: the random generator used when ``params`` is omitted.
 
     Example:
-        >>> from lazydist_functional.flows import MAF
-        >>> spec = MAF(3, 2)
+        >>> from lazydist_functional.flows import MaskedAutoregressiveTransform
+        >>> spec = MaskedAutoregressiveTransform(3, 2)
         >>> module = SpecModule(spec, spec.init())
-        >>> module(torch.randn(2)).log_prob(torch.randn(3)).shape
-        torch.Size([])
+        >>> type(module.hyper).__name__, module.hyper(torch.randn(5)).shape
+        ('MaskedMLP', torch.Size([6]))
     """
 
     def __init__(
         self,
-        spec: Spec | None = None,
+        spec: Parametric | None = None,
         params: Mapping[str, Any] | None = None,
         state: Mapping[str, Any] | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         if spec is not None:
-            params, state = spec.init_trees(params, state, generator)
-            self.__dict__["_spec"] = spec
-            _register(self, params, state)
+            self._populate(spec, params, state, generator)
+
+    def _populate(self, spec: Parametric, params: Mapping[str, Any] | None, state: Mapping[str, Any] | None,
+                  generator: torch.Generator | None) -> None:
+        params, state = spec.init_trees(params, state, generator)
+        self.__dict__["_spec"] = spec
+        _register(self, spec, params, state)
+        _freeze(self)
 
     def __getattr__(self, name: str) -> Any:
-        r"""Parameters, buffers and submodules first (``nn.Module``); then the public
-        configuration of the spec (``passes``, ``shapes``, ``univariate``, ...), which
-        Zuko's modules hold as attributes."""
+        r"""Parameters, buffers and submodules first (``nn.Module``); then the configuration
+        the spec holds as instance attributes (``features``, ``passes``, ``shapes``, ...),
+        which Zuko's modules hold as attributes. The spec's API is not forwarded."""
 
         try:
             return super().__getattr__(name)
         except AttributeError:
             spec = self.__dict__.get("_spec")
-            if spec is None or name.startswith("_") or name in _tree_roots(spec):
+            if spec is None or name.startswith("_") or name in _SPEC_API or name not in vars(spec):
                 raise
-            value = getattr(spec, name, None)
-            # Tensors and sub-specs are the module's own buffers and children, never forwarded.
-            if value is None or isinstance(value, (Tensor, Parametric)):
+            if name in _tree_roots(spec):  # a tensor or child of the tree: the module's own, never forwarded
+                raise
+            value = vars(spec)[name]
+            if isinstance(value, (Tensor, Parametric)):
                 raise
             return value
 
+    def _bind(self) -> tuple[Parametric, dict[str, Any], dict[str, Any]]:
+        r"""``(spec, params, state)`` of this call: the spec (with captured stand-ins for
+        children that are not as built) and the tensors the module holds now."""
+
+        spec = self._built_spec
+        params = {k: v for k, v in self._parameters.items() if v is not None}
+        state = {k: v for k, v in self._buffers.items() if v is not None}
+        replaced: dict[str, Any] = {}
+        for name, child in self._modules.items():
+            part = spec.part(name)
+            if part is None:
+                trees = _gather(child)
+                if trees is None:
+                    raise NoSpecError(f"{type(self).__name__}.{name} ({type(child).__name__}) was edited and is "
+                                      f"not a part {type(spec).__name__} can call")
+                used, p, s = None, *trees
+            else:
+                used, p, s = bind(child, part)
+                if used is not part:
+                    replaced[name] = used
+                params[name], state[name] = p, s
+                continue
+            if p:
+                params[name] = p
+            if s:
+                state[name] = s
+        return (_replace_parts(spec, replaced) if replaced else spec), params, state
+
     @property
-    def spec(self) -> Spec:
-        r"""The pure spec this module applies."""
+    def _built_spec(self) -> Parametric:
+        r"""The spec this module was built from."""
 
         spec = self.__dict__.get("_spec")
         if spec is None:
             raise NoSpecError(f"{type(self).__name__} was not built from a spec")
         return spec
 
+    @property
+    def spec(self) -> Parametric:
+        r"""The pure spec this module applies: the one it was built from, while its module
+        tree is as built (:class:`NoSpecError` otherwise)."""
+
+        spec = self._built_spec
+        if _global_hooks() or _gather(self) is None:
+            raise NoSpecError(f"{type(self).__name__}'s module tree was edited (a child replaced, a hook or a "
+                              f"parametrization added): it has no pure spec")
+        return spec
+
     def trees(self) -> tuple[dict[str, Any], dict[str, Any]]:
         r"""The current ``(params, state)`` trees: the tensors now held by the module,
-        including those substituted by :func:`torch.func.functional_call`.
+        including those substituted by :func:`torch.func.functional_call`."""
 
-        Where the tensors live is cached until any module's structure changes; values are
-        read fresh on every call. While ``torch.compile`` traces, nothing is cached (a
-        cache written during tracing would hold traced objects).
-        """
-
-        if torch.compiler.is_compiling():
-            return module_trees(self)
-        params, state = self._slots()
-        return params.tree(), state.tree()
-
-    def _slots(self) -> tuple[_Slots, _Slots]:
-        cache = self.__dict__.get("_slots_cache")
-        if cache is None or cache[0] != _STRUCTURE_VERSION[0]:
-            cache = (_STRUCTURE_VERSION[0], _Slots(self, "params"), _Slots(self, "state"))
-            self.__dict__["_slots_cache"] = cache
-        return cache[1], cache[2]
-
-    def _validated_trees(self, spec: Spec) -> tuple[dict[str, Any], dict[str, Any]]:
-        r"""Current trees, checked against ``spec`` once per (structure, shapes)."""
-
-        params, state = self.trees()
-        if torch.compiler.is_compiling():
-            spec.check(params, state)
-            return params, state
-        p_slots, s_slots = self._slots()
-        signature = (id(spec), _STRUCTURE_VERSION[0], p_slots.shapes(), s_slots.shapes())
-        if self.__dict__.get("_validated") != signature:
-            spec.check(params, state)
-            self.__dict__["_validated"] = signature
-        return params, state
+        return module_trees(self)
 
     def forward(self, c: Tensor | None = None) -> Any:
         r"""Returns :math:`p(X | c)` (or the transform :math:`f(\cdot | c)`)."""
 
-        spec = self.spec
-        params, state = self._validated_trees(spec)
+        spec, params, state = self._bind()
+        if self.training and isinstance(spec, Spec):  # batch-norm layers: batch statistics, buffers updated
+            return spec.apply_checked(params, c, state, update_buffers=True)
         return spec.apply_checked(params, c, state)
 
     @classmethod
     def from_spec(
         cls,
-        spec: Spec,
+        spec: Parametric,
         params: Mapping[str, Any] | None = None,
         state: Mapping[str, Any] | None = None,
         generator: torch.Generator | None = None,
@@ -279,7 +328,7 @@ class SpecModule(_Tracked):
 
 
 def spec_of(module: nn.Module) -> Spec | None:
-    r"""The spec a module applies, or ``None`` for modules outside this library."""
+    r"""The spec a module applies, or ``None`` for modules outside this library (or edited)."""
 
     try:
         return module.spec if isinstance(module, SpecModule) else None
@@ -302,17 +351,17 @@ def module_class(spec_cls: type) -> Callable[[type], type]:
 
 
 def to_module(
-    spec: Spec,
+    spec: Parametric,
     params: Mapping[str, Any] | None = None,
     state: Mapping[str, Any] | None = None,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
-    r"""The adapter module of a spec, holding ``params``/``state`` (default: fresh init).
+    r"""The adapter module of a spec (or network), holding ``params``/``state`` (default:
+    fresh init).
 
     The module class is the one registered for the spec's class (nearest in its MRO):
     ``to_module(flows.MAF(3))`` is a ``zuko.flows.MAF`` whose ``.spec`` is that very
-    spec; composite specs become composite modules whose children are modules too, so
-    names and structure match Zuko's.
+    spec; its children are the modules Zuko has at the same paths.
 
     Example:
         >>> from lazydist_functional import flows

@@ -1,13 +1,19 @@
-r"""Zuko-compatible network modules (``zuko.nn`` names).
+r"""Zuko-compatible network modules (``zuko.nn`` names), each the module Zuko has.
 
-Each is a :class:`~lazydist_functional.adapters.SpecModule` of a pure network
-(:mod:`lazydist_functional.nn`): the generic forward ``network.apply_checked(own
-params, x, own buffers)`` is the module's forward, as for flows.
+``MLP``, ``MaskedMLP``, ``MonotonicMLP`` and ``Residual`` are ``nn.Sequential``\ s of layer
+modules (``Linear``, ``MaskedLinear`` — an ``nn.Linear`` —, ``MonotonicLinear``,
+``LayerNorm``) and activation modules, laid out as Zuko lays them out, so ``net(x)``,
+``net[0](x)``, ``len(net)``, hooks and parametrizations work as on Zuko's. Every layer's
+forward is the pure function of :mod:`lazydist_functional.nn`, and a network built from a
+pure network spec keeps it (``net.spec``): a parent module that reads an unedited network
+computes it with that spec on the network's current tensors, which gives the same values.
 """
 
 __all__ = ["MLP", "Linear", "MaskedMLP", "MonotonicMLP"]
 
 from collections.abc import Callable, Iterable, Sequence  # noqa: F401  (zuko.nn's namespace)
+import copy as _copy
+from collections.abc import Mapping as _Mapping
 from typing import Any as _Any
 
 import torch
@@ -16,10 +22,46 @@ import torch.nn.functional as F  # noqa: F401  (zuko.nn's namespace)
 from torch import BoolTensor, Tensor  # noqa: F401  (zuko.nn's namespace)
 
 from .. import nn as _nn
-from ..nn import linear
+from ..nn import layer_norm as _layer_norm
+from ..nn import linear  # noqa: F401  (imported by zuko.bayesian's namespace)
+from ..spec import Parametric as _Parametric
 from .module import SpecModule as _SpecModule
+from .module import _freeze
+from .module import module_class as _module_class
 
 
+def _empty(cls: type, spec: _Parametric) -> _Any:
+    r"""An instance of ``cls`` holding ``spec``, without running the class's constructor."""
+
+    module = object.__new__(cls)
+    nn.Module.__init__(module)
+    module.__dict__["_spec"] = spec
+    return module
+
+
+def _sequential(cls: type, spec: _Parametric, layers: Sequence[nn.Module]) -> _Any:
+    module = _empty(cls, spec)
+    for i, layer in enumerate(layers):
+        module.add_module(str(i), layer)
+    _freeze(module)
+    return module
+
+
+def _stateless(act: nn.Module) -> nn.Module:
+    _freeze(act)
+    return act
+
+
+def _populate_linear(self: _Any, spec: _Parametric, params: _Any, state: _Any, generator: _Any) -> None:
+    r"""Registers a linear layer's tensors; without bias, ``bias`` is ``None`` (as ``nn.Linear``)."""
+
+    _SpecModule._populate(self, spec, params, state, generator)
+    if "bias" not in self._parameters:
+        self._parameters["bias"] = None  # not ``register_parameter``: the spec's ``bias`` flag answers ``hasattr``
+        _freeze(self)
+
+
+@_module_class(_nn.Linear)
 class Linear(_SpecModule):
     r"""Linear layer :math:`y = x W^T + b`, or ``stack`` independent ones on inputs
     :math:`(*, S, C)` (``zuko.nn.Linear``).
@@ -29,13 +71,18 @@ class Linear(_SpecModule):
         torch.Size([5, 4, 2])
     """
 
-    _network = _nn.Linear
+    _network: type = _nn.Linear
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, stack: int | None = None) -> None:
         super().__init__(self._network(in_features, out_features, bias, stack))
-        self.in_features, self.out_features = in_features, out_features
+
+    _populate = _populate_linear
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)
 
 
+@_module_class(_nn.MonotonicLinear)
 class MonotonicLinear(Linear):
     r"""Monotonic linear layer :math:`y = x |W|^T + b` (``zuko.nn.MonotonicLinear``).
 
@@ -46,10 +93,14 @@ class MonotonicLinear(Linear):
 
     _network = _nn.MonotonicLinear
 
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight.abs(), self.bias)
 
+
+@_module_class(_nn.MaskedLinear)
 class MaskedLinear(nn.Linear, _SpecModule):
     r"""Masked linear layer :math:`y = x (W \odot A)^T + b` (``zuko.nn.MaskedLinear``: an
-    ``nn.Linear`` with the buffer ``mask``; the forward is the pure network's).
+    ``nn.Linear`` with the buffer ``mask``).
 
     Example:
         >>> MaskedLinear(torch.tensor([[True, False], [True, True]]))(torch.randn(2)).shape
@@ -57,58 +108,15 @@ class MaskedLinear(nn.Linear, _SpecModule):
     """
 
     def __init__(self, adjacency: BoolTensor, bias: bool = True) -> None:
-        _SpecModule.__init__(self, _nn.MaskedLinear(adjacency, bias))  # not nn.Linear's: the spec's trees
-        self.out_features, self.in_features = adjacency.shape
+        _SpecModule.__init__(self, _nn.MaskedLinear(adjacency, bias))
 
-    forward = _SpecModule.forward
+    _populate = _populate_linear
 
-
-class MLP(_SpecModule, nn.Sequential):
-    r"""Multi-layer perceptron (:class:`lazydist_functional.nn.MLP`; ``zuko.nn.MLP``'s
-    arguments and parameter names). An ``nn.Sequential`` by class, as Zuko's; its
-    children hold the layers' parameters.
-
-    Example:
-        >>> net = MLP(3, 2, [16])
-        >>> net(torch.randn(5, 3)).shape
-        torch.Size([5, 2])
-    """
-
-    _network: type = _nn.MLP
-
-    def __init__(self, in_features: int, out_features: int, *args: _Any, **kwargs: _Any) -> None:
-        super().__init__(self._network(in_features, out_features, *args, **kwargs))
-        self.in_features, self.out_features = in_features, out_features
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias, self.mask)
 
 
-class MaskedMLP(_SpecModule, nn.Sequential):
-    r"""Masked MLP whose Jacobian respects ``adjacency`` (:class:`lazydist_functional.nn.MaskedMLP`;
-    masks are buffers, ``zuko.nn.MaskedMLP``'s layout).
-
-    Example:
-        >>> net = MaskedMLP(torch.tensor([[False, False], [True, False]]), [8])
-        >>> net(torch.randn(2)).shape
-        torch.Size([2])
-    """
-
-    def __init__(self, adjacency: BoolTensor, *args: _Any, **kwargs: _Any) -> None:
-        super().__init__(_nn.MaskedMLP(adjacency, *args, **kwargs))
-        self.out_features, self.in_features = adjacency.shape
-
-
-class MonotonicMLP(MLP):
-    r"""Monotonic MLP (:class:`lazydist_functional.nn.MonotonicMLP`; ``zuko.nn.MonotonicMLP``'s
-    arguments and parameter names, plus ``stack``).
-
-    Example:
-        >>> net = MonotonicMLP(3, 4, [16, 32])
-        >>> net(torch.randn(5, 3)).shape
-        torch.Size([5, 4])
-    """
-
-    _network = _nn.MonotonicMLP
-
-
+@_module_class(_nn.LayerNorm)
 class LayerNorm(_SpecModule):
     r"""Standardizes features along ``dim`` (no parameters), as ``zuko.nn.LayerNorm``.
 
@@ -120,9 +128,90 @@ class LayerNorm(_SpecModule):
     def __init__(self, dim: int | Iterable[int] = -1, eps: float = 1e-5) -> None:
         super().__init__(_nn.LayerNorm(dim, eps))
 
+    def forward(self, x: Tensor) -> Tensor:
+        return _layer_norm(x, self.dim, self.eps)
 
-class Residual(_SpecModule, nn.Sequential):
-    r"""Residual block :math:`x + g(x)` over adapter layers or parameter-free modules.
+
+class _Network(_SpecModule, nn.Sequential):
+    r"""An ``nn.Sequential`` of layer modules built from a pure network spec."""
+
+    forward = nn.Sequential.forward
+
+    @classmethod
+    def from_spec(cls, spec, params=None, state=None, generator=None):  # noqa: D102
+        params, state = spec.init_trees(params, state, generator)
+        return _sequential(cls, spec, cls._layers(spec, params, state))
+
+    @classmethod
+    def _layers(cls, spec: _Any, params: _Mapping, state: _Mapping) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def _init_from(self, spec: _Parametric) -> None:
+        r"""The Zuko-signature constructors: fills ``self`` from a fresh spec."""
+
+        params, state = spec.init_trees()
+        nn.Module.__init__(self)
+        self.__dict__["_spec"] = spec
+        for i, layer in enumerate(self._layers(spec, params, state)):
+            self.add_module(str(i), layer)
+        _freeze(self)
+
+
+def _mlp_layers(spec: _Any, params: _Mapping, linear_cls: type, core_linear: type, act: Callable[[], nn.Module],
+                normalize: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    last = len(spec.names) - 1
+    for i, (name, (n_in, n_out)) in enumerate(zip(spec.names, spec.sizes, strict=True)):
+        layers.append(linear_cls.from_spec(core_linear(n_in, n_out, spec.bias, spec.stack), params[name]))
+        if i < last:
+            layers.append(_stateless(act()))
+            if normalize:
+                layers.append(LayerNorm.from_spec(_nn.LayerNorm()))
+    return layers
+
+
+@_module_class(_nn.MLP)
+class MLP(_Network):
+    r"""Multi-layer perceptron (:class:`lazydist_functional.nn.MLP`; ``zuko.nn.MLP``'s
+    arguments, layers and parameter names): ``Linear``, activation, [``LayerNorm``], ...
+
+    Example:
+        >>> net = MLP(3, 2, [16])
+        >>> net(torch.randn(5, 3)).shape, type(net[0]).__name__, type(net[1]).__name__
+        (torch.Size([5, 2]), 'Linear', 'ReLU')
+    """
+
+    def __init__(self, in_features: int, out_features: int, *args: _Any, **kwargs: _Any) -> None:
+        self._init_from(_nn.MLP(in_features, out_features, *args, **kwargs))
+
+    @classmethod
+    def _layers(cls, spec: _Any, params: _Mapping, state: _Mapping) -> list[nn.Module]:
+        return _mlp_layers(spec, params, Linear, _nn.Linear, lambda: _copy.deepcopy(spec.act), spec.normalize)
+
+
+@_module_class(_nn.MonotonicMLP)
+class MonotonicMLP(MLP):
+    r"""Monotonic MLP (:class:`lazydist_functional.nn.MonotonicMLP`; ``zuko.nn.MonotonicMLP``'s
+    arguments, layers and parameter names, plus ``stack``): ``MonotonicLinear`` layers and
+    ``TwoWayELU`` activations.
+
+    Example:
+        >>> net = MonotonicMLP(3, 4, [16, 32])
+        >>> net(torch.randn(5, 3)).shape
+        torch.Size([5, 4])
+    """
+
+    def __init__(self, in_features: int, out_features: int, *args: _Any, **kwargs: _Any) -> None:
+        self._init_from(_nn.MonotonicMLP(in_features, out_features, *args, **kwargs))
+
+    @classmethod
+    def _layers(cls, spec: _Any, params: _Mapping, state: _Mapping) -> list[nn.Module]:
+        return _mlp_layers(spec, params, MonotonicLinear, _nn.MonotonicLinear, TwoWayELU, False)
+
+
+@_module_class(_nn.Residual)
+class Residual(_Network):
+    r"""Residual block :math:`x + g(x)` over layer modules (``zuko.nn.Residual``).
 
     Example:
         >>> block = Residual(Linear(4, 4), nn.ReLU(), Linear(4, 4))
@@ -130,12 +219,74 @@ class Residual(_SpecModule, nn.Sequential):
         torch.Size([2, 4])
     """
 
-    def __init__(self, *layers: _Any) -> None:
-        specs = [layer.spec if isinstance(layer, _SpecModule) else layer for layer in layers]
-        trees = [layer.trees() if isinstance(layer, _SpecModule) else ({}, {}) for layer in layers]
-        params = {str(i): p for i, (p, _) in enumerate(trees) if p}
-        state = {str(i): s for i, (_, s) in enumerate(trees) if s}
-        super().__init__(_nn.Residual(*specs), params, state)
+    def __init__(self, *layers: nn.Module) -> None:
+        nn.Module.__init__(self)
+        for i, layer in enumerate(layers):
+            self.add_module(str(i), layer)
+        specs = [layer.__dict__.get("_spec") if isinstance(layer, _SpecModule) else layer for layer in layers]
+        if all(s is not None for s in specs):
+            self.__dict__["_spec"] = _nn.Residual(*specs)
+            for layer in layers:
+                if not isinstance(layer, _SpecModule):
+                    _stateless(layer)
+            _freeze(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + nn.Sequential.forward(self, x)
+
+    @classmethod
+    def _layers(cls, spec: _Any, params: _Mapping, state: _Mapping) -> list[nn.Module]:
+        return [_to_layer(layer, params.get(str(i), {}), state.get(str(i), {})) for i, layer in enumerate(spec.layers)]
+
+
+def _to_layer(layer: _Any, params: _Mapping, state: _Mapping) -> nn.Module:
+    r"""The module of one layer of a pure network: a registered module, or the
+    parameter-free callable itself (an activation module)."""
+
+    if isinstance(layer, _Parametric):
+        return _layer_module(layer).from_spec(layer, params, state)
+    return _stateless(layer)
+
+
+def _layer_module(layer: _Parametric) -> type:
+    for cls in type(layer).__mro__:
+        if cls in _LAYERS:
+            return _LAYERS[cls]
+    raise TypeError(f"no adapter module for the layer {type(layer).__name__}")
+
+
+_LAYERS = {_nn.Linear: Linear, _nn.MonotonicLinear: MonotonicLinear, _nn.MaskedLinear: MaskedLinear,
+           _nn.LayerNorm: LayerNorm, _nn.Residual: Residual}
+
+
+@_module_class(_nn.MaskedMLP)
+class MaskedMLP(_Network):
+    r"""Masked MLP whose Jacobian respects ``adjacency`` (:class:`lazydist_functional.nn.MaskedMLP`;
+    ``zuko.nn.MaskedMLP``'s layers: ``MaskedLinear``\ s and activations, or ``Residual``
+    blocks with ``residual=True``; masks are buffers).
+
+    Example:
+        >>> net = MaskedMLP(torch.tensor([[False, False], [True, False]]), [8])
+        >>> net(torch.randn(2)).shape, type(net[0]).__name__
+        (torch.Size([2]), 'MaskedLinear')
+    """
+
+    def __init__(self, adjacency: BoolTensor, *args: _Any, **kwargs: _Any) -> None:
+        self._init_from(_nn.MaskedMLP(adjacency, *args, **kwargs))
+
+    @classmethod
+    def _layers(cls, spec: _Any, params: _Mapping, state: _Mapping) -> list[nn.Module]:
+        layers: list[nn.Module] = []
+        last = len(spec.plan) - 1
+        for i, (name, kind, n_in, n_out, mask) in enumerate(spec.plan):
+            if kind == "linear":
+                layers.append(MaskedLinear.from_spec(_nn.MaskedLinear(mask), params[name], state[name]))
+                if i < last and not spec.residual:
+                    layers.append(_stateless(_copy.deepcopy(spec.act)))
+            else:
+                block = _nn.Residual(_nn.MaskedLinear(mask), _copy.deepcopy(spec.act), _nn.MaskedLinear(mask))
+                layers.append(Residual.from_spec(block, params[name], state[name]))
+        return layers
 
 
 class TwoWayELU(nn.ELU):
@@ -149,3 +300,4 @@ class TwoWayELU(nn.ELU):
 
     def forward(self, x: Tensor) -> Tensor:
         return _nn.two_way_elu(x, self.alpha)
+

@@ -66,6 +66,9 @@ FLOWS: Mapping[str, FlowEntry] = MappingProxyType({
     "GF": _entry(flows.GF, hidden_features=[16], components=4),
     "CNF": _entry(flows.CNF, hidden_features=list(HIDDEN), steps=4),
     "GMM": _entry(flows.GMM, hidden_features=list(HIDDEN), components=3),
+    "Planar": _entry(flows.Planar, hidden_features=list(HIDDEN), iterations=12),
+    "Radial": _entry(flows.Radial, hidden_features=list(HIDDEN)),
+    "Sylvester": _entry(flows.Sylvester, hidden_features=list(HIDDEN), iterations=12),
 })
 
 

@@ -92,8 +92,14 @@ def check_tree(
                 return seen[key]
     batch = _check_tree_slow(what, tree, expected, floating)
     if key is not None:
+        if len(seen) >= SEEN_LIMIT:  # bounded: a new stack size or dtype evicts the oldest signature
+            del seen[next(iter(seen))]
         seen[key] = batch
     return batch
+
+
+#: The most tree signatures one spec remembers as checked (:func:`check_tree`'s ``seen``).
+SEEN_LIMIT = 16
 
 
 def _most_common(values: list[Any]) -> Any:

@@ -10,7 +10,10 @@ defined (never clamped to a guessed interval) in a few evaluations. A Newton ste
 :math:`x - (f(x) - y) / f'(x)` is taken when it stays inside the proven bracket and at
 least halves the step before last (the rule of Numerical Recipes' ``rtsafe``, which
 rules out slow crawling and cycling); otherwise the bracket is bisected. The evaluated
-point with the smallest residual is returned. The number of iterations is fixed and
+point with the smallest residual is returned; if every evaluation fell on one side of
+:math:`y` (no root within the reach of the iterations, e.g. :math:`y` outside the image of
+:math:`f`), the search *saturates*: it returns the farthest point evaluated on that side,
+monotone in :math:`y`, with zero gradient. The number of iterations is fixed and
 there is no data-dependent control flow, so it works under :func:`torch.func.vmap` and
 :func:`torch.compile`; from a good initial guess Newton's quadratic convergence makes a
 few iterations enough.
@@ -91,7 +94,8 @@ def newton_bisection(
     Returns:
         The solution :math:`x`, with the shape of ``y``: the evaluated point with the
         smallest residual :math:`|f(x) - y|`, refined by the final Newton step when
-        ``implicit``.
+        ``implicit``; or, when no evaluation reached the far side of :math:`y`, the
+        farthest point evaluated (the saturated end, gradient 0).
 
     Example:
         >>> f = lambda x: (x**3 + x, 3 * x**2 + 1)
@@ -122,7 +126,9 @@ def newton_bisection(
     for _ in range(iterations):
         fx, dfx = g(x)
         r = fx - y_
-        better = r.abs() < best  # keep the best evaluated point (False for NaN)
+        # Keep the best evaluated point (False for NaN); on ties the later one, which is
+        # the farther one when f is flat in floating point far out (saturation).
+        better = r.abs() <= best
         best = torch.where(better, r.abs(), best)
         best_x = torch.where(better, x, best_x)
         below = r < 0
@@ -149,17 +155,20 @@ def newton_bisection(
         last = torch.where(newton, delta, other - x).abs()
         x = torch.where(newton, step, other)
     x = best_x
+    saturated = ~(lo_ok & hi_ok)  # every evaluation on one side of y
     if not implicit:
         return x
     fx, dfx = f_and_df(x)
-    step = x - (fx - y) / dfx
-    fixed_step = step.detach()
+    refined = x - (fx.detach() - y_) / dfx.detach()
     # Value: the refined step when it is short (within the final bracket's width, or
     # 1%) and finite (and inside [l, h] if not expanding), else the root itself;
-    # gradient: always the implicit one carried by ``step`` (when finite).
-    finite = torch.isfinite(fixed_step)
-    accept = finite & ((fixed_step - x).abs() <= (hi - lo) + 1e-2 * (1 + x.abs()))
+    # gradient: the implicit one of the Newton step (when finite), except at a saturated
+    # end, which is constant in y and the parameters (gradient 0). The step is masked
+    # before dividing so that a discarded one (f' = 0) sends no NaN back.
+    finite = torch.isfinite(refined)
+    accept = finite & ((refined - x).abs() <= (hi - lo) + 1e-2 * (1 + x.abs()))
     if not expand:
-        accept = accept & (fixed_step >= lower_) & (fixed_step <= upper_)
-    carrier = torch.where(finite, step - fixed_step, torch.zeros_like(step))
-    return torch.where(accept, fixed_step, x) + carrier
+        accept = accept & (refined >= lower_) & (refined <= upper_)
+    carry = finite & (accept | ~saturated)
+    step = x - torch.where(carry, fx - y, torch.zeros_like(fx)) / torch.where(carry, dfx, torch.ones_like(dfx))
+    return torch.where(accept, refined, x) + (step - step.detach())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 __all__ = ["Parametric", "Spec"]
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,8 @@ import torch
 from torch import Tensor
 
 from .checks import ContextError, ParamTreeError, broadcasts, check_context, check_dtype, check_tree
-from .pytree import as_nested, first_float, flatten_names, unflatten_names
+from .pytree import Partial, as_nested, first_float, flatten_names, unflatten_names
+from .transforms.batchnorm import running_updates
 
 
 class Parametric:
@@ -53,7 +55,17 @@ class Parametric:
 
         return {}
 
+    #: Tree keys whose part is held under another attribute name (``{"univariate": "univariate_spec"}``).
+    part_attributes: Mapping[str, str] = {}
+
     # -- shared machinery -------------------------------------------------------------
+    def part(self, key: str) -> Parametric | None:
+        r"""The parametric part (a network, a parametrized univariate) whose trees live under
+        ``key`` of this spec's trees, or ``None`` if ``key`` holds plain tensors."""
+
+        value = vars(self).get(self.part_attributes.get(key, key))
+        return value if isinstance(value, Parametric) else None
+
     @property
     def name(self) -> str:
         r"""The name used in error messages (the class name)."""
@@ -186,7 +198,8 @@ class Spec(Parametric):
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
-    def apply(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None) -> Any:
+    def apply(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None,
+              train: bool = False) -> Any:
         r"""Builds the distribution (or transform) :math:`p(X | c)` from ``params``.
 
         Pure: the result holds ``params``, ``state`` and ``c`` and nothing else.
@@ -194,6 +207,24 @@ class Spec(Parametric):
         Checks (shapes and dtypes only, before any compute): the parameter tree, the
         context's presence and size, that the parameters' batch shape broadcasts with the
         context's, and dtypes.
+
+        With ``train=True`` the spec's batch-statistics layers (batch normalization) are in
+        training mode and the result is a pair ``(distribution, update)``: the distribution
+        normalizes with the statistics of the batch it transforms (known only when it is
+        evaluated, so the new state cannot exist before), and ``update(x)`` returns the new
+        state tree after the batch ``x`` (new tensors; ``state`` is not mutated; under
+        ``vmap`` over members, per-member statistics). For specs without such layers,
+        ``update(x)`` returns ``state``.
+
+        Example:
+            >>> from lazydist_functional.flows import MAF
+            >>> spec = MAF(2, transforms=2, batch_norm=True)
+            >>> params, state = spec.init(), spec.init_state()
+            >>> x = torch.randn(64, 2)
+            >>> d, update = spec.apply(params, state=state, train=True)
+            >>> loss, state = -d.log_prob(x).mean(), update(x)
+            >>> sorted(k for k in flatten_names(state) if "running" in k)
+            ['transform.transforms.1.running_mean', 'transform.transforms.1.running_var']
         """
 
         params = as_nested(params)
@@ -206,11 +237,22 @@ class Spec(Parametric):
                     f"{self.name}: the parameters' batch shape {tuple(batch)} does not broadcast with the "
                     f"context's batch shape {tuple(c.shape[:-1])}"
                 )
-        return self.apply_checked(params, c, state)
+        if not train:
+            return self.apply_checked(params, c, state)
+        if state is None:
+            state = self.default_state(first_float(params))
+        result = self.in_mode("train").apply_checked(params, c, state)
+        return result, Partial(_state_after, (result, state))
 
-    def apply_checked(self, params: Mapping[str, Any], c: Tensor | None, state: Any) -> Any:
+    def apply_checked(self, params: Mapping[str, Any], c: Tensor | None, state: Any, *,
+                      update_buffers: bool = False) -> Any:
         r""":meth:`apply` for trees already validated by :meth:`check` (the adapter's hot
-        path): checks the context and dtypes, fills in the default state, applies."""
+        path): checks the context and dtypes, fills in the default state, applies.
+
+        ``update_buffers=True`` (the adapter's modules in ``train()`` mode): batch-statistics
+        layers normalize with the statistics of the batch they transform and write their
+        updated running statistics into the tensors of ``state`` in place, as
+        ``nn.BatchNorm1d`` does; specs without such layers are unaffected."""
 
         ref = first_float(params)
         if state is None:
@@ -220,8 +262,59 @@ class Spec(Parametric):
         check_context(c, self.context, self.name)
         if c is not None and ref is not None:
             check_dtype("the context", c, ref.dtype)
-        return self._apply(params, c, state)
+        spec = self.in_mode("update") if update_buffers else self
+        return spec._apply(params, c, state)
 
-    def __call__(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None) -> Any:
-        return self.apply(params, c, state=state)
+    def in_mode(self, mode: str) -> Spec:
+        r"""This spec with its batch-statistics layers in ``mode`` (``"eval"``, ``"train"``
+        or ``"update"``, see :class:`~lazydist_functional.transforms.BatchNormTransform`):
+        a copy whose parts in that mode replace the original's, or the spec itself if it
+        has no such layer (cached)."""
+
+        modes = self.__dict__.get("_modes")
+        if modes is not None and mode in modes:
+            return modes[mode]
+        spec = self._with_mode(mode, ())
+        if not torch.compiler.is_compiling():
+            self.__dict__.setdefault("_modes", {})[mode] = spec
+        return spec
+
+    def _with_mode(self, mode: str, path: tuple[str, ...]) -> Spec:
+        r"""This spec with its parts (a composite's, see ``flows.core.Composite.parts``)
+        in ``mode``; ``path`` is its dotted position in the root spec's trees. Specs with
+        batch statistics override it."""
+
+        parts = self.parts() if callable(getattr(self, "parts", None)) else {}
+        changed: dict[str, Any] = {}
+        for name, part in parts.items():
+            if isinstance(part, tuple):
+                new = tuple(p._with_mode(mode, (*path, name, str(i))) for i, p in enumerate(part))
+                if any(a is not b for a, b in zip(new, part, strict=True)):
+                    changed[name] = new
+            else:
+                new = part._with_mode(mode, (*path, name))
+                if new is not part:
+                    changed[name] = new
+        if not changed:
+            return self
+        twin = copy.copy(self)
+        twin.__dict__.pop("_modes", None)
+        for name, part in changed.items():
+            setattr(twin, name, part)
+        return twin
+
+    def __call__(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None,
+                 train: bool = False) -> Any:
+        return self.apply(params, c, state=state, train=train)
+
+
+def _state_after(result: Any, state: Mapping[str, Any], x: Tensor) -> dict[str, Any]:
+    r"""The state tree after the batch ``x`` went through ``result`` (a flow or a transform
+    built in training mode): running statistics updated, other leaves unchanged."""
+
+    transform = result.transform if isinstance(result, torch.distributions.Distribution) else result
+    updates: dict[str, Tensor] = {}
+    running_updates(transform, x.detach(), updates)
+    flat = flatten_names(state)
+    return unflatten_names({k: updates.get(k, v) for k, v in flat.items()})
 

@@ -22,6 +22,7 @@ ZUKO_ONLY = {"steps"}  # catalogue keywords Zuko's constructors do not take (CNF
 def test_catalogue_names_every_flow():
     assert sorted(FLOWS) == sorted(
         ["MAF", "NSF", "NCSF", "RealNVP", "NICE", "NAF", "UNAF", "SOSPF", "BPF", "GF", "CNF", "GMM"]
+        + ["Planar", "Radial", "Sylvester"]  # not in Zuko 1.6
     )
     for name, entry in FLOWS.items():
         assert isinstance(entry, FlowEntry) and entry.cls is getattr(L.flows, name)
@@ -50,7 +51,7 @@ def test_overrides_replace_the_catalogue_keywords():
     assert len(spec.transform.transforms) == 1
 
 
-@pytest.mark.parametrize("name", list(FLOWS))
+@pytest.mark.parametrize("name", [n for n in FLOWS if hasattr(zuko.flows, n)])
 def test_split_state_dict_of_a_zuko_checkpoint(name):
     kwargs = {k: v for k, v in FLOWS[name].kwargs.items() if k not in ZUKO_ONLY}
     torch.manual_seed(0)

@@ -77,6 +77,7 @@ def test_zuko_state_dict_loads_and_matches(name, context, kwargs):
 def test_from_zuko_matches(name, context, kwargs):
     z, _ = _pair(name, context, kwargs)
     ours = A.from_zuko(z)
+    assert type(ours) is getattr(A.flows, name)  # the flow's own class, not a generic Flow
     _compare(z, ours, context)
     # the converted module is a full adapter: functional path and gradients work
     apply_fn, params = A.to_functional(ours)

@@ -54,3 +54,19 @@ __all__ = [
     "UnconditionalTransform",
     "to_module",
 ]
+
+from . import glow  # noqa: E402
+from .glow import Glow, MultiScaleRealNVP  # noqa: E402
+
+__all__ += ["Glow", "MultiScaleRealNVP"]
+# Flows Zuko 1.6 does not have (issue 16).
+from . import planar, radial, sylvester  # noqa: E402
+from .planar import Planar, PlanarTransform  # noqa: E402
+from .radial import Radial, RadialTransform  # noqa: E402
+from .sylvester import Sylvester, SylvesterTransform  # noqa: E402
+
+__all__ += ["Planar", "PlanarTransform", "Radial", "RadialTransform", "Sylvester", "SylvesterTransform"]
+from . import batchnorm  # noqa: E402
+from .batchnorm import BatchNormTransform  # noqa: E402
+
+__all__ += ["BatchNormTransform"]

@@ -35,8 +35,8 @@ class _UnivariateNetwork(SpecModule):
     core network spec builds from this module's parameters."""
 
     def forward(self, *phi: Tensor) -> Transform:
-        params, _ = self.trees()
-        return self.spec.transform(params, *phi)
+        spec, params, _ = self._bind()
+        return spec.transform(params, *phi)
 
 
 @module_class(_core.MNN)

@@ -40,3 +40,26 @@ __all__ += ["NCSF", "CircularRQSTransform"]
 from .mixture import GMM  # noqa: E402
 
 __all__ += ["GMM"]
+from .actnorm import ActNorm  # noqa: E402
+from .conv1x1 import InvertibleConv1x1  # noqa: E402
+from .conv_coupling import ConvCouplingTransform  # noqa: E402
+from .glow import Glow  # noqa: E402
+from .multiscale import LazyMultiScaleTransform, MultiScaleFlow, MultiScaleRealNVP  # noqa: E402
+
+__all__ += [
+    "ActNorm",
+    "ConvCouplingTransform",
+    "Glow",
+    "InvertibleConv1x1",
+    "LazyMultiScaleTransform",
+    "MultiScaleFlow",
+    "MultiScaleRealNVP",
+]
+from .planar import Planar, PlanarTransform  # noqa: E402
+from .radial import Radial, RadialTransform  # noqa: E402
+from .sylvester import Sylvester, SylvesterTransform  # noqa: E402
+
+__all__ += ["Planar", "PlanarTransform", "Radial", "RadialTransform", "Sylvester", "SylvesterTransform"]
+from .batchnorm import BatchNormTransform, with_batch_norm  # noqa: E402
+
+__all__ += ["BatchNormTransform", "with_batch_norm"]

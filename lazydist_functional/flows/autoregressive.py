@@ -18,6 +18,7 @@ from ..pytree import Partial
 from ..spec import Spec
 from ..transforms import AutoregressiveTransform, MonotonicAffineTransform
 from ._conditioner import univariate_from, with_context
+from .batchnorm import with_batch_norm
 from .common import FlowConfigError, autoregressive_layers, standard_base
 from .core import Flow
 from .elementwise import ElementWiseTransform
@@ -182,10 +183,12 @@ class MAF(Flow):
         context: int = 0,
         transforms: int = 3,
         randperm: bool = False,
+        batch_norm: bool = False,
         **kwargs: Any,
     ) -> None:
         layer = partial(MaskedAutoregressiveTransform, features=features, context=context, **kwargs)
-        super().__init__(autoregressive_layers(layer, features, transforms, randperm), self.base_of(features))
+        layers = autoregressive_layers(layer, features, transforms, randperm)
+        super().__init__(with_batch_norm(layers, features) if batch_norm else layers, self.base_of(features))
         self.features = int(features)
 
     @staticmethod

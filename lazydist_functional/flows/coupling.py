@@ -17,6 +17,7 @@ from ..pytree import Partial
 from ..spec import Spec
 from ..transforms import CouplingTransform, MonotonicAffineTransform
 from ._conditioner import univariate_from, with_context
+from .batchnorm import with_batch_norm
 from .common import FlowConfigError, standard_base
 from .core import Flow
 from .elementwise import ElementWiseTransform
@@ -129,6 +130,7 @@ class NICE(Flow):
         context: int = 0,
         transforms: int = 3,
         randmask: bool = False,
+        batch_norm: bool = False,
         **kwargs: Any,
     ) -> None:
         specs = []
@@ -138,7 +140,7 @@ class NICE(Flow):
             else:
                 mask = torch.arange(features) % 2 == i % 2
             specs.append(GeneralCouplingTransform(features=features, context=context, mask=mask, **kwargs))
-        super().__init__(specs, standard_base(features))
+        super().__init__(with_batch_norm(specs, features) if batch_norm else specs, standard_base(features))
         self.features = int(features)
 
 

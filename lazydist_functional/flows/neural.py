@@ -20,14 +20,14 @@ import torch.nn as nn
 from torch import Tensor
 from torch.distributions import Transform
 
-from ..nn import linear
+from ..nn import MLP, linear
 from ..nn.monotonic import MonotonicMLP, fold_signs, folded_value_and_tangent
 from ..pytree import Partial, tree_map
 from ..spec import Parametric, Spec
 from ..transforms import AdditiveTransform, ComposedTransform, DependentTransform, soft_bound, take
 from ..transforms import MonotonicTransform, UnconstrainedMonotonicTransform
 from ..transforms.monotonic.quadrature import INVERSE_NODES, gauss_legendre_rule
-from ._conditioner import unpack
+from ._conditioner import broadcast, unpack
 from .common import autoregressive_layers, standard_base, with_softclips
 from .core import Flow
 from .grouped import GroupedMaskedAutoregressiveTransform
@@ -74,8 +74,16 @@ class MNN(Parametric):
     def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
         return {"network": self.network.init(generator, dtype=dtype, device=device)}
 
+    def network_f(self, net: Mapping[str, Any], signal: Tensor, x: Tensor) -> Tensor:
+        r""":math:`f(x) = \text{network}([x, \text{signal}])` by calling the network (any network)."""
+
+        y = self.network._apply(net, torch.cat(broadcast(x[..., None], signal, ignore=1), dim=-1), {})
+        return y.squeeze(-1)
+
     def transform(self, params: Mapping[str, Any], signal: Tensor) -> Transform:
         net = params["network"]
+        if type(self.network) is not MonotonicMLP:  # a user's network (adapter): derivative by jvp
+            return MonotonicTransform(Partial(self.network_f, (net, signal)), iterations=self.iterations)
         names = self.network.names
         first = net[names[0]]
         W0, b0, Ws, bs = fold_signs(
@@ -114,21 +122,29 @@ class UMNN(Parametric):
         self.signal = int(signal)
         self.n = int(n)
         self.iterations = int(iterations)
-        act = nn.ELU() if activation is None else activation()
-        if any(True for _ in act.parameters()):
-            raise ValueError("UMNN needs a parameter-free activation")
-        self.act = act
-        self._g = partial(_umnn_g, act=act)
         for nodes in (self.n, INVERSE_NODES):  # warm the quadrature rules (compile-safe reads)
             gauss_legendre_rule(nodes)
-        # Same layer sizes, names and initialization as a plain (stacked) MLP.
-        self.integrand = MonotonicMLP(1 + self.signal, 1, hidden_features, bias=bias, stack=stack)
+        self.integrand = MLP(1 + self.signal, 1, hidden_features, activation or nn.ELU, bias=bias, stack=stack)
+        self.act = self.integrand.act
+        self._g = partial(_umnn_g, act=self.act)
 
     def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
         return {"integrand": self.integrand.init(generator, dtype=dtype, device=device)}
 
+    def integrand_g(self, net: Mapping[str, Any], signal: Tensor, x: Tensor) -> Tensor:
+        r""":math:`g(x) = \exp(\text{soft-bounded integrand}([x, \text{signal}]))` by calling
+        the integrand network (any network)."""
+
+        dx = self.integrand._apply(net, torch.cat(broadcast(x[..., None], signal, ignore=1), dim=-1), {})
+        return torch.exp(soft_bound(dx.squeeze(-1), 7.0))
+
     def transform(self, params: Mapping[str, Any], signal: Tensor, constant: Tensor) -> Transform:
         net = params["integrand"]
+        if type(self.integrand) is not MLP:  # a user's network (adapter)
+            g = Partial(self.integrand_g, (net, signal))
+            return ComposedTransform(
+                UnconstrainedMonotonicTransform(g, n=self.n, iterations=self.iterations), AdditiveTransform(constant)
+            )
         names = self.integrand.names
         s, w = _first_layer(net[names[0]], signal, monotonic=False)
         weights = tuple(net[n]["weight"] for n in names[1:])
@@ -147,6 +163,8 @@ class NeuralAutoregressiveTransform(GroupedMaskedAutoregressiveTransform):
 
     Parameters: ``"hyper"`` (masked MLP) and ``"univariate"`` (Zuko's names).
     """
+
+    part_attributes = {"univariate": "univariate_spec"}
 
     def __init__(self, features: int, context: int = 0, univariate: Spec | None = None,
                  shapes: Sequence[Sequence[int]] = ((16,),), **kwargs: Any) -> None:

@@ -29,3 +29,7 @@ __all__ = [
     "two_way_elu",
     "uniform",
 ]
+
+from .conv import ConvNet, conv2d, init_conv2d  # noqa: E402
+
+__all__ += ["ConvNet", "conv2d", "init_conv2d"]

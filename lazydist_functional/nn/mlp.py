@@ -40,6 +40,7 @@ class MLP(Network):
         activation: a parameter-free activation constructor (default ``nn.ReLU``).
         normalize: standardize features after each hidden activation.
         bias: whether layers have biases.
+        stack: the number of stacked networks :math:`S` (inputs :math:`(*, S, I)`).
 
     Example:
         >>> net = MLP(3, 2, [16])
@@ -56,6 +57,7 @@ class MLP(Network):
         activation: Callable[[], nn.Module] | None = None,
         normalize: bool = False,
         bias: bool = True,
+        stack: int | None = None,
     ) -> None:
         self.in_features = int(in_features)
         self.out_features = int(out_features)
@@ -63,15 +65,16 @@ class MLP(Network):
         self.act = _activation(activation)
         self.normalize = bool(normalize)
         self.bias = bool(bias)
+        self.stack = None if stack is None else int(stack)
         step = 3 if normalize else 2
         self.names = tuple(str(step * i) for i in range(len(self.hidden_features) + 1))
         sizes = (self.in_features, *self.hidden_features, self.out_features)
         self.sizes = tuple(zip(sizes[:-1], sizes[1:], strict=True))
-        self.input_shape = (self.in_features,)
+        self.input_shape = (self.in_features,) if self.stack is None else (self.stack, self.in_features)
 
     def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
         return {
-            name: init_linear(i, o, self.bias, generator, dtype, device)
+            name: init_linear(i, o, self.bias, generator, dtype, device, self.stack)
             for name, (i, o) in zip(self.names, self.sizes, strict=True)
         }
 

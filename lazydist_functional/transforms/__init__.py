@@ -66,3 +66,24 @@ __all__ += [
     "SignedPowerTransform",
     "SinTransform",
 ]
+from .actnorm import ActNormTransform  # noqa: E402
+from .channel_coupling import ChannelCouplingTransform  # noqa: E402
+from .conv1x1 import InvertibleConv1x1Transform  # noqa: E402
+from .multiscale import MultiScaleTransform  # noqa: E402
+from .squeeze import SqueezeTransform  # noqa: E402
+
+__all__ += [
+    "ActNormTransform",
+    "ChannelCouplingTransform",
+    "InvertibleConv1x1Transform",
+    "MultiScaleTransform",
+    "SqueezeTransform",
+]
+from .planar import PlanarTransform  # noqa: E402
+from .radial import RadialTransform  # noqa: E402
+from .sylvester import SylvesterTransform  # noqa: E402
+
+__all__ += ["PlanarTransform", "RadialTransform", "SylvesterTransform"]
+from .batchnorm import BatchNormTransform  # noqa: E402
+
+__all__ += ["BatchNormTransform"]

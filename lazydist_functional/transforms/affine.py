@@ -39,12 +39,6 @@ class MonotonicAffineTransform(FunctionalTransform):
     def log_scale(self) -> Tensor:
         return soft_bound(self.scale, -math.log(self.slope))
 
-    def _call(self, x: Tensor) -> Tensor:
-        return x * self.log_scale.exp() + self.shift
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return (y - self.shift) * torch.exp(-self.log_scale)
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         log_scale = self.log_scale
         y = x * log_scale.exp() + self.shift
@@ -62,12 +56,6 @@ class AdditiveTransform(FunctionalTransform):
 
     def __init__(self, shift: Tensor) -> None:
         self.shift = shift
-
-    def _call(self, x: Tensor) -> Tensor:
-        return x + self.shift
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return y - self.shift
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         y = x + self.shift

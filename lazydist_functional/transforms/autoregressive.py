@@ -47,20 +47,9 @@ class AutoregressiveTransform(FunctionalTransform):
         if self.features is not None:
             check_input(self, x, (self.features,))
 
-    def _call(self, x: Tensor) -> Tensor:
-        self._check(x)
-        return self.meta(x)(x)
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x)
         return self.meta(x).call_and_ladj(x)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        self._check(y)
-        x = torch.zeros_like(y)
-        for _ in range(self.passes):
-            x = self.meta(x).inv(y)
-        return x
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         self._check(y)
@@ -118,9 +107,3 @@ class CouplingTransform(FunctionalTransform):
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         return self._run(y, inverse=True)
-
-    def _call(self, x: Tensor) -> Tensor:
-        return self._run(x, inverse=False)[0]
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return self._run(y, inverse=True)[0]

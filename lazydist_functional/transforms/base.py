@@ -1,10 +1,16 @@
 r"""Transform base classes: pytree transforms, inverse, composition, dependence.
 
-A transform here is a :class:`torch.distributions.Transform` whose whole contract is
+A transform here is a :class:`torch.distributions.Transform` whose whole contract is two
+methods (as FlowJAX's bijections):
 
-* ``_call(x)`` and ``_inverse(y)``;
-* ``call_and_ladj(x) -> (y, log|det J_f(x)|)`` in one pass;
-* ``log_abs_det_jacobian(x, y)``.
+* ``call_and_ladj(x) -> (y, log|det J_f(x)|)``;
+* ``inverse_and_ladj(y) -> (x, log|det J_{f^{-1}}(y)|)``.
+
+Everything else is derived once, in :class:`FunctionalTransform`: ``__call__`` and
+``_call`` (:math:`y`), ``inv`` and ``_inverse`` (:math:`x`), ``log_abs_det_jacobian``.
+A class overrides ``_call`` / ``_inverse`` only where the value alone is much cheaper
+than the value and its log-determinant (an ODE's trace, a second conditioner pass), and
+the structural transforms (inverse, composition, dependence) forward those cheap paths.
 
 It is also a pytree (its tensors are leaves), so a function returning a transform
 can be vmapped. No caching, no weak references and no ``__init__`` logic that
@@ -44,9 +50,25 @@ def sum_rightmost(x: Tensor, n: int) -> Tensor:
 class FunctionalTransform(Transform):
     r"""Base class of this library's transforms (pytree, cache-free).
 
-    Subclasses define ``_call``, ``_inverse`` and ``call_and_ladj``;
-    ``log_abs_det_jacobian`` defaults to ``call_and_ladj``. Subclasses are
-    registered with :func:`~lazydist_functional.pytree.register_pytree_class`.
+    A subclass defines the contract, :meth:`call_and_ladj` and :meth:`inverse_and_ladj`;
+    the rest is derived here:
+
+    .. math:: f(x) = \texttt{call\_and\_ladj}(x)_0, \quad
+        f^{-1}(y) = \texttt{inverse\_and\_ladj}(y)_0, \quad
+        \log |\det J_f(x)| = \texttt{call\_and\_ladj}(x)_1 .
+
+    ``_call`` / ``_inverse`` may be overridden by a cheaper value-only path, where a
+    benchmark shows it matters. Torch's caching is off (``cache_size`` 0,
+    :meth:`with_cache` returns the transform itself): a pytree must not hold the last
+    input. Subclasses are registered with
+    :func:`~lazydist_functional.pytree.register_pytree_class`.
+
+    Example:
+        >>> from lazydist_functional.transforms import AdditiveTransform
+        >>> t = AdditiveTransform(torch.tensor(1.0))  # defines only the two methods
+        >>> x = torch.tensor([0.0, 2.0])
+        >>> t(x), t.inv(t(x)), t.log_abs_det_jacobian(x, t(x))
+        (tensor([1., 3.]), tensor([0., 2.]), tensor([0., 0.]))
     """
 
     domain = constraints.real
@@ -75,15 +97,18 @@ class FunctionalTransform(Transform):
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         r"""Returns :math:`y = f(x)` and :math:`\log |\det J_f(x)|`."""
 
-        y = self._call(x)
-        return y, self.log_abs_det_jacobian(x, y)
+        raise NotImplementedError(f"{type(self).__name__} does not define 'call_and_ladj'")
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         r"""Returns :math:`x = f^{-1}(y)` and :math:`\log |\det J_{f^{-1}}(y)|`."""
 
-        x = self._inverse(y)
-        _, ladj = self.call_and_ladj(x)
-        return x, -ladj
+        raise NotImplementedError(f"{type(self).__name__} does not define 'inverse_and_ladj'")
+
+    def _call(self, x: Tensor) -> Tensor:
+        return self.call_and_ladj(x)[0]
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return self.inverse_and_ladj(y)[0]
 
     def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
         return self.call_and_ladj(x)[1]
@@ -117,6 +142,7 @@ class InverseTransform(FunctionalTransform):
     def inv(self) -> FunctionalTransform:
         return self.transform
 
+    # The value-only paths forward the wrapped transform's (maybe cheaper) ones.
     def _call(self, x: Tensor) -> Tensor:
         return self.transform._inverse(x)
 
@@ -185,6 +211,7 @@ class ComposedTransform(FunctionalTransform):
     def inv(self) -> Transform:
         return ComposedTransform(*(t.inv for t in reversed(self.transforms)))
 
+    # The value-only paths compose the parts' value-only paths (e.g. an ODE without its trace).
     def _call(self, x: Tensor) -> Tensor:
         for t in self.transforms:
             x = t(x)
@@ -260,6 +287,7 @@ class DependentTransform(FunctionalTransform):
         if self.features is not None:
             check_input(self, x, (self.features,), self.batch)
 
+    # The value-only paths forward the base's.
     def _call(self, x: Tensor) -> Tensor:
         self._check(x)
         return self.base(x)

@@ -193,6 +193,8 @@ class FreeFormJacobianTransform(FunctionalTransform):
     def _integrate(self, x: Tensor, t0: Tensor, t1: Tensor) -> Tensor:
         return self._solve(self.f, x, t0, t1)
 
+    # Value-only paths: the state alone, without the trace's D Jacobian-vector products
+    # per step (sampling a CNF).
     def _call(self, x: Tensor) -> Tensor:
         return self._integrate(x, self.t0, self.t1)
 
@@ -237,7 +239,3 @@ class FreeFormJacobianTransform(FunctionalTransform):
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         return self._integrate_and_ladj(y, self.t1, self.t0)
-
-    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
-        return self.call_and_ladj(x)[1]
-

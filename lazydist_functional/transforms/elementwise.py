@@ -18,12 +18,6 @@ from .base import FunctionalTransform
 class IdentityTransform(FunctionalTransform):
     r""":math:`f(x) = x`, :math:`\log |f'(x)| = 0`."""
 
-    def _call(self, x: Tensor) -> Tensor:
-        return x
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return y
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return x, torch.zeros_like(x)
 
@@ -38,14 +32,12 @@ class CosTransform(FunctionalTransform):
     domain = constraints.interval(0, math.pi)
     codomain = constraints.interval(-1, 1)
 
-    def _call(self, x: Tensor) -> Tensor:
-        return -torch.cos(x)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return torch.acos(-y)
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return -torch.cos(x), torch.log(torch.abs(torch.sin(x)))
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = torch.acos(-y)
+        return x, -torch.log(torch.abs(torch.sin(x)))
 
 
 @register_pytree_class(children=())
@@ -55,14 +47,12 @@ class SinTransform(FunctionalTransform):
     domain = constraints.interval(-math.pi / 2, math.pi / 2)
     codomain = constraints.interval(-1, 1)
 
-    def _call(self, x: Tensor) -> Tensor:
-        return torch.sin(x)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return torch.asin(y)
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return torch.sin(x), torch.log(torch.abs(torch.cos(x)))
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = torch.asin(y)
+        return x, -torch.log(torch.abs(torch.cos(x)))
 
 
 @register_pytree_class(children=(), static=("bound",))
@@ -88,16 +78,10 @@ class CircularShiftTransform(FunctionalTransform):
 
     codomain = domain
 
-    def _call(self, x: Tensor) -> Tensor:
-        return torch.remainder(x, 2 * self.bound) - self.bound
-
-    _inverse = _call
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._call(x), torch.zeros_like(x)
+        return torch.remainder(x, 2 * self.bound) - self.bound, torch.zeros_like(x)
 
-    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self._call(y), torch.zeros_like(y)
+    inverse_and_ladj = call_and_ladj  # its own inverse
 
 
 @register_pytree_class(children=("alpha",))
@@ -107,11 +91,10 @@ class SignedPowerTransform(FunctionalTransform):
     def __init__(self, alpha: Tensor) -> None:
         self.alpha = alpha
 
-    def _call(self, x: Tensor) -> Tensor:
-        return x * torch.abs(x) ** torch.expm1(self.alpha)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return y * torch.abs(y) ** torch.expm1(-self.alpha)
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._call(x), self.alpha + torch.expm1(self.alpha) * torch.log(torch.abs(x))
+        y = x * torch.abs(x) ** torch.expm1(self.alpha)
+        return y, self.alpha + torch.expm1(self.alpha) * torch.log(torch.abs(x))
+
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = y * torch.abs(y) ** torch.expm1(-self.alpha)  # the signed power exp(-alpha)
+        return x, -(self.alpha + torch.expm1(self.alpha) * torch.log(torch.abs(x)))

@@ -40,19 +40,13 @@ class LULinearTransform(FunctionalTransform):
         diag = torch.diagonal(self.LU, dim1=-2, dim2=-1)
         return torch.log(torch.abs(diag)).sum(dim=-1).expand(like.shape[:-1])
 
-    def _call(self, x: Tensor) -> Tensor:
-        L, U = self._factors()
-        return torch.matmul(L @ U, x.unsqueeze(-1)).squeeze(-1)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        L, U = self._factors()
-        z = torch.linalg.solve_triangular(L, y.unsqueeze(-1), upper=False)
-        return torch.linalg.solve_triangular(U, z, upper=True, unitriangular=True).squeeze(-1)
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = self._call(x)
+        L, U = self._factors()
+        y = torch.matmul(L @ U, x.unsqueeze(-1)).squeeze(-1)
         return y, self._ladj(y)
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = self._inverse(y)
+        L, U = self._factors()
+        z = torch.linalg.solve_triangular(L, y.unsqueeze(-1), upper=False)
+        x = torch.linalg.solve_triangular(U, z, upper=True, unitriangular=True).squeeze(-1)
         return x, -self._ladj(x)

@@ -31,14 +31,8 @@ class PermutationTransform(FunctionalTransform):
     def __init__(self, order: Tensor) -> None:
         self.order = order
 
-    def _call(self, x: Tensor) -> Tensor:
-        return take(x, self.order)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return take(y, torch.argsort(self.order, dim=-1))
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._call(x), x.new_zeros(x.shape[:-1])
+        return take(x, self.order), x.new_zeros(x.shape[:-1])
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self._inverse(y), y.new_zeros(y.shape[:-1])
+        return take(y, torch.argsort(self.order, dim=-1)), y.new_zeros(y.shape[:-1])

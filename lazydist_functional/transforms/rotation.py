@@ -36,18 +36,15 @@ class RotationTransform(FunctionalTransform):
 
     @property
     def R(self) -> Tensor:
-        return torch.linalg.matrix_exp(self.A - self.A.mT)
-
-    def _call(self, x: Tensor) -> Tensor:
-        return torch.einsum("...ij,...j->...i", self.R, x)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return torch.einsum("...ij,...i->...j", self.R, y)
+        S = self.A - self.A.mT
+        if S.dtype in (torch.bfloat16, torch.float16):  # no accurate half matrix_exp (NaN on CPU)
+            return torch.linalg.matrix_exp(S.float()).to(S.dtype)
+        return torch.linalg.matrix_exp(S)
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = self._call(x)
+        y = torch.einsum("...ij,...j->...i", self.R, x)
         return y, y.new_zeros(()).expand(y.shape[:-1])
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = self._inverse(y)
+        x = torch.einsum("...ij,...i->...j", self.R, y)
         return x, x.new_zeros(()).expand(x.shape[:-1])

@@ -31,6 +31,9 @@ class SoftclipTransform(FunctionalTransform):
     .. math:: f(x) = \frac{x}{1 + |x / B|}, \qquad f^{-1}(y) = \frac{y}{1 - |y / B|},
         \qquad \log f'(x) = -2 \log(1 + |x / B|)
 
+    The inverse saturates outside the image: :math:`|y| \ge B` maps to the largest finite
+    preimage :math:`\pm B (1 - u) / u` (:math:`u` the unit roundoff), with gradient 0.
+
     Example:
         >>> t = SoftclipTransform(bound=2.0)
         >>> t(torch.tensor([2.0]))
@@ -47,19 +50,16 @@ class SoftclipTransform(FunctionalTransform):
     def codomain(self) -> constraints.Constraint:  # type: ignore[override]
         return constraints.interval(-self.bound, self.bound)
 
-    def _call(self, x: Tensor) -> Tensor:
-        return soft_bound(x, self.bound)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        # Outside the image (|y| >= B, e.g. a sample beyond what the next transform can
-        # reach) saturate at the largest finite preimage instead of flipping sign.
-        one = torch.ones((), dtype=y.dtype, device=y.device)
-        edge = torch.nextafter(one, torch.zeros_like(one))
-        return y / (1 - torch.abs(y / self.bound).clamp_max(edge))
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return soft_bound(x, self.bound), -2 * torch.log1p(torch.abs(x / self.bound))
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = self._inverse(y)
+        # Outside the image (|y / B| >= 1 - ulp, e.g. a sample beyond what the next
+        # transform can reach) saturate at the largest finite preimage, a constant (so the
+        # inverse stays monotone, with gradient 0 there) instead of flipping sign.
+        one = torch.ones((), dtype=y.dtype, device=y.device)
+        edge = torch.nextafter(one, torch.zeros_like(one))
+        u = torch.abs(y / self.bound)
+        end = torch.copysign(self.bound * edge / (1 - edge), y)
+        x = torch.where(u <= edge, y / (1 - u.clamp_max(edge)), end)
         return x, 2 * torch.log1p(torch.abs(x / self.bound))

@@ -100,9 +100,6 @@ class MonotonicRQSTransform(FunctionalTransform):
         dydx = s**2 * (d1 * xi**2 + 2 * s * a + d0 * (1 - xi) ** 2) / denom**2
         return torch.where(inside, y, x), torch.where(inside, torch.log(dydx), torch.zeros_like(dydx))
 
-    def _call(self, x: Tensor) -> Tensor:
-        return self.call_and_ladj(x)[0]
-
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         xs, ys, d = self._knots()
         k, inside = self._bin(ys, y)
@@ -120,6 +117,3 @@ class MonotonicRQSTransform(FunctionalTransform):
         a = xi * (1 - xi)
         dydx = s**2 * (d1 * xi**2 + 2 * s * a + d0 * (1 - xi) ** 2) / (s + t * a) ** 2
         return torch.where(inside, x, y), torch.where(inside, -torch.log(dydx), torch.zeros_like(dydx))
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return self.inverse_and_ladj(y)[0]

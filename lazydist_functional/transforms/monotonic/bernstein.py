@@ -104,10 +104,10 @@ class BernsteinTransform(MonotonicTransform):
     def f(self, x: Tensor) -> Tensor:
         return self.value_and_derivative(x)[0]
 
-    def _inverse(self, y: Tensor) -> Tensor:
+    def _solve(self, y: Tensor) -> Tensor:
         (v0, v1), (s0, s1) = self._ends()
         B, eps = self.bound, self.eps
-        x = self._solve(y)
+        x = super()._solve(y)
         x0 = ((y - v0) / s0 + eps) * 2 * B - B
         x1 = ((y - v1) / s1 - eps + 1) * 2 * B - B
         return torch.where(y <= v0, x0, torch.where(y >= v1, x1, x))

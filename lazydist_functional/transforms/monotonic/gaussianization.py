@@ -36,6 +36,15 @@ def _log_ndtr(u: Tensor) -> Tensor:
     return torch.where(far, _log_ndtr_asymptotic(torch.where(far, u, torch.full_like(u, -8.0))), direct)
 
 
+def _ndtri(p: Tensor) -> Tensor:
+    r""":math:`\Phi^{-1}(p)`; in float32 for half-precision inputs (torch has no half
+    ``ndtri`` kernel on CPU), cast back (a static dtype choice)."""
+
+    if p.dtype in (torch.bfloat16, torch.float16):
+        return torch.special.ndtri(p.float()).to(p.dtype)
+    return torch.special.ndtri(p)
+
+
 def _log_tail_mass(sign: Tensor, log_scale: Tensor, shift: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     r""":math:`h(x) = \mp \log \frac1K \sum_k \Phi(\mp u_k)` and :math:`h'(x)`, with
     :math:`u_k = e^{a_k} x + b_k` and the sign :math:`\pm` of the nearer tail: increasing,
@@ -55,7 +64,7 @@ def _ndtri_exp(log_p: Tensor) -> Tensor:
     :math:`\log \Phi(z) = \ell` from :math:`z_0 = -\sqrt{-2\ell - \log(-2\ell) - \log 2\pi}`."""
 
     tail = log_p < -40.0
-    direct = torch.special.ndtri(torch.exp(torch.where(tail, torch.full_like(log_p, _LOG_HALF), log_p)))
+    direct = _ndtri(torch.exp(torch.where(tail, torch.full_like(log_p, _LOG_HALF), log_p)))
     L = torch.where(tail, log_p, torch.full_like(log_p, -50.0))
     z = -torch.sqrt(-2 * L - torch.log(-2 * L) - 2 * _HALF_LOG_2PI)
     for _ in range(2):
@@ -142,8 +151,7 @@ class GaussianizationTransform(MonotonicTransform):
         q = (1 - c) * (0.5 * torch.special.erfc(u / math.sqrt(2))).mean(dim=-1) + c / 2
         lower = p < 0.5
         half = torch.full_like(p, 0.5)
-        return torch.where(lower, torch.special.ndtri(torch.where(lower, p, half)),
-                           -torch.special.ndtri(torch.where(lower, half, q)))
+        return torch.where(lower, _ndtri(torch.where(lower, p, half)), -_ndtri(torch.where(lower, half, q)))
 
     def _unclipped(self, u: Tensor) -> Tensor:
         r""":math:`\Phi^{-1}(m)` in log space, far into both tails."""

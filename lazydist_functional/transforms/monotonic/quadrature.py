@@ -115,7 +115,3 @@ class UnconstrainedMonotonicTransform(MonotonicTransform):
         return newton_bisection(
             self.value_and_derivative, y, -B, B, iterations=2, x0=coarse, fixed=detached.value_and_derivative
         )
-
-    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y, gx = self._integral(x, self.n)
-        return y, gx.log()

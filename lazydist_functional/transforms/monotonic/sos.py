@@ -97,7 +97,3 @@ class SOSPolynomialTransform(UnconstrainedMonotonicTransform):
 
     def f(self, x: Tensor) -> Tensor:
         return self.value_and_derivative(x)[0]
-
-    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y, dy = self.value_and_derivative(x)
-        return y, dy.log()
