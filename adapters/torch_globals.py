@@ -8,8 +8,13 @@ torch globally):
   so torch's own transforms (``AffineTransform``, ``ExpTransform``, ...) work inside
   flows, composed transforms and ``UnconditionalTransform``;
 * argument validation of :class:`torch.distributions.Distribution` is off by default
-  (``Distribution._validate_args = False``);
+  (``Distribution._validate_args = False``), and ``Distribution.arg_constraints`` is an
+  empty dict for every distribution that does not declare its own (torch's base class
+  raises ``NotImplementedError``, and warns on validation, where a subclass declares none);
 * torch's inverse transform class is named ``Inverse`` in reprs.
+
+Nothing else: ``tests/test_torch_globals.py`` compares, in fresh interpreters, what importing
+Zuko and importing the adapter change in torch.
 
 Example:
     >>> import lazydist_functional.adapters  # noqa: F401
@@ -34,4 +39,5 @@ def apply_zuko_globals() -> None:
     if not hasattr(Transform, "call_and_ladj"):
         Transform.call_and_ladj = torch_call_and_ladj
     Distribution._validate_args = False
+    Distribution.arg_constraints = {}
     torch.distributions.transforms._InverseTransform.__name__ = "Inverse"

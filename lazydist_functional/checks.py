@@ -7,7 +7,7 @@ compute, costs microseconds, and behaves identically under :func:`torch.func.vma
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -52,10 +52,16 @@ class InputTypeError(LazydistError, TypeError):
 
 
 def check_tree(
-    what: str, tree: Any, expected: Mapping[str, torch.Size], seen: dict | None = None
+    what: str,
+    tree: Any,
+    expected: Mapping[str, torch.Size],
+    seen: dict | None = None,
+    floating: Collection[str] = (),
 ) -> torch.Size:
     r"""Checks that ``tree`` has exactly the leaves ``expected`` (name -> trailing shape),
-    that its floating leaves share one dtype, and returns its batch shape.
+    that the leaves named in ``floating`` are real floating-point tensors (not integer,
+    boolean or complex), that its floating leaves share one dtype, and returns its batch
+    shape. Leaves not named in ``floating`` (integer orders, boolean masks) may have any dtype.
 
     Leaves may carry extra *leading* (batch) dimensions, e.g. K stacked parameter
     sets; the trailing dimensions must equal the expected shape and the leading ones
@@ -71,6 +77,10 @@ def check_tree(
         Traceback (most recent call last):
           ...
         lazydist_functional.checks.ParamTreeError: p: leaf 'w' should have shape (2, 3) (optionally with leading batch dimensions), got (3, 2)
+        >>> check_tree("p", {"w": torch.zeros(2, 3, dtype=torch.long)}, {"w": torch.Size([2, 3])}, floating={"w"})
+        Traceback (most recent call last):
+          ...
+        lazydist_functional.checks.ParamTreeError: p: leaf 'w' should be a floating-point tensor, got dtype torch.int64
     """
 
     key = None
@@ -80,7 +90,7 @@ def check_tree(
             key = (treespec, tuple((leaf.shape, leaf.dtype) for leaf in leaves))
             if key in seen:
                 return seen[key]
-    batch = _check_tree_slow(what, tree, expected)
+    batch = _check_tree_slow(what, tree, expected, floating)
     if key is not None:
         if len(seen) >= SEEN_LIMIT:  # bounded: a new stack size or dtype evicts the oldest signature
             del seen[next(iter(seen))]
@@ -101,7 +111,7 @@ def _most_common(values: list[Any]) -> Any:
     return max(counts, key=counts.__getitem__)
 
 
-def _check_tree_slow(what: str, tree: Any, expected: Mapping[str, torch.Size]) -> torch.Size:
+def _check_tree_slow(what: str, tree: Any, expected: Mapping[str, torch.Size], floating: Collection[str]) -> torch.Size:
     if not isinstance(tree, Mapping):
         raise ParamTreeError(f"{what}: expected a dict of tensors, got {type(tree).__name__}")
     dotted = [k for k in _keys(tree) if "." in k]
@@ -131,6 +141,8 @@ def _check_tree_slow(what: str, tree: Any, expected: Mapping[str, torch.Size]) -
                 f"{what}: leaf '{name}' should have shape {tuple(shape)} (optionally with leading "
                 f"batch dimensions), got {tuple(leaf.shape)}"
             )
+        if name in floating and not leaf.is_floating_point():
+            raise ParamTreeError(f"{what}: leaf '{name}' should be a floating-point tensor, got dtype {leaf.dtype}")
         leading[name] = leaf.shape[: leaf.dim() - n]
     floats = {k: got[k].dtype for k in expected if got[k].is_floating_point()}
     if floats:

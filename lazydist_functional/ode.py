@@ -42,6 +42,7 @@ __all__ = [
     "rk_step",
 ]
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -241,6 +242,13 @@ def odeint_adaptive(
     :math:`s = (t - t_0) / (t_1 - t_0) \in [0, 1]`, so the result is differentiable
     w.r.t. ``x``, the tensors ``f`` closes over, and ``t0``/``t1`` (tensors).
 
+    Bad input never hangs it: entries whose initial state or initial derivative is not
+    finite (a NaN row of ``x``, an infinite context seen by ``f``) are left out of the error
+    norm, so for a row-wise field the other rows are solved as if alone and those rows come
+    out NaN (as torch's own ops propagate them); a step size that underflows (a solution
+    that blows up in finite time) raises, and so does running out of ``max_steps`` attempts
+    (accepted and rejected steps together). An empty state takes one step.
+
     Not for ``vmap``: step sizes are chosen with ``.item()`` (Python control flow on
     values), which ``vmap`` refuses; use :func:`odeint` there. Gradients (``backward()``
     or ``torch.func.grad``) flow through the accepted steps (discretize-then-optimize);
@@ -259,10 +267,12 @@ def odeint_adaptive(
     t1 = torch.as_tensor(t1, dtype=ref.dtype, device=ref.device)
     if t0.dim() or t1.dim():
         raise ValueError(f"'t0' and 't1' should be scalars, got shapes {tuple(t0.shape)} and {tuple(t1.shape)}")
-    try:
-        same = bool(t0 == t1)
-    except RuntimeError as error:  # pragma: no cover - message depends on torch
-        raise RuntimeError("odeint_adaptive cannot run under vmap; use the fixed-step odeint") from error
+    if any(leaf.is_meta for leaf in leaves) or t0.is_meta or t1.is_meta:
+        raise RuntimeError(
+            "odeint_adaptive chooses its steps from values, which meta tensors do not have; "
+            "use the fixed-step odeint (a FreeFormJacobianTransform with steps=<int> or 'auto')"
+        )
+    same = _read(lambda: bool(t0 == t1))
     if same:
         return x
     g = _rescaled(f, t0, t1 - t0)
@@ -273,31 +283,53 @@ def odeint_adaptive(
     # steps are accepted); only the error norm is read back.
     s = torch.zeros((), dtype=ref.dtype, device=ref.device)
     ds = torch.ones((), dtype=ref.dtype, device=ref.device)
-    k_first = None
+    k_first = g(s, x)
+    # Entries whose state or first derivative is not finite (a NaN row of x, an inf in a
+    # context) stay non-finite whatever the step: they are left out of the error norm, so
+    # the other rows are solved as if alone and those come out NaN, as torch's ops give.
+    bad = [~(torch.isfinite(a) & torch.isfinite(k)) for a, k in zip(leaves, tree_leaves(k_first), strict=True)]
     for _ in range(max_steps):
-        if not bool(s < 1):
+        if not _read(lambda: bool(s < 1)):
             return x
         ds = torch.minimum(ds, 1 - s)
         x_new, error, k_last = dopri5_step(g, s, x, ds, k_first)
         ratios = [
-            (w * e.abs() / (atol + rtol * torch.maximum(a.abs(), b.abs()))).max()
-            for w, e, a, b in zip(
-                weights,
-                tree_leaves(error),
-                leaves,
-                tree_leaves(x_new),
-                strict=True,
-            )
+            _max_ratio(w * e.abs() / (atol + rtol * torch.maximum(a.abs(), b.abs())), m)
+            for w, e, a, b, m in zip(weights, tree_leaves(error), leaves, tree_leaves(x_new), bad, strict=True)
         ]
-        try:
-            norm = max(float(torch.stack(ratios).max().detach()), 1e-9)
-        except RuntimeError as error_:
-            raise RuntimeError("odeint_adaptive cannot run under vmap; use the fixed-step odeint") from error_
+        norm = _read(lambda: float(torch.stack(ratios).max().detach()))
+        norm = max(norm, 1e-9) if math.isfinite(norm) else math.inf  # a new non-finite entry: reject
         if norm < 1.0:
             s, x, k_first = s + ds, x_new, k_last
             leaves = tree_leaves(x)
         ds = ds * min(10.0, max(0.1, 0.9 / norm ** (1 / 5)))
-    raise RuntimeError(f"odeint_adaptive did not reach t1 in {max_steps} steps (s = {float(s)})")
+        if norm >= 1.0 and _read(lambda: bool(s + ds <= s)):
+            raise RuntimeError(
+                f"odeint_adaptive: the step size underflowed at s = {float(s):.6g} of [0, 1] (the solution "
+                "blows up, or the field stops being finite there); atol/rtol may be too tight for the dtype"
+            )
+    raise RuntimeError(
+        f"odeint_adaptive did not reach t1 in max_steps={max_steps} steps (s = {float(s):.6g} of [0, 1]); "
+        "raise max_steps or loosen atol/rtol"
+    )
+
+
+def _max_ratio(ratio: Tensor, bad: Tensor) -> Tensor:
+    r"""The largest error ratio over the entries not in ``bad`` (0 if there is none)."""
+
+    ratio = torch.where(bad, torch.zeros((), dtype=ratio.dtype, device=ratio.device), ratio)
+    if ratio.numel() == 0:  # an empty batch
+        return torch.zeros((), dtype=ratio.dtype, device=ratio.device)
+    return ratio.max()
+
+
+def _read(value: Callable[[], Any]) -> Any:
+    r"""Reads a tensor's value back to Python, with a clear error where none exists (``vmap``)."""
+
+    try:
+        return value()
+    except RuntimeError as error:
+        raise RuntimeError("odeint_adaptive cannot run under vmap; use the fixed-step odeint") from error
 
 
 def _basis(x: Tensor) -> Tensor:

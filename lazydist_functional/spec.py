@@ -77,9 +77,22 @@ class Parametric:
     def _cached_shapes(self, key: str, make: Any) -> dict[str, torch.Size]:
         shapes = self.__dict__.get(key)
         if shapes is None:
-            shapes = {k: v.shape for k, v in flatten_names(make(device="meta")).items()}
+            leaves = flatten_names(make(device="meta"))
+            shapes = {k: v.shape for k, v in leaves.items()}
+            self.__dict__[key + "_floating"] = frozenset(k for k, v in leaves.items() if v.is_floating_point())
             self.__dict__[key] = shapes
         return shapes
+
+    def _floating(self, key: str, make: Any) -> frozenset[str]:
+        r"""The names of the floating leaves of the tree :meth:`_cached_shapes` caches under
+        ``key`` (the others, e.g. integer orders or boolean masks, may have any dtype)."""
+
+        names = self.__dict__.get(key + "_floating")
+        if names is None:  # e.g. a spec unpickled from a version that did not cache them
+            self.__dict__.pop(key, None)
+            self._cached_shapes(key, make)
+            names = self.__dict__[key + "_floating"]
+        return names
 
     @property
     def param_shapes(self) -> dict[str, torch.Size]:
@@ -138,9 +151,11 @@ class Parametric:
         # The signature cache holds optree specs, which ``torch.compile`` cannot hash: skip it
         # while tracing (the checks then run once, at trace time).
         seen = (None, None) if torch.compiler.is_compiling() else self.__dict__.setdefault("_checked", ({}, {}))
-        batch = check_tree(f"{self.name} params", params, self.param_shapes, seen[0])
+        floating = self._floating("_param_shapes", self.init)
+        batch = check_tree(f"{self.name} params", params, self.param_shapes, seen[0], floating)
         if state is not None:
-            check_tree(f"{self.name} state", state, self.state_shapes, seen[1])
+            floating = self._floating("_state_shapes", self.init_state)
+            check_tree(f"{self.name} state", state, self.state_shapes, seen[1], floating)
             ref, other = first_float(params), first_float(state)
             if ref is not None and other is not None and other.dtype != ref.dtype:
                 raise ParamTreeError(

@@ -2,6 +2,10 @@ r"""Shared fixtures of the contract tests (MAF, NSF, RealNVP, NICE from the cata
 
 Every flow is tested conditional (``context=2``) and unconditional (``context=0``) at a
 small size (3 features, ``hidden_features=[16, 16]``) to keep the suite fast.
+
+This file never imports the adapter (which patches torch globally, as Zuko does): the
+core's tests must pass without it (``test_core_alone.py``). Adapter helpers live in
+``adapter_cases.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-import lazydist_functional.adapters as A
 from lazydist_functional import catalogue, flows
 
 FEATURES = 3
@@ -49,20 +52,11 @@ class Case:
     def log_prob(self, params: dict, c: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
         return self.spec.apply(params, c).log_prob(x)
 
-    def module(self, params: dict | None = None):
-        r"""The adapter module of this spec holding ``params``."""
-
-        return A.flows.to_module(self.spec, self.params() if params is None else params)
-
 
 def make_spec(name: str, context: int, **kwargs) -> flows.Flow:
     r"""The catalogue's spec ``name`` (:mod:`lazydist_functional.catalogue`) at the suite's size."""
 
     return catalogue.make_spec(name, FEATURES, context, hidden_features=HIDDEN, **kwargs)
-
-
-def make_module(name: str, context: int, **kwargs):
-    return getattr(A.flows, name)(FEATURES, context, hidden_features=HIDDEN, **kwargs)
 
 
 CASES = [(name, context) for name in FLOW_NAMES for context in CONTEXTS]

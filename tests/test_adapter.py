@@ -13,7 +13,8 @@ import lazydist_functional.adapters as A
 from lazydist_functional.distributions import DiagNormal, NormalizingFlow
 from lazydist_functional.pytree import flatten_names, unflatten_names
 
-from conftest import FEATURES, HIDDEN, Case, assert_close, make_module, rows_distinct
+from adapter_cases import make_module, module_of
+from conftest import FEATURES, HIDDEN, Case, assert_close, rows_distinct
 
 
 def _other_params(case: Case, module) -> dict[str, torch.Tensor]:
@@ -30,7 +31,7 @@ def _other_params(case: Case, module) -> dict[str, torch.Tensor]:
 
 
 def test_module_names_are_the_tree_paths(case: Case):
-    module = case.module()
+    module = module_of(case)
     assert sorted(dict(module.named_parameters())) == sorted(flatten_names(case.spec.init()))
     assert sorted(dict(module.named_buffers())) == sorted(flatten_names(case.spec.init_state()))
     # trainable and non-trainable are kept apart
@@ -39,7 +40,7 @@ def test_module_names_are_the_tree_paths(case: Case):
 
 def test_module_forward_is_spec_apply_on_own_params(case: Case):
     params = case.params(seed=1)
-    module = case.module(params)
+    module = module_of(case, params)
     c, x = case.c(4), case.x(4)
     d = module(c)
     assert isinstance(d, NormalizingFlow)
@@ -50,7 +51,7 @@ def test_module_forward_is_spec_apply_on_own_params(case: Case):
 
 
 def test_functional_call_equals_spec_apply_even_after_return(case: Case):
-    module = case.module()
+    module = module_of(case)
     other = _other_params(case, module)
     c, x = case.c(4), case.x(4)
     d = functional_call(module, other, (c,))
@@ -71,7 +72,7 @@ def test_functional_call_equals_spec_apply_even_after_return(case: Case):
 
 
 def test_functional_call_grads_reach_the_given_params(case: Case):
-    module = case.module()
+    module = module_of(case)
     other = {k: v.clone().requires_grad_() for k, v in _other_params(case, module).items()}
     c, x = case.c(4), case.x(4)
     d = functional_call(module, other, (c,))
@@ -89,7 +90,7 @@ def test_functional_call_grads_reach_the_given_params(case: Case):
 
 
 def test_functional_call_under_vmap_and_grad(case: Case):
-    module = case.module()
+    module = module_of(case)
     P = L.init_stacked(case.spec, 3, seed=7)
     Pf = flatten_names(P)
     c, x = case.c(), case.x(2)
@@ -124,7 +125,7 @@ def test_zuko_functional_call_ignores_params_the_contrast():
 
 
 def test_state_dict_round_trip_restores_exactly(case: Case):
-    a, b = case.module(case.params(seed=1)), case.module(case.params(seed=2))
+    a, b = module_of(case, case.params(seed=1)), module_of(case, case.params(seed=2))
     c, x = case.c(4), case.x(4)
     assert not torch.allclose(a(c).log_prob(x), b(c).log_prob(x), atol=1e-4)
     b.load_state_dict(a.state_dict())
@@ -164,7 +165,7 @@ def test_state_dict_round_trip_restores_random_orders(name, kwargs):
 
 def test_torch_save_load_module_and_param_tree(case: Case, tmp_path):
     params = case.params(seed=3)
-    module = case.module(params)
+    module = module_of(case, params)
     c, x = case.c(4), case.x(4)
     torch.save(module, tmp_path / "module.pt")
     loaded = torch.load(tmp_path / "module.pt", weights_only=False)
@@ -173,14 +174,14 @@ def test_torch_save_load_module_and_param_tree(case: Case, tmp_path):
     tree = torch.load(tmp_path / "params.pt", weights_only=True)
     assert torch.equal(case.spec.apply(tree, c).log_prob(x), case.spec.apply(params, c).log_prob(x))
     torch.save(module.state_dict(), tmp_path / "sd.pt")
-    fresh = case.module(case.params(seed=4))
+    fresh = module_of(case, case.params(seed=4))
     fresh.load_state_dict(torch.load(tmp_path / "sd.pt", weights_only=True))
     assert torch.equal(fresh(c).log_prob(x), module(c).log_prob(x))
 
 
 def test_to_module_puts_state_on_the_params_dtype(case: Case):
     params = case.params(seed=2, dtype=torch.float64)
-    module = case.module(params)
+    module = module_of(case, params)
     assert all(b.dtype == torch.float64 for b in module.buffers() if b.is_floating_point())
     c, x = case.c(3, dtype=torch.float64), case.x(3, dtype=torch.float64)
     assert torch.equal(module(c).log_prob(x), case.spec.apply(params, c).log_prob(x))
@@ -200,7 +201,7 @@ def test_adapter_module_to_float64():
 
 
 def test_to_functional_of_our_module(case: Case):
-    module = case.module(case.params(seed=5))
+    module = module_of(case, case.params(seed=5))
     apply_fn, params = A.to_functional(module)
     c, x = case.c(4), case.x(4)
     assert torch.equal(apply_fn(params, c).log_prob(x), module(c).log_prob(x))

@@ -14,6 +14,7 @@ import lazydist_functional.adapters as zuko_adapter
 from lazydist_functional import ParamTreeError
 from lazydist_functional.pytree import flatten_names, unflatten_names
 
+from adapter_cases import module_of
 from conftest import FEATURES, FLOW_NAMES, Case, assert_close, make_spec
 
 B = 4
@@ -63,7 +64,7 @@ def test_missing_context_for_conditional_flow(name):
     pattern = re.escape(f"{name} is conditional: expected a context with 2 features, got None")
     _both(lambda x: spec.apply(params).log_prob(x), (torch.randn(FEATURES),), (0,), ValueError, pattern)
     # the module path raises the same
-    module = Case(name, 2, spec).module(params)
+    module = module_of(Case(name, 2, spec), params)
     with pytest.raises(ValueError, match=re.escape("is conditional: expected a context with 2 features, got None")):
         module()
     # the adapter's own flow classes name themselves in the message
@@ -78,7 +79,7 @@ def test_context_given_to_unconditional_flow(name):
     pattern = re.escape(f"{name} is unconditional (context=0) but a context of shape (2,) was given")
     _both(lambda c, x: spec.apply(params, c).log_prob(x), (torch.randn(2), torch.randn(FEATURES)), (0, 0),
           ValueError, pattern)
-    module = Case(name, 0, spec).module(params)
+    module = module_of(Case(name, 0, spec), params)
     with pytest.raises(ValueError, match=re.escape("but a context of shape (5, 2) was given")):
         module(torch.randn(5, 2))
 
@@ -156,7 +157,7 @@ def test_param_tree_with_a_wrong_shaped_leaf(case: Case):
 
 
 def test_bad_param_tree_in_module_load_state_dict_is_refused(case: Case):
-    module = case.module()
+    module = module_of(case)
     sd = module.state_dict()
     key = _first_weight(dict(module.named_parameters()))
     sd[key] = torch.zeros(1, 1)
@@ -177,7 +178,7 @@ def test_flat_dotted_param_tree_is_accepted(case: Case):
     c, x = case.c(5), case.x(5)
     flat = flatten_names(params)  # what dict(module.named_parameters()) gives
     assert_close(case.spec.apply(flat, c).log_prob(x), case.spec.apply(params, c).log_prob(x), what="flat tree")
-    module = case.module(params)
+    module = module_of(case, params)
     named = dict(module.named_parameters())
     assert_close(case.spec.apply(named, c).log_prob(x), module(c).log_prob(x), what="named_parameters")
     state = dict(module.named_buffers())
@@ -245,3 +246,37 @@ def test_error_classes_are_the_builtin_types_a_user_catches():
         spec.apply(spec.init(), torch.randn(3))
     with pytest.raises(checks.InputTypeError):
         spec.apply(spec.init(), torch.randn(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64])
+def test_non_floating_param_leaf_is_named(case: Case, dtype):
+    flat = flatten_names(case.params())
+    name = list(flat)[1]
+    flat[name] = flat[name].to(dtype)
+    pattern = re.escape(f"{case.name} params: leaf '{name}' should be a floating-point tensor, got dtype {dtype}")
+    with pytest.raises(ParamTreeError, match=pattern):
+        case.spec.apply(unflatten_names(flat), case.c(5))
+
+
+def test_state_keeps_its_integer_and_boolean_leaves_but_floats_must_stay_floats():
+    spec = make_spec("MAF", 2)
+    params, state = spec.init(), flatten_names(spec.init_state())
+    kinds = {k: v.dtype for k, v in state.items()}
+    assert {torch.int64, torch.bool} <= set(kinds.values())  # orders and masks
+    c, x = torch.randn(5, 2), torch.randn(5, FEATURES)
+    assert spec.apply(params, c, state=unflatten_names(state)).log_prob(x).shape == (5,)
+    bad = dict(state, **{"base.loc": state["base.loc"].long()})
+    with pytest.raises(ParamTreeError, match=re.escape("MAF state: leaf 'base.loc' should be a floating-point tensor")):
+        spec.apply(params, c, state=unflatten_names(bad))
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.bool])
+def test_gmm_rejects_complex_and_boolean_values(dtype):
+    spec = L.flows.GMM(FEATURES, 2, components=3)
+    d = spec.apply(spec.init(), torch.randn(4, 2))
+    x = torch.randn(4, FEATURES)
+    pattern = re.escape(f"x should be a real tensor of dtype torch.float32, got dtype {dtype}")
+    with pytest.raises(L.checks.InputTypeError, match=pattern):
+        d.log_prob(x.to(dtype))
+    # integers promote, as in torch's distributions
+    assert torch.allclose(d.log_prob(x.round().long()), d.log_prob(x.round()))

@@ -14,6 +14,7 @@ import lazydist_functional as L
 from lazydist_functional.distributions import NormalizingFlow
 from lazydist_functional.pytree import flatten_names
 
+from adapter_cases import module_of
 from conftest import FEATURES, Case, assert_close, make_spec, rows_distinct
 
 K = 4  # stacked parameter sets
@@ -51,7 +52,7 @@ def test_vmap_over_params_equals_loop_of_modules(case: Case):
     f = _vmapped_log_prob(case)
     out = vmap(f, in_dims=(0, None, None))(P, c, x)
     assert out.shape == (K, N)
-    loop = torch.stack([case.module(p)(c).log_prob(x) for p in L.tree_unstack(P)])
+    loop = torch.stack([module_of(case, p)(c).log_prob(x) for p in L.tree_unstack(P)])
     assert_close(out, loop, what="vmap over params vs loop of modules")
     # different params give different densities
     assert rows_distinct(out, 1e-3)
@@ -65,7 +66,7 @@ def test_vmap_over_params_and_contexts_at_once(case: Case):
     out = vmap(f, in_dims=(0, 0 if case.conditional else None, 0))(P, c, x)
     trees = L.tree_unstack(P)
     loop = torch.stack([
-        case.module(trees[k])(c[k] if case.conditional else None).log_prob(x[k]) for k in range(K)
+        module_of(case, trees[k])(c[k] if case.conditional else None).log_prob(x[k]) for k in range(K)
     ])
     assert_close(out, loop, what="zipped vmap")
     # nested: every parameter set on every context (outer params, inner contexts)
@@ -73,7 +74,7 @@ def test_vmap_over_params_and_contexts_at_once(case: Case):
     inner = vmap(f, in_dims=(None, 0 if case.conditional else None, 0))
     nested = vmap(inner, in_dims=(0, None, None))(P, c2, x2)
     assert nested.shape == (K, N)
-    loop2 = torch.stack([case.module(p)(c2).log_prob(x2) for p in trees])
+    loop2 = torch.stack([module_of(case, p)(c2).log_prob(x2) for p in trees])
     assert_close(nested, loop2, what="nested vmap")
 
 
@@ -176,7 +177,7 @@ def test_grad_wrt_params_equals_module_autograd(case: Case):
     params = case.params(seed=3)
     c, x = case.c(N), case.x(N)
     g = grad(lambda p: case.log_prob(p, c, x).sum())(params)
-    expected = _module_grads(case.module(params), c, x)
+    expected = _module_grads(module_of(case, params), c, x)
     got = flatten_names(g)
     assert sorted(got) == sorted(expected)
     for name in expected:
@@ -189,7 +190,7 @@ def test_per_sample_grads_equal_a_loop(case: Case):
     c, x = case.c(N), case.x(N)
     f = _vmapped_log_prob(case)
     per = vmap(grad(f), in_dims=(None, 0 if case.conditional else None, 0))(params, c, x)
-    module = case.module(params)
+    module = module_of(case, params)
     per_flat = flatten_names(per)
     for i in range(N):
         expected = _module_grads(module, c[i] if case.conditional else None, x[i])
@@ -207,7 +208,7 @@ def test_jacrev_of_log_prob_wrt_x(case: Case):
     J = vmap(jacrev(f, argnums=2), in_dims=(None, 0 if case.conditional else None, 0))(params, c, x)
     assert J.shape == (N, FEATURES)
     xr = x.clone().requires_grad_()
-    (expected,) = torch.autograd.grad(case.module(params)(c).log_prob(xr).sum(), xr)
+    (expected,) = torch.autograd.grad(module_of(case, params)(c).log_prob(xr).sum(), xr)
     assert_close(J, expected, atol=1e-5, what="jacrev vs autograd")
 
 
@@ -277,7 +278,7 @@ def test_float64_end_to_end(case: Case):
     lp32 = case.log_prob(L.unflatten_names(params32), None if c is None else c.float(), x.float())
     assert_close(lp32.double(), lp, atol=1e-4, what="float32 vs float64")
     # and the module path in float64
-    module = case.module(params64)
+    module = module_of(case, params64)
     assert_close(module(c).log_prob(x), lp, atol=1e-12, what="module float64")
     # vmap in float64
     f = _vmapped_log_prob(case)

@@ -11,6 +11,7 @@ from torch import Size, Tensor
 from torch.distributions import Distribution
 from torch.distributions import MultivariateNormal as _TorchMultivariateNormal
 
+from ..checks import InputTypeError
 from ..pytree import register_pytree_class
 from .base import FunctionalDistribution, check_sample
 from .draws import Draws, draw
@@ -157,6 +158,9 @@ class Mixture(FunctionalDistribution):
 
     def log_prob(self, x: Tensor) -> Tensor:
         floating = isinstance(x, Tensor) and x.is_floating_point()
+        if isinstance(x, Tensor) and (x.is_complex() or x.dtype == torch.bool):
+            # integers promote as in torch's distributions; complex or boolean values have no density here
+            raise InputTypeError(f"x should be a real tensor of dtype {self.logits.dtype}, got dtype {x.dtype}")
         check_sample(x, self, self.logits.dtype if floating else None)
         x = x.unsqueeze(-(len(self.event_shape) + 1))
         return torch.logsumexp(torch.log_softmax(self.logits, dim=-1) + self.base.log_prob(x), dim=-1)

@@ -25,6 +25,7 @@ __all__ = [
     "FunctionalTransform",
     "InverseTransform",
     "call_and_ladj",
+    "inverse_and_ladj",
     "sum_rightmost",
     "take",
 ]
@@ -149,10 +150,10 @@ class InverseTransform(FunctionalTransform):
         return self.transform._call(y)
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.transform.inverse_and_ladj(x)
+        return inverse_and_ladj(self.transform, x)
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self.transform.call_and_ladj(y)
+        return call_and_ladj(self.transform, y)
 
     def forward_shape(self, shape: Size) -> Size:
         return self.transform.inverse_shape(shape)
@@ -225,13 +226,13 @@ class ComposedTransform(FunctionalTransform):
         dim = self._event_dims[0]
         total = 0
         for t in self.transforms:
-            x, ladj = t.call_and_ladj(x)
+            x, ladj = call_and_ladj(t, x)
             total = total + sum_rightmost(ladj, dim - _event_dim(t.domain))
             dim += _event_dim(t.codomain) - _event_dim(t.domain)
         return x, total
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self.inv.call_and_ladj(y)
+        return call_and_ladj(self.inv, y)
 
     def forward_shape(self, shape: Size) -> Size:
         for t in self.transforms:
@@ -297,12 +298,12 @@ class DependentTransform(FunctionalTransform):
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x)
-        y, ladj = self.base.call_and_ladj(x)
+        y, ladj = call_and_ladj(self.base, x)
         return y, sum_rightmost(ladj, self.reinterpreted)
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         self._check(y)
-        x, ladj = self.base.inv.call_and_ladj(y)
+        x, ladj = call_and_ladj(self.base.inv, y)
         return x, sum_rightmost(ladj, self.reinterpreted)
 
 
@@ -327,6 +328,19 @@ def call_and_ladj(t: Transform, x: Tensor) -> tuple[Tensor, Tensor]:
 
     method = getattr(t, "call_and_ladj", None)
     return method(x) if method is not None else torch_call_and_ladj(t, x)
+
+
+def inverse_and_ladj(t: Transform, y: Tensor) -> tuple[Tensor, Tensor]:
+    r""":math:`(f^{-1}(y), \log |\det J_{f^{-1}}(y)|)` for any transform: its own
+    ``inverse_and_ladj`` when it has one, else :func:`call_and_ladj` of ``t.inv``.
+
+    Example:
+        >>> inverse_and_ladj(torch.distributions.ExpTransform(), torch.ones(2))
+        (tensor([0., 0.]), tensor([-0., -0.]))
+    """
+
+    method = getattr(t, "inverse_and_ladj", None)
+    return method(y) if method is not None else call_and_ladj(t.inv, y)
 
 
 def check_input(t: Transform, x: Tensor, event_shape: Sequence[int], batch: Sequence[int] | None = None) -> None:

@@ -13,7 +13,7 @@ from torch._C._functorch import TransformType, get_interpreter_stack
 from torch.distributions import constraints
 
 from ..ode import METHODS, divergence_exact, divergence_hutchinson, odeint, odeint_adaptive
-from ..pytree import register_pytree_class
+from ..pytree import register_pytree_class, tree_leaves
 from .base import FunctionalTransform
 
 _DIVERGENCES = ("forward", "reverse")
@@ -183,7 +183,9 @@ class FreeFormJacobianTransform(FunctionalTransform):
         def g(s: Tensor, state: Any) -> Any:  # the field in the normalized time s
             return _scaled(f(t0 + s * span, state), span)
 
-        if self.adaptive():
+        # Meta tensors have shapes but no values to choose steps from: "auto" takes fixed steps.
+        meta = self.steps == "auto" and any(leaf.is_meta for leaf in tree_leaves(x))
+        if self.adaptive() and not meta:
             return odeint_adaptive(g, x, 0.0, 1.0, self.atol, self.rtol, weights)
         steps = AUTO_STEPS if self.steps == "auto" else self.steps
         return odeint(g, x, 0.0, 1.0, steps, self.method)
