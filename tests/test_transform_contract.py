@@ -17,7 +17,9 @@ from torch.func import jacrev
 import lazydist_functional.transforms as T
 from lazydist_functional.pytree import Partial
 from lazydist_functional.transforms.base import FunctionalTransform
+from lazydist_functional.transforms.conv1x1 import lu_rotation
 from lazydist_functional.transforms.grouped import GroupedAutoregressiveTransform
+from lazydist_functional.transforms.multiscale import multiscale_shapes
 
 G = torch.Generator().manual_seed(0)
 
@@ -40,8 +42,18 @@ def _group(A: torch.Tensor, x: torch.Tensor, index: torch.Tensor) -> Transform:
     return T.DependentTransform(T.MonotonicAffineTransform(x @ A[index].T, 0.5 * (x @ A[index].T)), 1)
 
 
+def _channel_meta(a: torch.Tensor, x_a: torch.Tensor) -> Transform:
+    return T.MonotonicAffineTransform(a * x_a, torch.tanh(x_a))
+
+
+def _multiscale() -> Transform:
+    levels = [T.SqueezeTransform(), T.ActNormTransform(_randn(4), 0.3 * _randn(4))]
+    return T.MultiScaleTransform(levels, (2, 4, 4), multiscale_shapes(levels, (2, 4, 4)))
+
+
 STRICT = torch.tril(_randn(3, 3), diagonal=-1)  # strictly autoregressive weights
 LOWER = T.DependentTransform(T.MonotonicAffineTransform(_randn(3), _randn(3)), 1)
+P, L_RAW, U_RAW, _, SIGN = lu_rotation(2, torch.Generator().manual_seed(1), torch.float64)
 
 # name -> (transform, input sampler, event dim): one instance of every concrete class.
 CASES = {
@@ -72,6 +84,16 @@ CASES = {
     "UnconstrainedMonotonic": (T.UnconstrainedMonotonicTransform(Partial(torch.exp, ()), n=16), 0),
     "FreeFormJacobian": (T.FreeFormJacobianTransform(
         Partial(lambda A, t, x: torch.tanh(x @ A.T), (0.5 * _randn(3, 3),)), steps=64), 1),
+    "Planar": (T.PlanarTransform(_randn(3), _randn(3), _randn(())), 1),
+    "Radial": (T.RadialTransform(_randn(3), _randn(()), _randn(())), 1),
+    "Sylvester": (T.SylvesterTransform(torch.linalg.qr(_randn(3, 2)).Q, _randn(2, 2), _randn(2, 2), _randn(2)), 1),
+    "BatchNorm": (T.BatchNormTransform(_randn(3), _randn(3), _randn(3), _randn(3).exp()), 1),  # eval mode
+    # Image transforms: events (C, H, W) = (2, 4, 4).
+    "ActNorm": (T.ActNormTransform(_randn(2), 0.3 * _randn(2)), 3),
+    "InvertibleConv1x1": (T.InvertibleConv1x1Transform(P, L_RAW, U_RAW, 0.3 * _randn(2), SIGN), 3),
+    "Squeeze": (T.SqueezeTransform(), 3),
+    "ChannelCoupling": (T.ChannelCouplingTransform(Partial(_channel_meta, (_randn(1, 4, 4),)), 2, 1), 3),
+    "MultiScale": (_multiscale(), 3),
 }
 
 #: The classes that override ``_call`` / ``_inverse``, each for a reason: a value-only path
@@ -82,6 +104,8 @@ CHEAP_PATHS = {"ComposedTransform", "DependentTransform", "InverseTransform", "F
 
 
 def _input(name: str) -> torch.Tensor:
+    if CASES[name][1] == 3:
+        return _randn(5, 2, 4, 4)
     x = _randn(5, 3)
     if name == "Cos":
         return torch.rand(5, 3, generator=G, dtype=torch.float64) * 3 + 0.07
@@ -136,6 +160,8 @@ def test_log_determinant_against_autograd(name):
     t, event = CASES[name]
     x = _input(name)[0]
     J = jacrev(lambda v: t.call_and_ladj(v)[0])(x)
+    if event:  # an image event (C, H, W) is flattened into a vector
+        J = J.reshape(-1, x.numel())
     expected = torch.linalg.slogdet(J)[1] if event else torch.log(torch.diagonal(J).abs())
     torch.testing.assert_close(t.call_and_ladj(x)[1], expected, atol=1e-5, rtol=1e-5)
 

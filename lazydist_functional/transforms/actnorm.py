@@ -51,20 +51,14 @@ class ActNormTransform(FunctionalTransform):
     def _ladj(self, x: Tensor) -> Tensor:
         return image_batch(x, self.log_scale.sum(dim=-1) * (x.shape[-1] * x.shape[-2]))
 
-    def _call(self, x: Tensor) -> Tensor:
-        self._check(x)
-        return x * _channels(self.log_scale).exp() + _channels(self.shift)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        self._check(y)
-        return (y - _channels(self.shift)) * _channels(-self.log_scale).exp()
-
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = self._call(x)
+        self._check(x)
+        y = x * _channels(self.log_scale).exp() + _channels(self.shift)
         return y, self._ladj(y)
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = self._inverse(y)
+        self._check(y)
+        x = (y - _channels(self.shift)) * _channels(-self.log_scale).exp()
         return x, -self._ladj(x)
 
 

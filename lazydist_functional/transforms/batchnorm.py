@@ -117,17 +117,11 @@ class BatchNormTransform(FunctionalTransform):
         y = (x - mean) * torch.exp(log_scale) + self.beta
         return y, log_scale.sum(-1).expand(y.shape[:-1])
 
-    def _call(self, x: Tensor) -> Tensor:
-        return self.call_and_ladj(x)[0]
-
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         check_input(self, y, (self.log_gamma.shape[-1],), self.log_gamma.shape[:-1])
         log_scale = self.log_gamma - 0.5 * torch.log(self.running_var + self.eps)
         x = (y - self.beta) * torch.exp(-log_scale) + self.running_mean
         return x, (-log_scale.sum(-1)).expand(x.shape[:-1])
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return self.inverse_and_ladj(y)[0]
 
 
 def running_updates(t: Transform, x: Tensor, out: dict[str, Tensor]) -> Tensor:

@@ -77,9 +77,3 @@ class ChannelCouplingTransform(FunctionalTransform):
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         return self._run(y, inverse=True)
-
-    def _call(self, x: Tensor) -> Tensor:
-        return self._run(x, inverse=False)[0]
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return self._run(y, inverse=True)[0]

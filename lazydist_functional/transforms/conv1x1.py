@@ -77,11 +77,12 @@ class InvertibleConv1x1Transform(FunctionalTransform):
     def _ladj(self, x: Tensor) -> Tensor:
         return image_batch(x, self.log_scale.sum(dim=-1) * (x.shape[-1] * x.shape[-2]))
 
-    def _call(self, x: Tensor) -> Tensor:
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         check_image(self, x, self.log_scale.shape[-1])
-        return _mix(self.weight, x)
+        y = _mix(self.weight, x)
+        return y, self._ladj(y)
 
-    def _inverse(self, y: Tensor) -> Tensor:
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         check_image(self, y, self.log_scale.shape[-1])
         L, U = self._factors()
         C, H, W = y.shape[-3:]
@@ -90,14 +91,7 @@ class InvertibleConv1x1Transform(FunctionalTransform):
         z = z.expand(*batch, C, H * W)
         z = torch.linalg.solve_triangular(L.expand(*batch, C, C), z, upper=False, unitriangular=True)
         z = torch.linalg.solve_triangular(U.expand(*batch, C, C), z, upper=True)
-        return z.reshape(*batch, C, H, W)
-
-    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = self._call(x)
-        return y, self._ladj(y)
-
-    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = self._inverse(y)
+        x = z.reshape(*batch, C, H, W)
         return x, -self._ladj(x)
 
 

@@ -134,12 +134,6 @@ class MultiScaleTransform(FunctionalTransform):
             total = total + ladj
         return h, total
 
-    def _call(self, x: Tensor) -> Tensor:
-        return self.call_and_ladj(x)[0]
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return self.inverse_and_ladj(y)[0]
-
     def forward_shape(self, shape: Size) -> Size:
         return Size((*shape[: len(shape) - 3], prod(self.shape)))
 

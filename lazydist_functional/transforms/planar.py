@@ -86,11 +86,6 @@ class PlanarTransform(FunctionalTransform):
     def u_hat(self) -> Tensor:
         return planar_u_hat(self.w, self.u)
 
-    def _call(self, z: Tensor) -> Tensor:
-        self._check(z)
-        a = (self.w * z).sum(-1) + self.b
-        return z + self.u_hat * torch.tanh(a).unsqueeze(-1)
-
     def call_and_ladj(self, z: Tensor) -> tuple[Tensor, Tensor]:
         self._check(z)
         u_hat = self.u_hat
@@ -106,10 +101,6 @@ class PlanarTransform(FunctionalTransform):
         c = wu.expand(t.shape)
         a = newton_bisection(Partial(_scalar, (c,)), t, t - c.abs(), t + c.abs(), self.iterations, x0=t, expand=False)
         return a, u_hat, wu
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        a, u_hat, _ = self._solve(y)
-        return y - u_hat * torch.tanh(a).unsqueeze(-1)
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         a, u_hat, wu = self._solve(y)

@@ -75,9 +75,6 @@ class RadialTransform(FunctionalTransform):
         ladj = (z.shape[-1] - 1) * torch.log1p(bh) + torch.log1p(alpha * beta / (alpha + r) ** 2)
         return z + bh.unsqueeze(-1) * d, ladj
 
-    def _call(self, z: Tensor) -> Tensor:
-        return self.call_and_ladj(z)[0]
-
     def _radius(self, rho: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
         q = alpha + beta - rho
         disc = torch.sqrt(q * q + 4 * alpha * rho)
@@ -93,6 +90,3 @@ class RadialTransform(FunctionalTransform):
         bh = beta / (alpha + r)
         ladj = (y.shape[-1] - 1) * torch.log1p(bh) + torch.log1p(alpha * beta / (alpha + r) ** 2)
         return self.z0 + d / (1 + bh).unsqueeze(-1), -ladj
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return self.inverse_and_ladj(y)[0]

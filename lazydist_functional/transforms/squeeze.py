@@ -42,7 +42,7 @@ class SqueezeTransform(FunctionalTransform):
     def __repr__(self) -> str:
         return f"SqueezeTransform(factor={self.factor})"
 
-    def _call(self, x: Tensor) -> Tensor:
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         check_image(self, x)
         f = self.factor
         *batch, C, H, W = x.shape
@@ -50,12 +50,12 @@ class SqueezeTransform(FunctionalTransform):
             raise ShapeError(
                 f"the input of SqueezeTransform should have a height and width divisible by {f}, got {tuple(x.shape)}"
             )
-        x = x.reshape(*batch, C, H // f, f, W // f, f)
+        y = x.reshape(*batch, C, H // f, f, W // f, f)
         n = len(batch)
-        x = x.permute(*range(n), n, n + 2, n + 4, n + 1, n + 3)
-        return x.reshape(*batch, C * f * f, H // f, W // f)
+        y = y.permute(*range(n), n, n + 2, n + 4, n + 1, n + 3)
+        return y.reshape(*batch, C * f * f, H // f, W // f), x.new_zeros(x.shape[:-3])
 
-    def _inverse(self, y: Tensor) -> Tensor:
+    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         check_image(self, y)
         f = self.factor
         *batch, C, H, W = y.shape
@@ -63,16 +63,10 @@ class SqueezeTransform(FunctionalTransform):
             raise ShapeError(
                 f"the input of the inverse SqueezeTransform should have channels divisible by {f * f}, got {tuple(y.shape)}"
             )
-        y = y.reshape(*batch, C // (f * f), f, f, H, W)
+        x = y.reshape(*batch, C // (f * f), f, f, H, W)
         n = len(batch)
-        y = y.permute(*range(n), n, n + 3, n + 1, n + 4, n + 2)
-        return y.reshape(*batch, C // (f * f), H * f, W * f)
-
-    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._call(x), x.new_zeros(x.shape[:-3])
-
-    def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self._inverse(y), y.new_zeros(y.shape[:-3])
+        x = x.permute(*range(n), n, n + 3, n + 1, n + 4, n + 2)
+        return x.reshape(*batch, C // (f * f), H * f, W * f), y.new_zeros(y.shape[:-3])
 
     def forward_shape(self, shape: Size) -> Size:
         *batch, C, H, W = shape

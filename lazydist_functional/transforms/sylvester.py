@@ -106,9 +106,6 @@ class SylvesterTransform(FunctionalTransform):
         shift, ladj = self._shift((z.unsqueeze(-2) @ self.q).squeeze(-2))
         return z + shift, ladj
 
-    def _call(self, z: Tensor) -> Tensor:
-        return self.call_and_ladj(z)[0]
-
     def _solve(self, y: Tensor) -> Tensor:
         r""":math:`v = Q^T z` from :math:`y`, by back substitution."""
 
@@ -133,6 +130,3 @@ class SylvesterTransform(FunctionalTransform):
         self._check(y)
         shift, ladj = self._shift(self._solve(y))
         return y - shift, -ladj
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return self.inverse_and_ladj(y)[0]
