@@ -50,13 +50,23 @@ _SPEC_API = frozenset({"init", "init_state", "apply", "apply_checked", "check", 
                        "state_shapes", "default_state", "split_state_dict", "parts", "from_parts", "name"})
 
 
-def _settings(module: nn.Module) -> dict[str, Any]:
+def _settings(module: nn.Module) -> tuple[tuple[str, Any], ...]:
     r"""The public configuration a module holds (an activation's ``negative_slope``, ...)."""
 
-    return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
+    return tuple((k, v) for k, v in vars(module).items() if not k.startswith("_") and k != "training")
 
 
-def _layout(module: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, nn.Module], dict[str, Any]]:
+def _unchanged(d: dict[str, Any], settings: tuple[tuple[str, Any], ...]) -> bool:
+    for k, v in settings:
+        if d.get(k, _MISSING) != v:
+            return False
+    return True
+
+
+_MISSING = object()
+
+
+def _layout(module: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, nn.Module], tuple]:
     return tuple(module._parameters), tuple(module._buffers), dict(module._modules), _settings(module)
 
 
@@ -84,7 +94,7 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
     if len(M) != len(children) or tuple(P) != pkeys or tuple(B) != bkeys:
         return None
     if not (P or B or M):
-        return ({}, {}) if _settings(module) == settings else None  # an activation, unless edited in place
+        return ({}, {}) if _unchanged(d, settings) else None  # an activation, unless edited in place
     params = {k: v for k, v in P.items() if v is not None}
     state = {k: v for k, v in B.items() if v is not None}
     for name, child in M.items():

@@ -242,3 +242,13 @@ def test_compiled_module_does_not_recompile_for_unrelated_modules_or_updates(nam
     assert torch.allclose(log_prob(c, x), flow(c).log_prob(x), atol=1e-5)
     log_prob(torch.randn(9, 2), torch.randn(9, 3))
     assert counter.frame_count <= 2  # the first shapes, then one dynamic graph
+
+
+def test_an_activation_edited_in_place():
+    from functools import partial
+
+    theirs, mine = pair(activation=partial(nn.LeakyReLU, 0.2))
+    same_log_prob(theirs, mine)
+    for flow in (theirs, mine):
+        hyper(flow)[1].negative_slope = 0.5
+    same_log_prob(theirs, mine)
