@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["RotationTransform"]
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import constraints
 
@@ -41,10 +42,15 @@ class RotationTransform(FunctionalTransform):
             return torch.linalg.matrix_exp(S.float()).to(S.dtype)
         return torch.linalg.matrix_exp(S)
 
+    # One matrix R (the usual case, also under vmap over stacked parameters): ``F.linear``,
+    # which vmap over x folds into one matrix product (einsum expanded R per sample, and
+    # was 1.3-3.6x slower at N = 1024, D = 5 on CPU); a batch of matrices: einsum.
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = torch.einsum("...ij,...j->...i", self.R, x)
+        R = self.R
+        y = F.linear(x, R) if R.dim() == 2 else torch.einsum("...ij,...j->...i", R, x)
         return y, y.new_zeros(()).expand(y.shape[:-1])
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.einsum("...ij,...i->...j", self.R, y)
+        R = self.R
+        x = F.linear(y, R.mT) if R.dim() == 2 else torch.einsum("...ij,...i->...j", R, y)
         return x, x.new_zeros(()).expand(x.shape[:-1])
