@@ -26,7 +26,6 @@ from __future__ import annotations
 
 __all__ = ["NoSpecError", "ParameterNode", "SpecModule", "bind", "module_class", "module_trees", "spec_of", "to_module"]
 
-import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -130,17 +129,6 @@ def bind(module: nn.Module, part: Parametric | None) -> tuple[Any, dict[str, Any
         return part, trees[0], trees[1]
     captured = CapturedUnivariate(module) if part is not None and not isinstance(part, Network) else CapturedNetwork(module)
     return captured, *captured.capture()
-
-
-def _replace_parts(spec: Parametric, parts: Mapping[str, Any]) -> Parametric:
-    r"""A shallow copy of ``spec`` whose parts ``parts`` (tree key -> spec) are replaced."""
-
-    new = copy.copy(spec)
-    for key in ("_param_shapes", "_state_shapes", "_state_cache", "_checked"):
-        new.__dict__.pop(key, None)
-    for key, part in parts.items():
-        setattr(new, spec.part_attributes.get(key, key), part)
-    return new
 
 
 def _container(params: Mapping[str, Any], state: Mapping[str, Any]) -> nn.Module:
@@ -285,7 +273,7 @@ class SpecModule(nn.Module):
                 params[name] = p
             if s:
                 state[name] = s
-        return (_replace_parts(spec, replaced) if replaced else spec), params, state
+        return (spec.with_parts(replaced) if replaced else spec), params, state
 
     @property
     def _built_spec(self) -> Parametric:

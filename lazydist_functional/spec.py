@@ -58,6 +58,20 @@ class Parametric:
     #: Tree keys whose part is held under another attribute name (``{"univariate": "univariate_spec"}``).
     part_attributes: Mapping[str, str] = {}
 
+    #: The instance attributes that cache values derived from the configuration.
+    derived_caches: tuple[str, ...] = ("_param_shapes", "_state_shapes", "_state_cache", "_checked", "_modes")
+
+    def with_parts(self, parts: Mapping[str, Parametric]) -> Parametric:
+        r"""A shallow copy of this spec whose parts under the tree keys of ``parts`` are
+        replaced (no derived cache is carried over: it describes the original's parts)."""
+
+        new = copy.copy(self)
+        for key in self.derived_caches:
+            new.__dict__.pop(key, None)
+        for key, part in parts.items():
+            setattr(new, self.part_attributes.get(key, key), part)
+        return new
+
     # -- shared machinery -------------------------------------------------------------
     def part(self, key: str) -> Parametric | None:
         r"""The parametric part (a network, a parametrized univariate) whose trees live under
