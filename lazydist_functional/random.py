@@ -8,8 +8,10 @@ eagerly, under :func:`torch.func.vmap` (a batched key is one stream per member, 
 ``randomness=`` argument needed), under :func:`torch.compile` and on any device.
 
 The generator is Threefry-2x32 with 20 rounds (Salmon et al., 2011), written with
-torch integer ops on ``int64`` tensors (words kept in ``[0, 2^{32})``), vectorized
-over positions and keys. The constructions follow ``jax.random`` with
+torch integer ops on ``int32`` bit patterns (wrap-around addition), vectorized over
+positions and keys; keys and :func:`bits` are ``int64`` words in ``[0, 2^{32})``. Eager
+draws update two buffers in place, a chunk of positions at a time (cache-sized); compiled,
+the rounds fuse into one loop. The constructions follow ``jax.random`` with
 ``jax_threefry_partitionable=True`` (JAX's default since 0.5.0), so for the same seed
 
 - :func:`key`, :func:`split`, :func:`fold_in`, :func:`bits`, :func:`uniform` on
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Size, Tensor
@@ -68,10 +70,12 @@ from torch import Size, Tensor
 from .checks import InputTypeError, ShapeError
 
 _MASK = 0xFFFFFFFF
-_PARITY = 0x1BD11BDA
+_SIGN = 0x80000000
+_PARITY = 0x1BD11BDA - 2**32 * (0x1BD11BDA >= 2**31)  # as an int32 bit pattern
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _INTEGERS = (torch.int64, torch.int32, torch.uint32)
 _MANTISSA = {torch.float64: 52, torch.float32: 23, torch.float16: 10, torch.bfloat16: 7}
+_CHUNK = 2**15  # eager draws are made this many words at a time, to stay in cache
 
 
 def _check_key(k: Tensor, what: str = "key") -> None:
@@ -86,33 +90,47 @@ def _shape(shape: int | Sequence[int]) -> Size:
     return Size((shape,)) if isinstance(shape, int) else Size(shape)
 
 
-def _words(k: Tensor, ndim: int) -> tuple[Tensor, Tensor]:
-    r"""The key's two words as int64, shaped ``(*K, 1, ..., 1)`` (``ndim`` ones) to broadcast."""
+def _int32(x: Tensor) -> Tensor:
+    r"""The low 32 bits of integers as ``int32`` bit patterns (two's complement)."""
 
-    k = k.to(torch.int64)
-    pad = (1,) * ndim
-    return k[..., 0].reshape(*k.shape[:-1], *pad), k[..., 1].reshape(*k.shape[:-1], *pad)
+    return (((x.to(torch.int64) & _MASK) ^ _SIGN) - _SIGN).to(torch.int32)
 
 
-def _threefry(k0: Tensor, k1: Tensor, x0: Tensor | int, x1: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Threefry-2x32, 20 rounds, on int64 tensors holding 32-bit words (broadcasting).
+def _uint(x: Tensor) -> Tensor:
+    r"""``int32`` bit patterns as unsigned words in :math:`[0, 2^{32})`, ``int64``."""
 
-    ``x0`` may keep garbage above bit 31 between rounds (only its low word enters an
-    addition or, masked, an exclusive or); ``x1`` is masked after every round.
+    return x.to(torch.int64) & _MASK
+
+
+def _threefry(k0: Tensor, k1: Tensor, x0: Tensor | None, x1: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Threefry-2x32, 20 rounds, on ``int32`` bit patterns (broadcasting; ``x0=None`` is 0).
+
+    ``int32`` addition wraps modulo :math:`2^{32}`, exclusive or and left shifts act on the
+    bit patterns, and a rotation is :math:`(x \ll r) \mid ((x \gg (32 - r)) \mathbin{\&}
+    (2^r - 1))` (the mask undoes the arithmetic shift's sign extension); eagerly the shift
+    left and the or are one ``add(y, x, alpha=2^r)`` (disjoint bits), five kernels a mix.
     """
 
     k2 = k0 ^ k1 ^ _PARITY
     ks = (k0, k1, k2)
-    x0 = x0 + k0
-    x1 = (x1 + k1) & _MASK
+    x1 = x1 + k1
+    x0 = x1 + k0 if x0 is None else x1 + (x0 + k0)  # the first round's addition done
+    compiling = torch.compiler.is_compiling()
     for i in range(5):
-        for r in _ROTATIONS[i % 2]:
-            x0 = x0 + x1
-            y = x1 << r
-            x1 = ((y | (y >> 32)) ^ x0) & _MASK
-        x0 = x0 + ks[(i + 1) % 3]
-        x1 = (x1 + (ks[(i + 2) % 3] + (i + 1))) & _MASK
-    return x0 & _MASK, x1
+        for j, r in enumerate(_ROTATIONS[i % 2]):
+            if i or j:
+                x0 += x1
+            y = x1 >> (32 - r)
+            y &= (1 << r) - 1
+            if compiling:  # shifts, which a compiler vectorizes best
+                y |= x1 << r
+            else:  # one kernel for x1 << r and the or: the bits are disjoint, so + is |
+                y.add_(x1, alpha=1 << r)
+            y ^= x0
+            x1 = y
+        x0 += ks[(i + 1) % 3]
+        x1 += ks[(i + 2) % 3] + (i + 1)
+    return x0, x1
 
 
 def threefry2x32(key: Tensor, counter: Tensor) -> Tensor:
@@ -127,22 +145,41 @@ def threefry2x32(key: Tensor, counter: Tensor) -> Tensor:
 
     _check_key(key)
     _check_key(counter, "counter")
-    key, counter = key.to(torch.int64), counter.to(torch.int64)
+    key, counter = _int32(key), _int32(counter)
     w0, w1 = _threefry(key[..., 0], key[..., 1], counter[..., 0], counter[..., 1])
-    return torch.stack([w0, w1], dim=-1)
+    return _uint(torch.stack([w0, w1], dim=-1))
 
 
-def _blocks(k: Tensor, shape: Size) -> tuple[Tensor, Tensor]:
-    r"""The Threefry blocks of the positions of ``shape`` under each key of ``k``
-    (``(*K, 2)``): two tensors of shape ``(*K, *shape)``."""
+def _draw(k: Tensor, shape: Size, finish: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    r"""``finish(w0, w1)`` of the Threefry blocks (``int32``, shape ``(*K, m)``) of the
+    positions of ``shape`` (row-major) under each key of ``k`` (``(*K, 2)``), shaped
+    ``(*K, *shape)``. ``finish`` may overwrite its arguments. Eagerly, long draws are made
+    :data:`_CHUNK` words at a time (a draw depends only on its position, so the chunks
+    change no bit); compiled, in one piece.
+    """
 
     _check_key(k)
-    k0, k1 = _words(k, len(shape))
-    n = shape.numel()
-    index = torch.arange(n, dtype=torch.int64, device=k.device).reshape(shape)
-    if n <= 2**32:
-        return _threefry(k0, k1, 0, index)
-    return _threefry(k0, k1, index >> 32, index & _MASK)
+    batch, n = k.shape[:-1], shape.numel()
+    k = _int32(k)
+    k0, k1 = k[..., 0].unsqueeze(-1), k[..., 1].unsqueeze(-1)
+    dev = k.device
+
+    def piece(start: int, stop: int) -> Tensor:
+        if stop <= 2**31:
+            return finish(*_threefry(k0, k1, None, torch.arange(start, stop, dtype=torch.int32, device=dev)))
+        index = torch.arange(start, stop, dtype=torch.int64, device=dev)
+        return finish(*_threefry(k0, k1, _int32(index >> 32), _int32(index)))
+
+    step = max(1024, _CHUNK // max(1, batch.numel()))
+    if torch.compiler.is_compiling() or n <= step:
+        out = piece(0, n)
+    else:
+        out = torch.cat([piece(a, min(n, a + step)) for a in range(0, n, step)], dim=len(batch))
+    return out.reshape(*batch, *shape, *out.shape[len(batch) + 1 :])
+
+
+def _words(w0: Tensor, w1: Tensor) -> Tensor:
+    return _uint(torch.stack([w0, w1], dim=-1))
 
 
 def key(seed: int | Tensor, device: torch.device | str | None = None) -> Tensor:
@@ -177,9 +214,7 @@ def split(key: Tensor, num: int | Sequence[int] = 2) -> Tensor:
                 [ 928981903, 3453687069]])
     """
 
-    shape = _shape(num)
-    w0, w1 = _blocks(key, shape)
-    return torch.stack([w0, w1], dim=-1)
+    return _draw(key, _shape(num), _words)
 
 
 def fold_in(key: Tensor, data: int | Tensor) -> Tensor:
@@ -193,12 +228,11 @@ def fold_in(key: Tensor, data: int | Tensor) -> Tensor:
     """
 
     _check_key(key)
-    k0, k1 = key.to(torch.int64)[..., 0], key.to(torch.int64)[..., 1]
+    k = _int32(key)
     d = torch.as_tensor(data, device=key.device)
     if d.is_floating_point() or d.dtype == torch.bool:
         raise InputTypeError(f"fold_in needs integer data, got dtype {d.dtype}")
-    w0, w1 = _threefry(k0, k1, 0, d.to(torch.int64) & _MASK)
-    return torch.stack([w0, w1], dim=-1)
+    return _words(*_threefry(k[..., 0], k[..., 1], None, _int32(d)))
 
 
 def bits(key: Tensor, shape: int | Sequence[int] = (), width: int = 32) -> Tensor:
@@ -211,12 +245,16 @@ def bits(key: Tensor, shape: int | Sequence[int] = (), width: int = 32) -> Tenso
         tensor([183,  62])
     """
 
-    w0, w1 = _blocks(key, _shape(shape))
-    if width == 64:
-        return (w0 - ((w0 >> 31) << 32)) * 2**32 + w1  # signed high word, no overflow
-    if width not in (8, 16, 32):
+    if width not in (8, 16, 32, 64):
         raise ValueError(f"bits: width should be 8, 16, 32 or 64, got {width}")
-    return (w0 ^ w1) & ((1 << width) - 1)
+
+    def finish(w0: Tensor, w1: Tensor) -> Tensor:
+        if width == 64:  # the signed high word (an int32 already) above the unsigned low one
+            return (w0.to(torch.int64) << 32) | _uint(w1)
+        w0 ^= w1
+        return _uint(w0) if width == 32 else (w0 & ((1 << width) - 1)).to(torch.int64)
+
+    return _draw(key, _shape(shape), finish)
 
 
 def _dtype(dtype: torch.dtype | None) -> torch.dtype:
@@ -226,18 +264,58 @@ def _dtype(dtype: torch.dtype | None) -> torch.dtype:
     return dtype
 
 
-def _unit(key: Tensor, shape: Size, dtype: torch.dtype) -> Tensor:
-    r""":math:`[0, 1)` on the grid :math:`2^{-m}`, ``m`` the dtype's mantissa bits."""
+def _unit(w0: Tensor, w1: Tensor, dtype: torch.dtype) -> Tensor:
+    r""":math:`[0, 1)` on the grid :math:`2^{-m}`, ``m`` the dtype's mantissa bits: the top
+    ``m`` of the dtype's width of bits as the mantissa of a float in :math:`[1, 2)`, minus 1
+    (exact). Overwrites ``w0``."""
+
+    if dtype == torch.float64:
+        hi = _uint(w0)
+        hi <<= 20
+        hi |= _uint(w1) >> 12
+        hi |= 0x3FF0000000000000
+        return hi.view(torch.float64).sub_(1.0)
+    m = _MANTISSA[dtype]
+    width = 8 if m < 8 else torch.finfo(dtype).bits
+    w0 ^= w1
+    w0 >>= width - m
+    w0 &= (1 << m) - 1
+    if m < 23:
+        w0 <<= 23 - m
+    w0 |= 0x3F800000
+    u = w0.view(torch.float32).sub_(1.0)
+    return u if dtype == torch.float32 else u.to(dtype)
+
+
+def _floats(
+    key: Tensor,
+    shape: int | Sequence[int],
+    dtype: torch.dtype,
+    low: float | Tensor,
+    high: float | Tensor,
+    then: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    r"""``then(uniform(...))``, made chunk by chunk where ``low`` and ``high`` are numbers
+    (``then`` may work in place)."""
 
     if dtype not in _MANTISSA:
         raise InputTypeError(f"random floats support {sorted(map(str, _MANTISSA))}, got {dtype}")
-    w0, w1 = _blocks(key, shape)
-    if dtype == torch.float64:
-        return ((w0 << 20) | (w1 >> 12)).to(dtype) * 2.0**-52
-    m = _MANTISSA[dtype]
-    width = 8 if m < 8 else torch.finfo(dtype).bits
-    b = (w0 ^ w1) & ((1 << width) - 1)
-    return ((b >> (width - m)).to(torch.float32) * 2.0**-m).to(dtype)
+    scalars = not isinstance(low, Tensor) and not isinstance(high, Tensor)
+    low_t = torch.as_tensor(low, dtype=dtype, device=key.device) if scalars else None
+
+    def finish(w0: Tensor, w1: Tensor) -> Tensor:
+        u = _unit(w0, w1, dtype)
+        if scalars:  # max(low, u (high - low) + low), each step rounded as out of place
+            u = u.mul_(high - low_t).add_(low_t).clamp_min_(low_t)
+            u = then(u) if then is not None else u
+        return u
+
+    u = _draw(key, _shape(shape), finish)
+    if not scalars:
+        low = torch.as_tensor(low, dtype=dtype, device=u.device)
+        u = torch.maximum(low, u * (high - low) + low)
+        u = then(u) if then is not None else u
+    return u
 
 
 def uniform(
@@ -255,10 +333,7 @@ def uniform(
         tensor([0.9477, 0.9786, 0.3323])
     """
 
-    dtype = _dtype(dtype)
-    u = _unit(key, _shape(shape), dtype)
-    low = torch.as_tensor(low, dtype=dtype, device=u.device)
-    return torch.maximum(low, u * (high - low) + low)
+    return _floats(key, shape, _dtype(dtype), low, high)
 
 
 def normal(key: Tensor, shape: int | Sequence[int] = (), dtype: torch.dtype | None = None) -> Tensor:
@@ -272,15 +347,14 @@ def normal(key: Tensor, shape: int | Sequence[int] = (), dtype: torch.dtype | No
 
     dtype = _dtype(dtype)
     low = math.nextafter(-1.0, 0.0) if dtype == torch.float64 else -1.0 + torch.finfo(dtype).eps / 2
-    u = uniform(key, shape, dtype, low, 1.0)
-    return math.sqrt(2.0) * torch.erfinv(u)
+    return _floats(key, shape, dtype, low, 1.0, lambda u: u.erfinv_().mul_(math.sqrt(2.0)))
 
 
 def gumbel(key: Tensor, shape: int | Sequence[int] = (), dtype: torch.dtype | None = None) -> Tensor:
     r"""Standard Gumbel: :math:`-\log(-\log u)`, :math:`u \sim \mathcal{U}[\text{tiny}, 1)`."""
 
     dtype = _dtype(dtype)
-    return -torch.log(-torch.log(uniform(key, shape, dtype, torch.finfo(dtype).tiny, 1.0)))
+    return _floats(key, shape, dtype, torch.finfo(dtype).tiny, 1.0, lambda u: u.log_().neg_().log_().neg_())
 
 
 def bernoulli(key: Tensor, p: float | Tensor = 0.5, shape: int | Sequence[int] | None = None) -> Tensor:
