@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 import torch
 import zuko
-from common import compare, markdown_table, parser, setup, write_json
+from common import ZUKO_FLOWS, compare, markdown_table, parser, setup, write_json
 
 import lazydist_functional.adapters as ours
-from lazydist_functional.catalogue import FLOWS, sample_input
+from lazydist_functional.catalogue import sample_input
 
 FEATURES, CONTEXT, HIDDEN = 5, 4, [64, 64]
 
@@ -68,7 +68,7 @@ def cases(flow: torch.nn.Module, name: str) -> dict[str, Callable[[], object]]:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--flows", default=",".join(n for n in FLOWS if hasattr(zuko.flows, n) or n == "GMM"))
+    p.add_argument("--flows", default=",".join(ZUKO_FLOWS))
     args = p.parse_args()
     t_min = setup(args)
     rows = []

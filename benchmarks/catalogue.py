@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 import zuko
-from common import compare, markdown_table, parser, setup, write_json
+from common import ZUKO_FLOWS, compare, markdown_table, parser, setup, write_json
 from torch.func import vmap
 
 import lazydist_functional.adapters as Z
@@ -45,7 +45,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1024)
     args = p.parse_args()
     t_min = setup(args)
-    rows = [bench(name, args.n, t_min, 1 if args.quick else 3) for name in FLOWS]
+    rows = [bench(name, args.n, t_min, 1 if args.quick else 3) for name in ZUKO_FLOWS]
     print()
     print(markdown_table(rows, ["flow", "ours_over_zuko", "vmap_over_module", "max_abs_diff"],
                          ["flow", "log_prob ours / Zuko", "vmap / module", "max abs diff vs Zuko"]))

@@ -30,6 +30,9 @@ from typing import Any
 import torch
 import torch.utils.benchmark as tb
 
+#: The catalogue's flows that Zuko 1.6 has too (the comparisons' flows): not planar, radial, Sylvester.
+ZUKO_FLOWS = ("MAF", "NSF", "NCSF", "RealNVP", "NICE", "NAF", "UNAF", "SOSPF", "BPF", "GF", "CNF", "GMM")
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 

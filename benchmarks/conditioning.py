@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 import zuko
-from common import compare, figure, markdown_table, parser, save_figure, setup, write_json
+from common import ZUKO_FLOWS, compare, figure, markdown_table, parser, save_figure, setup, write_json
 from torch.func import vmap
 
 import lazydist_functional.adapters as Z
@@ -74,7 +74,7 @@ def bench_params(name: str, t_min: float, rounds: int, k: int = 32, m: int = 64)
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--flows", default=",".join(FLOWS))
+    p.add_argument("--flows", default=",".join(ZUKO_FLOWS))
     p.add_argument("--only-params", action="store_true", help="only the K=32 parameter sets table")
     args = p.parse_args()
     t_min = setup(args)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 import zuko
-from common import compare, markdown_table, parser, setup, write_json
+from common import ZUKO_FLOWS, compare, markdown_table, parser, setup, write_json
 from torch.func import vmap
 
 import lazydist_functional.adapters as Z
@@ -87,7 +87,7 @@ def main() -> None:
     t_min = setup(args)
     dev = torch.device(args.device)
     checks, rows = {}, []
-    for name in FLOWS:
+    for name in ZUKO_FLOWS:
         checks[name], env = check(name, dev, args.n)
         print(name, checks[name], flush=True)
         if name in args.timed.split(","):

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 import zuko
-from common import compare, markdown_table, parser, setup, write_json
+from common import ZUKO_FLOWS, compare, markdown_table, parser, setup, write_json
 from torch.func import vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -85,7 +85,7 @@ def bench_flow(name: str, n: int, t_min: float, rounds: int) -> dict:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--flows", default=",".join(FLOWS))
+    p.add_argument("--flows", default=",".join(ZUKO_FLOWS))
     p.add_argument("--n", type=int, default=256)
     args = p.parse_args()
     t_min = setup(args)
