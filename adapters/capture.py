@@ -77,7 +77,12 @@ class CapturedNetwork(_Captured, Network):
 
 
 class CapturedUnivariate(_Captured, Parametric):
-    r"""A univariate factory ``*phi -> module(*phi)`` (a transform) evaluated on captured tensors."""
+    r"""A univariate factory ``*phi -> module(*phi)`` (a transform) evaluated on captured
+    tensors. Its buffers are captured with its parameters: the core passes a univariate
+    only its parameter tree."""
+
+    def capture(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {**flat_tensors(self.module, buffers=False), **flat_tensors(self.module, buffers=True)}, {}
 
     def transform(self, params: Mapping[str, Any], *phi: Tensor) -> Transform:
-        return self.call(params, {}, *phi) if not self.module._buffers else self.call(params, self.init_state(), *phi)
+        return self.call(params, {}, *phi)

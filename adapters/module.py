@@ -115,7 +115,7 @@ def _global_hooks() -> bool:
     return bool(m._global_forward_hooks or m._global_forward_pre_hooks)
 
 
-def bind(module: nn.Module, part: Parametric | None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def bind(module: nn.Module, part: Parametric) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     r"""``(part, params, state)`` for one child of a module at call time.
 
     ``part`` is the spec's sub-spec the child was built from. While the child is as built,
@@ -125,9 +125,9 @@ def bind(module: nn.Module, part: Parametric | None) -> tuple[Any, dict[str, Any
     """
 
     trees = None if _global_hooks() else _gather(module)
-    if trees is not None and part is not None:
+    if trees is not None:
         return part, trees[0], trees[1]
-    captured = CapturedUnivariate(module) if part is not None and not isinstance(part, Network) else CapturedNetwork(module)
+    captured = CapturedNetwork(module) if isinstance(part, Network) else CapturedUnivariate(module)
     return captured, *captured.capture()
 
 
