@@ -77,7 +77,10 @@ def _freeze(module: nn.Module) -> None:
 
 
 def _hooked(module: nn.Module) -> bool:
-    return bool(module._forward_hooks or module._forward_pre_hooks)
+    r"""Whether a hook would run if the module were called (then it must be called)."""
+
+    d = module.__dict__
+    return bool(d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d["_backward_pre_hooks"])
 
 
 def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -86,7 +89,7 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
 
     d = module.__dict__
     built = d.get("_built_layout")
-    if built is None or d["_forward_hooks"] or d["_forward_pre_hooks"]:
+    if built is None or _hooked(module):
         return None
     pkeys, bkeys, children, settings = built
     P, B, M = d["_parameters"], d["_buffers"], d["_modules"]
@@ -112,7 +115,8 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
 
 def _global_hooks() -> bool:
     m = nn.modules.module
-    return bool(m._global_forward_hooks or m._global_forward_pre_hooks)
+    return bool(m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks
+                or m._global_backward_pre_hooks)
 
 
 def bind(module: nn.Module, part: Parametric) -> tuple[Any, dict[str, Any], dict[str, Any]]:

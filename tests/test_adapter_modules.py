@@ -252,3 +252,23 @@ def test_an_activation_edited_in_place():
     for flow in (theirs, mine):
         hyper(flow)[1].negative_slope = 0.5
     same_log_prob(theirs, mine)
+
+
+def test_backward_hooks_of_a_layer_fire():
+    theirs, mine = pair()
+    seen = {"zuko": 0, "ours": 0}
+    for key, flow in (("zuko", theirs), ("ours", mine)):
+        hyper(flow)[2].register_full_backward_hook(lambda m, gi, go, key=key: seen.__setitem__(key, seen[key] + 1))
+        flow(torch.randn(2)).log_prob(torch.randn(3)).backward()
+    assert seen["ours"] > 0 and seen["ours"] == seen["zuko"]
+
+
+def test_global_forward_hooks_see_the_layers_called():
+    theirs, mine = pair()
+    calls = []
+    handle = nn.modules.module.register_module_forward_hook(lambda m, a, o: calls.append(type(m).__name__))
+    try:
+        same_log_prob(theirs, mine)
+    finally:
+        handle.remove()
+    assert "MaskedLinear" in calls
