@@ -59,7 +59,8 @@ class Parametric:
     part_attributes: Mapping[str, str] = {}
 
     #: The instance attributes that cache values derived from the configuration.
-    derived_caches: tuple[str, ...] = ("_param_shapes", "_state_shapes", "_state_cache", "_checked", "_modes")
+    derived_caches: tuple[str, ...] = ("_param_shapes", "_param_shapes_floating", "_state_shapes",
+                                       "_state_shapes_floating", "_state_cache", "_checked", "_modes")
 
     def with_parts(self, parts: Mapping[str, Parametric]) -> Parametric:
         r"""A shallow copy of this spec whose parts under the tree keys of ``parts`` are
