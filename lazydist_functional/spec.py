@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from .checks import ContextError, ParamTreeError, broadcasts, check_context, check_dtype, check_tree
 from .pytree import Partial, as_nested, first_float, flatten_names, unflatten_names
@@ -204,6 +205,16 @@ class Parametric:
         return params, state
 
 
+def _with_batch(result: Any, batch: torch.Size) -> Any:
+    r"""A distribution built from stacked parameters (leading dimensions ``batch``) has them
+    in its batch shape (a context's batch shape broadcasts with them)."""
+
+    if len(batch) == 0 or not isinstance(result, Distribution):
+        return result
+    shape = torch.broadcast_shapes(batch, result.batch_shape)
+    return result if shape == result.batch_shape else result.expand(shape)
+
+
 class Spec(Parametric):
     r"""Base class of specs (flows, lazy transforms, lazy distributions): static
     configuration with a pure ``apply(params, c) -> Distribution | Transform``."""
@@ -253,10 +264,10 @@ class Spec(Parametric):
                     f"context's batch shape {tuple(c.shape[:-1])}"
                 )
         if not train:
-            return self.apply_checked(params, c, state)
+            return _with_batch(self.apply_checked(params, c, state), batch)
         if state is None:
             state = self.default_state(first_float(params))
-        result = self.in_mode("train").apply_checked(params, c, state)
+        result = _with_batch(self.in_mode("train").apply_checked(params, c, state), batch)
         return result, Partial(_state_after, (result, state))
 
     def apply_checked(self, params: Mapping[str, Any], c: Tensor | None, state: Any, *,

@@ -61,16 +61,7 @@ def _settings(n: int) -> settings:
 
 
 #: (flow or "*", family, variant) -> why it fails today and where the fix belongs.
-KNOWN: dict[tuple[str, str, str], str] = {
-    ("*", "params", "stacked_sample"): (
-        "stacked parameters (a leading dimension on every leaf, as checks.check_params allows) without "
-        "a context: the distribution's batch_shape is () instead of the stack's, and sampling raises a "
-        "deep RuntimeError (einsum in nn/linear.py, or a broadcast in the image flows) when the inverse "
-        "maps base noise of shape (n, *event) through the stacked conditioners — also true of the vector "
-        "catalogue (plain MAF, NSF), whose property suite only takes log_prob of stacked trees; fix "
-        "likely in flows/core.py (the flow's batch shape should include the parameters' batch shape)"
-    ),
-}
+KNOWN: dict[tuple[str, str, str], str] = {}  # none left (stacked samples fixed in Spec.apply)
 
 
 def known(name: str, family: str, variant: str) -> str | None:

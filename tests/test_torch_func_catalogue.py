@@ -64,3 +64,16 @@ def test_functional_call_equals_spec_apply_with_the_given_params(name):
     via_module = functional_call(module, flatten_names(other), (c,)).log_prob(x)
     torch.testing.assert_close(via_module, spec.apply(other, c).log_prob(x), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(via_module, module(c).log_prob(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stacked_parameters_without_context_are_a_batch(name):
+    spec = make_spec(name, FEATURES, 0)
+    stacked = init_stacked(spec, K)
+    d = spec.apply(stacked)
+    assert d.batch_shape == (K,)
+    x = d.sample((2,))
+    assert x.shape == (2, K, FEATURES)
+    y = sample_input(name, (2, K, FEATURES), generator=torch.Generator().manual_seed(3))
+    members = [spec.apply(p).log_prob(y[:, i]) for i, p in enumerate(tree_unstack(stacked))]
+    torch.testing.assert_close(d.log_prob(y), torch.stack(members, -1), atol=1e-4, rtol=1e-4)
