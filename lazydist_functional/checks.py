@@ -108,7 +108,11 @@ def _most_common(values: list[Any]) -> Any:
     counts: dict[Any, int] = {}
     for value in values:
         counts[value] = counts.get(value, 0) + 1
-    return max(counts, key=counts.__getitem__)
+    best, most = None, 0
+    for value, n in counts.items():  # not ``max(key=...)``: dynamo graph-breaks on it
+        if n > most:
+            best, most = value, n
+    return best
 
 
 def _check_tree_slow(what: str, tree: Any, expected: Mapping[str, torch.Size], floating: Collection[str]) -> torch.Size:
