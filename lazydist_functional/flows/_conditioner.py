@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from math import prod
 
 import torch
+import torch.nn.functional as F
 from torch import Size, Tensor
 from torch.distributions import Transform
 
@@ -34,10 +35,14 @@ def with_context(x: Tensor, c: Tensor | None) -> Tensor:
 
     if c is None:
         return x
-    if x.shape[:-1] == c.shape[:-1]:
-        return torch.cat((x, c), dim=-1)
-    check_batch("the input", x.shape, "the context", c.shape[:-1])
-    return torch.cat(broadcast(x, c, ignore=1), dim=-1)
+    if x.shape[:-1] != c.shape[:-1]:
+        check_batch("the input", x.shape, "the context", c.shape[:-1])
+        x, c = broadcast(x, c, ignore=1)
+    if torch.compiler.is_compiling():
+        # The same values (adding zeros is exact): ``torch.cat`` under ``vmap`` makes dynamo
+        # specialize the batch size, so every new N would compile a new graph.
+        return F.pad(x, (0, c.shape[-1])) + F.pad(c, (x.shape[-1], 0))
+    return torch.cat((x, c), dim=-1)
 
 
 def unpack(phi: Tensor, shapes: Sequence[Size]) -> list[Tensor]:
