@@ -86,6 +86,10 @@ def _stacked(x: Tensor, weight: Tensor) -> Tensor:
     batching rule of ``bmm``, which would make that copy, is not reached.
     """
 
+    if torch.compiler.is_compiling() and is_batchedtensor(x) and not is_batchedtensor(weight):
+        # Under a compiled ``vmap`` the batching rule of the contraction copies the weight
+        # per sample; a product and a sum, which inductor fuses into one reduction, does not.
+        return (weight * x.unsqueeze(-2)).sum(-1)
     return torch.einsum("...ij,...j->...i", weight, x)
 
 
