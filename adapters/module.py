@@ -261,18 +261,12 @@ class SpecModule(nn.Module):
         replaced: dict[str, Any] = {}
         for name, child in self._modules.items():
             part = spec.part(name)
-            if part is None:
-                trees = _gather(child)
-                if trees is None:
-                    raise NoSpecError(f"{type(self).__name__}.{name} ({type(child).__name__}) was edited and is "
-                                      f"not a part {type(spec).__name__} can call")
-                used, p, s = None, *trees
-            else:
-                used, p, s = bind(child, part)
+            if part is not None:  # a network or univariate: bound (or captured)
+                used, params[name], state[name] = bind(child, part)
                 if used is not part:
                     replaced[name] = used
-                params[name], state[name] = p, s
                 continue
+            p, s = _gather(child) or module_trees(child)  # a container of tensors (``phi``): read
             if p:
                 params[name] = p
             if s:

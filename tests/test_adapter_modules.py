@@ -272,3 +272,12 @@ def test_global_forward_hooks_see_the_layers_called():
     finally:
         handle.remove()
     assert "MaskedLinear" in calls
+
+
+def test_a_replaced_parameter_list_is_read():
+    torch.manual_seed(0)
+    theirs, mine = zuko.mixtures.GMM(3, components=2), ours.mixtures.GMM(3, components=2)
+    phi = nn.ParameterList(nn.Parameter(p.detach() + 0.1) for p in theirs.phi)
+    theirs.phi, mine.phi = phi, copy.deepcopy(phi)
+    x = torch.randn(5, 3)
+    assert torch.allclose(theirs().log_prob(x), mine().log_prob(x), atol=1e-5)
