@@ -30,17 +30,11 @@ from .module import _freeze
 from .module import module_class as _module_class
 
 
-def _empty(cls: type, spec: _Parametric) -> _Any:
-    r"""An instance of ``cls`` holding ``spec``, without running the class's constructor."""
+def _fill(module: nn.Module, spec: _Parametric, layers: Sequence[nn.Module]) -> nn.Module:
+    r"""Initializes ``module`` (an ``nn.Sequential``) as holding ``spec`` and ``layers``."""
 
-    module = object.__new__(cls)
     nn.Module.__init__(module)
     module.__dict__["_spec"] = spec
-    return module
-
-
-def _sequential(cls: type, spec: _Parametric, layers: Sequence[nn.Module]) -> _Any:
-    module = _empty(cls, spec)
     for i, layer in enumerate(layers):
         module.add_module(str(i), layer)
     _freeze(module)
@@ -138,9 +132,12 @@ class _Network(_SpecModule, nn.Sequential):
     forward = nn.Sequential.forward
 
     @classmethod
-    def from_spec(cls, spec, params=None, state=None, generator=None):  # noqa: D102
+    def from_spec(cls, spec: _Parametric, params: _Mapping | None = None, state: _Mapping | None = None,
+                  generator: torch.Generator | None = None) -> "_Network":
+        r"""The module of a pure network spec holding ``params``/``state`` (default: fresh init)."""
+
         params, state = spec.init_trees(params, state, generator)
-        return _sequential(cls, spec, cls._layers(spec, params, state))
+        return _fill(object.__new__(cls), spec, cls._layers(spec, params, state))
 
     @classmethod
     def _layers(cls, spec: _Any, params: _Mapping, state: _Mapping) -> list[nn.Module]:
@@ -150,11 +147,7 @@ class _Network(_SpecModule, nn.Sequential):
         r"""The Zuko-signature constructors: fills ``self`` from a fresh spec."""
 
         params, state = spec.init_trees()
-        nn.Module.__init__(self)
-        self.__dict__["_spec"] = spec
-        for i, layer in enumerate(self._layers(spec, params, state)):
-            self.add_module(str(i), layer)
-        _freeze(self)
+        _fill(self, spec, self._layers(spec, params, state))
 
 
 def _mlp_layers(spec: _Any, params: _Mapping, linear_cls: type, core_linear: type, act: Callable[[], nn.Module],
