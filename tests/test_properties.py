@@ -21,26 +21,24 @@ from __future__ import annotations
 
 from collections import Counter
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from property_checks import Case, check, run
+from property_checks import other_dtype as _other
+from property_checks import property_settings as _settings
+from property_checks import random_context as _c
 
 from lazydist_functional import tree_stack
 from lazydist_functional.catalogue import FLOWS, make_spec, sample_input
-from lazydist_functional.checks import LazydistError
 from lazydist_functional.pytree import flatten_names, unflatten_names
 
 FEATURES, CONTEXT = 3, 2
 NAMES = sorted(FLOWS)
 CASES: Counter = Counter()
-
-
-def _settings(n: int) -> settings:
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
 
 
 #: (flow or "*", family, variant) -> why it fails today and where the fix belongs (none left).
@@ -65,31 +63,6 @@ def _x(name: str, batch: tuple[int, ...], dtype: torch.dtype, features: int = FE
     return sample_input(name, (*batch, features), dtype=dtype, generator=torch.Generator().manual_seed(1))
 
 
-def _c(batch: tuple[int, ...], dtype: torch.dtype, size: int = CONTEXT) -> torch.Tensor:
-    return torch.randn(*batch, size, dtype=dtype, generator=torch.Generator().manual_seed(2))
-
-
-def _other(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float32 else torch.float32
-
-
-def check(fn: Callable[[], Any], expected: tuple[int, ...] | None, what: str) -> None:
-    r"""``expected is None``: ``fn`` must raise a library error; otherwise it must return
-    finite values of shape ``expected``."""
-
-    try:
-        out = fn()
-    except LazydistError as error:
-        assert expected is None, f"{what}: unexpected library error {error!r}"
-        return
-    except Exception as error:  # a deep error: what the checks exist to prevent
-        raise AssertionError(f"{what}: raised {type(error).__name__}: {error}") from error
-    assert expected is not None, f"{what}: expected a library error, got a result of shape {tuple(out.shape)}"
-    assert tuple(out.shape) == tuple(expected), f"{what}: shape {tuple(out.shape)}, expected {expected}"
-    assert torch.isfinite(out).all(), f"{what}: non-finite values"
-
-
-Case = tuple[Callable[[], Any], "tuple[int, ...] | None", str]
 
 # -- parameter trees -----------------------------------------------------------------------------
 
@@ -214,14 +187,7 @@ batches = st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple)
 
 
 def _run(name: str, family: str, variant: str, case: Case) -> None:
-    CASES[family] += 1
-    if known(name, family, variant) is None:
-        check(*case)
-        return
-    try:
-        check(*case)
-    except AssertionError:
-        CASES["known failures"] += 1
+    run(CASES, family, known(name, family, variant), case)
 
 
 @_settings(300)

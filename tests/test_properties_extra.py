@@ -31,11 +31,14 @@ from typing import Any, Callable
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from property_checks import Case, check, run
+from property_checks import other_dtype as _other
+from property_checks import property_settings as _settings
+from property_checks import random_context as _c
 
 from lazydist_functional import tree_stack
-from lazydist_functional.checks import LazydistError
 from lazydist_functional.flows import MAF, NSF, Glow, MultiScaleRealNVP, RealNVP
 from lazydist_functional.pytree import flatten_names, unflatten_names
 
@@ -53,11 +56,6 @@ BUILDERS: dict[str, Callable[[int], Any]] = {
 }
 NAMES = sorted(BUILDERS)
 IMAGES = ("Glow", "MultiScaleRealNVP")
-
-
-def _settings(n: int) -> settings:
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
 
 
 #: (flow or "*", family, variant) -> why it fails today and where the fix belongs.
@@ -100,31 +98,6 @@ def _x(batch: tuple[int, ...], dtype: torch.dtype, event: tuple[int, ...]) -> to
     return torch.randn(*batch, *event, dtype=dtype, generator=torch.Generator().manual_seed(1)).clamp(-3.0, 3.0)
 
 
-def _c(batch: tuple[int, ...], dtype: torch.dtype, size: int = CONTEXT) -> torch.Tensor:
-    return torch.randn(*batch, size, dtype=dtype, generator=torch.Generator().manual_seed(2))
-
-
-def _other(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float32 else torch.float32
-
-
-def check(fn: Callable[[], Any], expected: tuple[int, ...] | None, what: str) -> None:
-    r"""``expected is None``: ``fn`` must raise a library error; otherwise it must return
-    finite values of shape ``expected``."""
-
-    try:
-        out = fn()
-    except LazydistError as error:
-        assert expected is None, f"{what}: unexpected library error {error!r}"
-        return
-    except Exception as error:  # a deep error: what the checks exist to prevent
-        raise AssertionError(f"{what}: raised {type(error).__name__}: {error}") from error
-    assert expected is not None, f"{what}: expected a library error, got a result of shape {tuple(out.shape)}"
-    assert tuple(out.shape) == tuple(expected), f"{what}: shape {tuple(out.shape)}, expected {expected}"
-    assert torch.isfinite(out).all(), f"{what}: non-finite values"
-
-
-Case = tuple[Callable[[], Any], "tuple[int, ...] | None", str]
 
 # -- parameter trees -----------------------------------------------------------------------------
 
@@ -317,14 +290,7 @@ picks = st.integers(0, 50)
 
 
 def _run(name: str, family: str, variant: str, case: Case) -> None:
-    CASES[family] += 1
-    if known(name, family, variant) is None:
-        check(*case)
-        return
-    try:
-        check(*case)
-    except AssertionError:
-        CASES["known failures"] += 1
+    run(CASES, family, known(name, family, variant), case)
 
 
 @_settings(80)
