@@ -63,9 +63,10 @@ class Parametric:
     derived_caches: tuple[str, ...] = ("_param_shapes", "_param_shapes_floating", "_state_shapes",
                                        "_state_shapes_floating", "_state_cache", "_checked", "_modes")
 
-    def with_parts(self, parts: Mapping[str, Parametric]) -> Parametric:
-        r"""A shallow copy of this spec whose parts under the tree keys of ``parts`` are
-        replaced (no derived cache is carried over: it describes the original's parts)."""
+    def with_parts(self, parts: Mapping[str, Any]) -> Parametric:
+        r"""A shallow copy of this spec whose parts under the tree keys of ``parts`` (a spec,
+        or a tuple of specs for a composite's tuple part) are replaced; no derived cache is
+        carried over (it describes the original's parts)."""
 
         new = copy.copy(self)
         for key in self.derived_caches:
@@ -321,13 +322,7 @@ class Spec(Parametric):
                 new = part._with_mode(mode, (*path, name))
                 if new is not part:
                     changed[name] = new
-        if not changed:
-            return self
-        twin = copy.copy(self)
-        twin.__dict__.pop("_modes", None)
-        for name, part in changed.items():
-            setattr(twin, name, part)
-        return twin
+        return self.with_parts(changed) if changed else self
 
     def __call__(self, params: Mapping[str, Any], c: Tensor | None = None, *, state: Any = None,
                  train: bool = False) -> Any:
