@@ -15,6 +15,7 @@ from torch.func import functional_call, grad
 from torch.nn.utils import parametrizations, prune
 
 import lazydist_functional.adapters as ours
+from lazydist_functional import random
 from lazydist_functional.adapters.module import NoSpecError
 
 
@@ -281,3 +282,20 @@ def test_a_replaced_parameter_list_is_read():
     theirs.phi, mine.phi = phi, copy.deepcopy(phi)
     x = torch.randn(5, 3)
     assert torch.allclose(theirs().log_prob(x), mine().log_prob(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("name, net", [("NAF", "network"), ("UNAF", "integrand")])
+def test_a_parametrized_monotonic_network(name, net):
+    torch.manual_seed(0)
+    kwargs = {"transforms": 2, "hidden_features": [8], "network": {"hidden_features": [8]}}
+    theirs, mine = getattr(zuko.flows, name)(3, 2, **kwargs), getattr(ours.flows, name)(3, 2, **kwargs)
+    for flow in (theirs, mine):
+        parametrizations.weight_norm(getattr(flow.transform.transforms[0].univariate, net)[0])
+    mine.load_state_dict(theirs.state_dict())
+    same_log_prob(theirs, mine, atol=1e-4)
+    d, key = mine(torch.randn(16, 2)), random.key(0)
+    x, log_p = d.rsample_and_log_prob(key=key)
+    z = d.base.sample(key=key)
+    reachable = (d.transform(x) - z).abs().amax(-1) < 1e-3  # base points inside the flow's image
+    assert reachable.any()
+    torch.testing.assert_close(log_p[reachable], d.log_prob(x)[reachable], atol=1e-3, rtol=1e-3)

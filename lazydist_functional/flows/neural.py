@@ -42,6 +42,12 @@ def _first_layer(layer: Mapping[str, Tensor], signal: Tensor, monotonic: bool) -
     return s, W[..., 0]
 
 
+def _with_signal(x: Tensor, signal: Tensor) -> Tensor:
+    r"""The network input :math:`[x_i, \text{signal}_i]` of each feature: (*, D, 1 + S)."""
+
+    return torch.cat(broadcast(x[..., None], signal, ignore=1), dim=-1)
+
+
 def _mnn_f_and_df(s: Tensor, w: Tensor, weights: tuple, biases: tuple, x: Tensor) -> tuple[Tensor, Tensor]:
     y, dy = folded_value_and_tangent(s + w * x[..., None], w, weights, biases)
     return y.squeeze(-1), dy.squeeze(-1)
@@ -77,7 +83,7 @@ class MNN(Parametric):
     def network_f(self, net: Mapping[str, Any], signal: Tensor, x: Tensor) -> Tensor:
         r""":math:`f(x) = \text{network}([x, \text{signal}])` by calling the network (any network)."""
 
-        y = self.network._apply(net, torch.cat(broadcast(x[..., None], signal, ignore=1), dim=-1), {})
+        y = self.network._apply(net, _with_signal(x, signal), {})
         return y.squeeze(-1)
 
     def transform(self, params: Mapping[str, Any], signal: Tensor) -> Transform:
@@ -135,7 +141,7 @@ class UMNN(Parametric):
         r""":math:`g(x) = \exp(\text{soft-bounded integrand}([x, \text{signal}]))` by calling
         the integrand network (any network)."""
 
-        dx = self.integrand._apply(net, torch.cat(broadcast(x[..., None], signal, ignore=1), dim=-1), {})
+        dx = self.integrand._apply(net, _with_signal(x, signal), {})
         return torch.exp(soft_bound(dx.squeeze(-1), 7.0))
 
     def transform(self, params: Mapping[str, Any], signal: Tensor, constant: Tensor) -> Transform:
