@@ -24,7 +24,8 @@ importing this module changes nothing in torch.
 
 from __future__ import annotations
 
-__all__ = ["NoSpecError", "ParameterNode", "SpecModule", "bind", "module_class", "module_trees", "spec_of", "to_module"]
+__all__ = ["NoSpecError", "ParameterNode", "SpecModule", "bind", "module_class", "module_settings", "module_trees", "spec_of",
+           "to_module"]
 
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -49,7 +50,7 @@ _SPEC_API = frozenset({"init", "init_state", "apply", "apply_checked", "check", 
                        "state_shapes", "default_state", "split_state_dict", "parts", "from_parts", "name"})
 
 
-def _settings(module: nn.Module) -> tuple[tuple[str, Any], ...]:
+def module_settings(module: nn.Module) -> tuple[tuple[str, Any], ...]:
     r"""The public configuration a module holds (an activation's ``negative_slope``, ...)."""
 
     return tuple((k, v) for k, v in vars(module).items() if not k.startswith("_") and k != "training")
@@ -66,7 +67,7 @@ _MISSING = object()
 
 
 def _layout(module: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, nn.Module], tuple]:
-    return tuple(module._parameters), tuple(module._buffers), dict(module._modules), _settings(module)
+    return tuple(module._parameters), tuple(module._buffers), dict(module._modules), module_settings(module)
 
 
 def _freeze(module: nn.Module) -> None:

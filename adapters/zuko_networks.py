@@ -48,6 +48,7 @@ from .. import transforms as _transforms
 from ..checks import LazydistError
 from ..flows import polynomial as _polynomial
 from ..flows import spline as _spline
+from .module import module_settings
 
 _OURS = (_transforms, _dists, _flows, _spline, _polynomial)
 
@@ -63,10 +64,6 @@ def zuko_name(obj: Any) -> str | None:
 
     cls = type(obj)
     return cls.__name__ if cls.__module__.split(".")[0] == "zuko" else None
-
-
-def _settings(module: nn.Module) -> dict[str, Any]:
-    return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
 
 
 class ActivationCopies:
@@ -85,7 +82,7 @@ class ActivationCopies:
         return (
             isinstance(other, ActivationCopies)
             and type(other.module) is type(self.module)
-            and _settings(other.module) == _settings(self.module)
+            and dict(module_settings(other.module)) == dict(module_settings(self.module))
         )
 
     __hash__ = None  # type: ignore[assignment]
