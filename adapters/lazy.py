@@ -103,6 +103,12 @@ def _same(a: Any, b: Any) -> bool:
     return a is b
 
 
+def _leaf_spec(module: nn.Module) -> Spec | None:
+    r"""The spec a module of this library was built from, or ``None`` (a user's module)."""
+
+    return module.__dict__.get("_spec") if isinstance(module, SpecModule) else None
+
+
 def _context_of(module: nn.Module) -> int | None:
     r"""The number of context features a module tree reads, or ``None`` if a module of
     the tree is not this library's (it may read any context)."""
@@ -110,7 +116,7 @@ def _context_of(module: nn.Module) -> int | None:
     if isinstance(module, (_CompositeModule, nn.ModuleList)):
         contexts = [_context_of(child) for child in module.children()]
         return None if any(n is None for n in contexts) else max(contexts, default=0)
-    spec = module.__dict__.get("_spec") if isinstance(module, SpecModule) else None
+    spec = _leaf_spec(module)
     return None if spec is None else spec.context
 
 
@@ -119,7 +125,7 @@ def _reads_context(module: nn.Module) -> bool:
 
     if isinstance(module, (_CompositeModule, nn.ModuleList)):
         return any(_reads_context(child) for child in module._modules.values())
-    spec = module.__dict__.get("_spec") if isinstance(module, SpecModule) else None
+    spec = _leaf_spec(module)
     return spec is None or spec.context > 0
 
 
@@ -129,7 +135,7 @@ def _unconditional(module: nn.Module) -> bool:
 
     if isinstance(module, _CompositeModule):
         return False
-    spec = module.__dict__.get("_spec") if isinstance(module, SpecModule) else None
+    spec = _leaf_spec(module)
     return spec is not None and spec.context == 0
 
 
