@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["SOSPolynomialTransform"]
 
+from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -15,16 +16,18 @@ from ...roots import newton_bisection
 from .quadrature import UnconstrainedMonotonicTransform
 
 
-def _sos_horner(c: Tensor, x: Tensor, *, bound: float) -> tuple[Tensor, Tensor]:
-    r""":math:`f(x) = B \sum_m c_m u^{m+1} / (m + 1)` and :math:`g(x) = \sum_m c_m u^m`, :math:`u = x / B`."""
+def _sos_horner(c: Tensor | Sequence[Tensor], x: Tensor, *, bound: float) -> tuple[Tensor, Tensor]:
+    r""":math:`f(x) = B \sum_m c_m u^{m+1} / (m + 1)` and :math:`g(x) = \sum_m c_m u^m`, :math:`u = x / B`;
+    ``c`` is a tensor of shape :math:`(*, M)` or a sequence of :math:`M` tensors."""
 
+    c = c.unbind(-1) if isinstance(c, Tensor) else c
     u = x / bound
-    M = c.shape[-1]
-    f = c[..., M - 1] / M
-    g = c[..., M - 1]
+    M = len(c)
+    f = c[M - 1] / M
+    g = c[M - 1]
     for m in range(M - 2, -1, -1):
-        f = f * u + c[..., m] / (m + 1)
-        g = g * u + c[..., m]
+        f = f * u + c[m] / (m + 1)
+        g = g * u + c[m]
     # Far out (|x| ~ 1e5 with degree 9 in float32) the polynomial overflows: saturate at
     # the largest finite value, so that what follows (e.g. a soft clip) stays finite.
     big = torch.finfo(u.dtype).max
@@ -84,8 +87,28 @@ class SOSPolynomialTransform(UnconstrainedMonotonicTransform):
         p = 1 + self.a @ (u[..., None] ** torch.arange(self.a.shape[-1], device=x.device))[..., None]
         return p.squeeze(-1).square().mean(dim=-1) + self.slope
 
+    def _coefficient_planes(self) -> list[Tensor]:
+        r"""The coefficients :math:`c_m` of :meth:`_coefficients` as a list of tensors of shape
+        :math:`(*)`, each a sum of products of the columns of :math:`a`: the schedule for
+        ``torch.compile``, which inductor fuses with Horner's scheme into one kernel vectorized
+        over the samples (the eager schedule's small matrix product over the
+        :math:`(L + 1)^2` outer products costs as much as the conditioner's largest layer)."""
+
+        cols = list(self.a.unbind(-1))  # L + 1 columns of shape (*, K)
+        cols[0] = cols[0] + 1
+        L1 = len(cols)
+        c = []
+        for m in range(2 * L1 - 1):
+            pairs = [(j, m - j) for j in range(max(0, m - L1 + 1), min(m, L1 - 1) + 1)]
+            total = sum(cols[j] * cols[k] for j, k in pairs)
+            c.append(total.mean(dim=-1))
+        c[0] = c[0] + self.slope
+        return c
+
     def value_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return _sos_horner(self._coefficients(), x, bound=self.bound)
+        if torch.compiler.is_compiling():
+            return _sos_horner(self._coefficient_planes(), x, bound=self.bound)
+        return _sos_horner(self._coefficients().unbind(-1), x, bound=self.bound)
 
     def _solve(self, y: Tensor) -> Tensor:
         c = self._coefficients()  # once per solve, not once per Newton step
