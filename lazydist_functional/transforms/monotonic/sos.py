@@ -89,19 +89,19 @@ class SOSPolynomialTransform(UnconstrainedMonotonicTransform):
 
     def _coefficient_planes(self) -> list[Tensor]:
         r"""The coefficients :math:`c_m` of :meth:`_coefficients` as a list of tensors of shape
-        :math:`(*)`, each a sum of products of the columns of :math:`a`: the schedule for
-        ``torch.compile``, which inductor fuses with Horner's scheme into one kernel vectorized
-        over the samples (the eager schedule's small matrix product over the
-        :math:`(L + 1)^2` outer products costs as much as the conditioner's largest layer)."""
+        :math:`(*)`, each a sum of products of entries of :math:`a` (no reduction, no matrix
+        product): the schedule for ``torch.compile``, which inductor fuses with Horner's scheme
+        (the eager schedule's small matrix product over the :math:`(L + 1)^2` outer products
+        costs as much as the conditioner's largest layer)."""
 
-        cols = list(self.a.unbind(-1))  # L + 1 columns of shape (*, K)
-        cols[0] = cols[0] + 1
-        L1 = len(cols)
+        polys = [list(p.unbind(-1)) for p in self.a.unbind(-2)]  # K lists of L + 1 tensors (*)
+        for p in polys:
+            p[0] = p[0] + 1
+        K, L1 = len(polys), len(polys[0])
         c = []
         for m in range(2 * L1 - 1):
             pairs = [(j, m - j) for j in range(max(0, m - L1 + 1), min(m, L1 - 1) + 1)]
-            total = sum(cols[j] * cols[k] for j, k in pairs)
-            c.append(total.mean(dim=-1))
+            c.append(sum(p[j] * p[k] for p in polys for j, k in pairs) / K)
         c[0] = c[0] + self.slope
         return c
 
