@@ -172,8 +172,9 @@ class BoundedBernsteinTransform(BernsteinTransform):
             # transposed layout costs 3 times a network layer on CPU).
             K = u.shape[-1]
             lower = torch.ones(K, K, dtype=u.dtype, device=u.device).tril()  # lower[k, j] = [j <= k]
-            rows = F.softmax(u, dim=-1).reshape(-1, K)
-            cum = (lower @ rows.mT).reshape(K, *u.shape[:-1]) * (2 * B - 4 * delta)
+            rows = torch.exp(u - u.amax(dim=-1, keepdim=True)).reshape(-1, K)  # the softmax, unnormalized
+            cum = (lower @ rows.mT).reshape(K, *u.shape[:-1])
+            cum = cum * ((2 * B - 4 * delta) / cum[-1])
             steps = torch.tensor([-B, -B + delta], dtype=u.dtype, device=u.device).reshape(2, *[1] * (u.dim() - 1))
             top = torch.tensor([delta, 2 * delta], dtype=u.dtype, device=u.device).reshape(2, *[1] * (u.dim() - 1))
             lead = -B + 2 * delta + cum
