@@ -13,8 +13,10 @@ in N and K; in features, the masked networks' first and last layers grow linearl
       ``addmm`` on an input of the right width, N rows each; the ratio is what the flow
       spends beyond its matrix products (activations, masks, the transforms and their
       log-determinants), eager and compiled (inductor). Issue 15's goal: compiled within
-      1.5x. For NAF/UNAF the floor also holds the GEMMs of their monotonic networks
-      (weights stacked over features, one batched matmul per layer): the first layer's
+      1.5x. ``--floor`` adds the same compiled call with every CPU kernel vectorized
+      (:data:`FLOOR_OPTIONS`): what the element-wise work costs once vectorized. For
+      NAF/UNAF the floor also holds the GEMMs of their monotonic networks (weights
+      stacked over features, one batched matmul per layer): the first layer's
       signal part once on N rows, the other layers on R N rows, R = 2 for NAF (value and
       tangent) and R = 33 for UNAF (32 Gauss-Legendre nodes and g(x)).
 
@@ -88,7 +90,13 @@ def stacked_layers(params: Any) -> list[tuple[str, Tensor, Tensor | None]]:
             if key.endswith("weight") and w.ndim == 3]
 
 
-def gemm_ratio(name: str, n: int, t_min: float, rounds: int, compiled: bool) -> dict:
+#: Inductor option of the ``--floor`` column: vectorize every CPU kernel (inductor's default
+#: heuristic leaves scalar a kernel with 35 or more strided loads, e.g. 8 to 22 coefficients per
+#: sample read from a network output), the cost a fully vectorized element-wise kernel would have.
+FLOOR_OPTIONS = {"cpp.enable_tiling_heuristics": False}
+
+
+def gemm_ratio(name: str, n: int, t_min: float, rounds: int, compiled: bool, floor: bool = False) -> dict:
     spec = FLOWS[name].cls(5, CONTEXT)
     params, state = spec.init(torch.Generator().manual_seed(0)), spec.init_state()
     layers = linear_layers(params)
@@ -114,13 +122,20 @@ def gemm_ratio(name: str, n: int, t_min: float, rounds: int, compiled: bool) -> 
             fast = torch.compile(log_prob, dynamic=False)
             fast(c, x)
             fns["compiled"] = lambda: fast(c, x)
+            if floor:
+                vectorized = torch.compile(log_prob, dynamic=False, options=FLOOR_OPTIONS)
+                vectorized(c, x)
+                fns["vectorized"] = lambda: vectorized(c, x)
         t = compare(fns, t_min, rounds)
     row = {"flow": name, "n": n, "layers": len(layers) + len(stacked), **{f"{k}_s": v for k, v in t.items()},
            "log_prob_over_gemm": t["log_prob"] / t["gemm"]}
     if compiled:
         row["compiled_over_gemm"] = t["compiled"] / t["gemm"]
+    if "vectorized" in t:
+        row["vectorized_over_gemm"] = t["vectorized"] / t["gemm"]
     print(f"{name:8s} N={n} log_prob/GEMM {row['log_prob_over_gemm']:6.2f}, compiled "
-          f"{row.get('compiled_over_gemm', float('nan')):6.2f} ({row['layers']} layers)", flush=True)
+          f"{row.get('compiled_over_gemm', float('nan')):6.2f}, all kernels vectorized "
+          f"{row.get('vectorized_over_gemm', float('nan')):6.2f} ({row['layers']} layers)", flush=True)
     return row
 
 
@@ -130,6 +145,8 @@ def main() -> None:
     p.add_argument("--gemm-flows", default=None, help="flows of the GEMM table (default: all; --quick: MAF,NSF)")
     p.add_argument("--no-compile", action="store_true", help="GEMM table without the compiled column")
     p.add_argument("--only-gemm", action="store_true", help="skip the growth sweeps")
+    p.add_argument("--floor", action="store_true",
+                   help="GEMM table: also compiled with every CPU kernel vectorized (inductor's heuristic off)")
     args = p.parse_args()
     t_min = setup(args)
     q = args.quick
@@ -141,13 +158,16 @@ def main() -> None:
     names = args.flows.split(",")[: 1 if q else None]
     sweeps = [] if args.only_gemm else [sweep(name, axis, values, t_min) for name in names for axis, values in grids.items()]
     gemm_names = (args.gemm_flows or ("MAF,NSF" if q else ",".join(FLOWS))).split(",")
-    gemm = [gemm_ratio(name, 4096 if q else 16384, t_min, 1 if q else 3, not args.no_compile) for name in gemm_names]
+    gemm = [gemm_ratio(name, 4096 if q else 16384, t_min, 1 if q else 3, not args.no_compile, args.floor)
+            for name in gemm_names]
     print()
     print(markdown_table(sweeps, ["flow", "axis", "slope", "slope_all"],
                          ["flow", "growth in", "log-log slope (upper half)", "slope (all sizes)"]))
     print()
-    print(markdown_table(gemm, ["flow", "n", "layers", "log_prob_s", "gemm_s", "log_prob_over_gemm", "compiled_over_gemm"],
-                         ["flow", "N", "linear layers", "log_prob (s)", "GEMMs (s)", "eager / GEMM", "compiled / GEMM"]))
+    print(markdown_table(gemm, ["flow", "n", "layers", "log_prob_s", "gemm_s", "log_prob_over_gemm", "compiled_over_gemm",
+                                "vectorized_over_gemm"],
+                         ["flow", "N", "linear layers", "log_prob (s)", "GEMMs (s)", "eager / GEMM", "compiled / GEMM",
+                          "compiled, all kernels vectorized / GEMM (--floor)"]))
     write_json("scaling" if sweeps else "scaling_gemm", {"quick": q, "sweeps": sweeps, "gemm": gemm}, args.out)
     if not sweeps:
         return

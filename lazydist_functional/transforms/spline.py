@@ -124,10 +124,11 @@ class MonotonicRQSTransform(FunctionalTransform):
         r"""The bin of each value ``v`` along the x knots (``by=0``) or the y knots (``by=1``):
         its knots :math:`x_k, x_{k+1}, y_k, y_{k+1}`, the derivatives :math:`\delta_k,
         \delta_{k+1}`, and whether :math:`v \in (-B, B]`. Eagerly: the knot count below
-        :math:`v` and one gather per table (Zuko's arithmetic, few operations); under
-        ``torch.compile``: :meth:`_planes`."""
+        :math:`v` and one gather per table (Zuko's arithmetic, few operations); the forward
+        under ``torch.compile``: :meth:`_planes` (the inverse keeps the eager schedule, so that
+        a compiled ``sample`` equals the eager one bit for bit)."""
 
-        if torch.compiler.is_compiling():
+        if by == 0 and torch.compiler.is_compiling():  # the inverse (sampling) keeps one schedule
             return self._planes(v, by)
         xs, ys, d = self._knots()
         k, inside = self._bin((xs, ys)[by], v)

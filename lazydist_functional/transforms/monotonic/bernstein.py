@@ -105,8 +105,6 @@ class BernsteinTransform(MonotonicTransform):
 
         M = self.order
         theta = self.theta
-        if torch.compiler.is_compiling():
-            return _poly_unrolled(t, theta.unbind(-1))
         value = (_bernstein(t, M) * theta).sum(dim=-1)
         slope = M * (_bernstein(t, M - 1) * (theta[..., 1:] - theta[..., :-1])).sum(dim=-1)
         return value, slope
@@ -118,18 +116,25 @@ class BernsteinTransform(MonotonicTransform):
         value, slope = self._poly(ends.expand(*self.theta.shape[:-1], 2).movedim(-1, 0))
         return (value[0], value[1]), (slope[0], slope[1])
 
-    def value_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def value_and_derivative(self, x: Tensor, unrolled: bool = False) -> tuple[Tensor, Tensor]:
         (v0, v1), (s0, s1) = self._ends()
         B, eps = self.bound, self.eps
         t = (x + B) / (2 * B)
         low, high = t <= eps, t >= 1 - eps
-        inner, inner_slope = self._poly(torch.where(low | high, torch.full_like(t, 0.5), t))
+        inside = torch.where(low | high, torch.full_like(t, 0.5), t)
+        inner, inner_slope = _poly_unrolled(inside, self.theta.unbind(-1)) if unrolled else self._poly(inside)
         y = torch.where(low, s0 * (t - eps) + v0, torch.where(high, s1 * (t - 1 + eps) + v1, inner))
         dy = torch.where(low, s0, torch.where(high, s1, inner_slope)).expand_as(y) / (2 * B)
         return y, dy
 
     def f(self, x: Tensor) -> Tensor:
         return self.value_and_derivative(x)[0]
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        # Under ``torch.compile`` the forward evaluates the polynomial unrolled (the inverse, hence
+        # sampling, keeps one schedule, bit for bit as eagerly).
+        y, dy = self.value_and_derivative(x, unrolled=torch.compiler.is_compiling())
+        return y, dy.log()
 
     def _solve(self, y: Tensor) -> Tensor:
         (v0, v1), (s0, s1) = self._ends()
@@ -164,25 +169,20 @@ class BoundedBernsteinTransform(BernsteinTransform):
     def _constrain_theta(self, u: Tensor) -> Tensor:
         B = self.bound
         delta = 2 * B / (u.shape[-1] + 4)
-        inner = F.softmax(u, dim=-1) * (2 * B - 4 * delta)
-        edge = torch.full_like(u[..., :2], delta)
-        if torch.compiler.is_compiling():
-            # Coefficients first in memory (planes), which :func:`_poly_unrolled` reads contiguously:
-            # the cumulative sums by a product with a constant triangular matrix (``cumsum`` along a
-            # transposed layout costs 3 times a network layer on CPU).
-            K = u.shape[-1]
-            lower = torch.ones(K, K, dtype=u.dtype, device=u.device).tril()  # lower[k, j] = [j <= k]
-            rows = torch.exp(u - u.amax(dim=-1, keepdim=True)).reshape(-1, K)  # the softmax, unnormalized
-            cum = (lower @ rows.mT).reshape(K, *u.shape[:-1])
-            cum = cum * ((2 * B - 4 * delta) / cum[-1])
-            steps = torch.tensor([-B, -B + delta], dtype=u.dtype, device=u.device).reshape(2, *[1] * (u.dim() - 1))
-            top = torch.tensor([delta, 2 * delta], dtype=u.dtype, device=u.device).reshape(2, *[1] * (u.dim() - 1))
-            lead = -B + 2 * delta + cum
-            planes = torch.cat((steps.expand(2, *cum.shape[1:]), -B + 2 * delta + torch.zeros_like(cum[:1]), lead,
-                                lead[-1:] + top), dim=0)
-            return planes.movedim(0, -1)
-        first = torch.full_like(u[..., :1], -B)
-        return torch.cumsum(torch.cat((first, edge, inner, edge), dim=-1), dim=-1)
+        # Coefficients first in memory (planes, which :func:`_poly_unrolled` reads contiguously
+        # under ``torch.compile``); the cumulative sums by a product with a constant triangular
+        # matrix (``cumsum`` along a transposed layout costs 3 times a network layer on CPU).
+        # One formula eagerly and compiled, so that sampling agrees bit for bit.
+        K = u.shape[-1]
+        lower = torch.ones(K, K, dtype=u.dtype, device=u.device).tril()  # lower[k, j] = [j <= k]
+        rows = torch.exp(u - u.amax(dim=-1, keepdim=True)).reshape(-1, K)  # the softmax, unnormalized
+        cum = (lower @ rows.mT).reshape(K, *u.shape[:-1])
+        cum = cum * ((2 * B - 4 * delta) / cum[-1])
+        ones = torch.ones_like(cum[:2])
+        lead = -B + 2 * delta + cum
+        planes = torch.cat((torch.stack((-B * ones[0], (delta - B) * ones[1])), lead[:1] - cum[:1], lead,
+                            torch.stack((lead[-1] + delta, lead[-1] + 2 * delta))), dim=0)
+        return planes.movedim(0, -1)
 
     def _ends(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
         B = self.bound

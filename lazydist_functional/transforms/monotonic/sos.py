@@ -106,9 +106,14 @@ class SOSPolynomialTransform(UnconstrainedMonotonicTransform):
         return c
 
     def value_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if torch.compiler.is_compiling():
-            return _sos_horner(self._coefficient_planes(), x, bound=self.bound)
-        return _sos_horner(self._coefficients().unbind(-1), x, bound=self.bound)
+        return _sos_horner(self._coefficients(), x, bound=self.bound)
+
+    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if not torch.compiler.is_compiling():
+            return super().call_and_ladj(x)
+        # the forward only: the inverse (sampling) keeps one schedule, bit for bit as eagerly
+        y, dy = _sos_horner(self._coefficient_planes(), x, bound=self.bound)
+        return y, dy.log()
 
     def _solve(self, y: Tensor) -> Tensor:
         c = self._coefficients()  # once per solve, not once per Newton step
