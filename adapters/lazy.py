@@ -236,6 +236,9 @@ class LazyComposedTransform(_CompositeModule, LazyTransform):
         self.transforms = nn.ModuleList(transforms)
         self._adopt_children()
 
+    def __repr__(self) -> str:
+        return repr(self.transforms).replace("ModuleList", "LazyComposedTransform", 1)
+
     def forward_children(self, c: Tensor | None) -> Transform:
         return ComposedTransform(*(t(self._child_c(t, c)) for t in self._modules["transforms"]))
 

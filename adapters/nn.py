@@ -72,6 +72,11 @@ class Linear(_SpecModule):
 
     _populate = _populate_linear
 
+    def extra_repr(self) -> str:
+        stack, (fout, fin) = (self.weight.shape[0] if self.weight.dim() == 3 else None), self.weight.shape[-2:]
+        text = f"in_features={fin}, out_features={fout}, bias={self.bias is not None}"
+        return text if stack is None else f"{text}, stack={stack}"
+
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
 

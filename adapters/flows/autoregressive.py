@@ -18,6 +18,7 @@ from ..distributions import DiagNormal
 from ..lazy import Flow, LazyTransform, SpecTransform, UnconditionalDistribution
 from ..module import module_class
 from ..nn import MaskedMLP
+from ..reprs import base_line, short_list
 from ..transforms import AutoregressiveTransform, DependentTransform, MonotonicAffineTransform
 from ..utils import broadcast, unpack
 from .gaussianization import ElementWiseTransform
@@ -50,6 +51,11 @@ class MaskedAutoregressiveTransform(SpecTransform):
                  shapes: Sequence[Size | Sequence[int]] = ((), ()), **kwargs: Any) -> None:
         super().__init__(_core.MaskedAutoregressiveTransform(
             features, context, passes, order, adjacency, univariate, shapes, **kwargs))
+
+    def extra_repr(self) -> str:
+        if self.order is None:
+            return "\n".join([base_line(self), f"(passes): {self.passes}"])
+        return "\n".join([base_line(self), f"(order): {short_list(self.order)}"])
 
 
 @module_class(_core.MAF)

@@ -17,6 +17,7 @@ from ... import flows as _core
 from ..distributions import DiagNormal
 from ..lazy import Flow, LazyTransform, SpecTransform, UnconditionalDistribution
 from ..module import module_class
+from ..reprs import base_line, short_list
 from ..nn import MLP
 from ..transforms import CouplingTransform, DependentTransform, MonotonicAffineTransform
 from ..utils import broadcast, unpack
@@ -46,6 +47,9 @@ class GeneralCouplingTransform(SpecTransform):
                  univariate: Callable[..., Transform] = MonotonicAffineTransform,
                  shapes: Sequence[Size | Sequence[int]] = ((), ()), **kwargs: Any) -> None:
         super().__init__(_core.GeneralCouplingTransform(features, context, mask, univariate, shapes, **kwargs))
+
+    def extra_repr(self) -> str:
+        return "\n".join([base_line(self), f"(mask): {short_list(self.mask.int())}"])
 
 
 @module_class(_core.NICE)
