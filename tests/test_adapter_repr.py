@@ -63,6 +63,20 @@ def test_custom_flow_repr_matches_zuko():
     assert ours == theirs
 
 
+def test_hand_built_neural_layer_repr_matches_zuko():
+    def build(z):
+        return z.flows.MaskedAutoregressiveTransform(
+            3, 2, univariate=z.flows.neural.UMNN(signal=4, stack=3, hidden_features=[8]), shapes=[(4,), ()])
+
+    torch.manual_seed(2)
+    ours = build(A)
+    ours_repr = repr(ours)
+    torch.manual_seed(2)
+    theirs = build(zuko)
+    assert ours_repr == repr(theirs)
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+
+
 def test_linear_repr_matches_zuko():
     for args in [(3, 4), (3, 4, False), (3, 4, True, 5)]:
         assert repr(A.nn.Linear(*args)) == repr(zuko.nn.Linear(*args))

@@ -16,7 +16,7 @@ from torch.distributions import Transform
 from ... import flows as _core
 from ..distributions import DiagNormal
 from ..lazy import Flow, LazyTransform, SpecTransform, UnconditionalDistribution, UnconditionalTransform
-from ..module import module_class
+from ..module import adopt_univariate, module_class, runs_as_zuko
 from ..reprs import base_line
 from ..nn import MLP
 from ..transforms import DependentTransform, GaussianizationTransform, MonotonicAffineTransform, RotationTransform
@@ -35,8 +35,19 @@ class ElementWiseTransform(SpecTransform):
         torch.Size([3])
     """
 
-    def __init__(self, features: int, context: int = 0, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_core.ElementWiseTransform(features, context, *args, **kwargs))
+    def __init__(self, features: int, context: int = 0, univariate: Callable[..., Transform] = MonotonicAffineTransform,
+                 shapes: Sequence[Size | Sequence[int]] = ((), ()), **kwargs: Any) -> None:
+        super().__init__(_core.ElementWiseTransform(features, context, univariate, shapes, **kwargs))
+        adopt_univariate(self, univariate)
+
+    def forward(self, c: Tensor | None = None) -> Transform:
+        if not runs_as_zuko(self):
+            return super().forward(c)
+        if c is None:
+            phi = list(self.phi)
+        else:
+            phi = unpack(self.hyper(c).unflatten(-1, (-1, self.total)), self.shapes)
+        return DependentTransform(self.univariate(*phi), 1)
 
     def extra_repr(self) -> str:
         return base_line(self)
