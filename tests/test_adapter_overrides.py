@@ -152,3 +152,17 @@ def test_coupling_transform_takes_zukos_signature():
         lambda xa: zuko.transforms.MonotonicAffineTransform(xa.sum(-1, keepdim=True), torch.zeros(1)), mask)
     x = torch.randn(5, 3)
     assert torch.allclose(t(x), z(x))
+
+
+def test_zuko_helpers_take_zukos_argument_names():
+    x, W = torch.randn(7, 5, 3), torch.randn(5, 4, 3)
+    assert torch.allclose(A.nn.linear(x, W=W, b=None), zuko.nn.linear(x, W=W, b=None), atol=1e-6)
+    packed = torch.randn(2, 5)
+    for a, b in zip(A.utils.unpack(x=packed, shapes=[(2,), (3,)]), zuko.utils.unpack(x=packed, shapes=[(2,), (3,)])):
+        assert torch.equal(a, b)
+    for name in ["IdentityTransform", "CosTransform", "SinTransform"]:
+        t, z = getattr(A.transforms, name)(cache_size=1), getattr(zuko.transforms, name)(cache_size=1)
+        v = torch.rand(4)
+        assert torch.allclose(t(v), z(v))
+    with pytest.raises(ValueError, match="cache_size"):
+        A.transforms.IdentityTransform(cache_size=2)
