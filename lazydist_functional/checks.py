@@ -25,6 +25,7 @@ __all__ = [
     "check_dtype",
     "check_event",
     "check_tree",
+    "promote_integers",
 ]
 
 
@@ -196,6 +197,23 @@ def check_context(c: Tensor | None, context: int, owner: str) -> None:
         raise ContextError(
             f"{owner}: expected a context of shape (*, {context}), got {tuple(c.shape)}"
         )
+
+
+def promote_integers(x: Any, dtype: torch.dtype | None, booleans: bool = False) -> Any:
+    r"""An integer tensor (and a boolean one if ``booleans``) as floating ``dtype``, as
+    torch's type promotion makes it in Zuko (counts as values, one-hot labels as
+    contexts); anything else is returned unchanged, to be checked.
+
+    Example:
+        >>> promote_integers(torch.tensor([1, 0]), torch.float32)
+        tensor([1., 0.])
+    """
+
+    if not isinstance(x, Tensor) or dtype is None or x.is_floating_point() or x.is_complex():
+        return x
+    if x.dtype == torch.bool and not booleans:
+        return x
+    return x.to(dtype)
 
 
 def check_dtype(what: str, x: Tensor, dtype: torch.dtype) -> None:
