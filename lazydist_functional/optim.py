@@ -27,15 +27,22 @@ from typing import Any
 
 import torch
 
-from .pytree import tree_map
+from .pytree import tree_flatten, tree_map, tree_unflatten
 
 
 @dataclass(frozen=True)
 class Optimizer:
-    r"""A pair of pure functions ``init`` and ``update`` (see the module docstring)."""
+    r"""A pair of pure functions ``init`` and ``update`` (see the module docstring).
+
+    ``update_stacked`` (optional) is ``vmap(update)`` for K parameter sets stacked on
+    axis 0 (state from ``vmap(init)``), computed without ``vmap`` by multi-tensor
+    operations over all leaves at once; :func:`lazydist_functional.meta.ensemble_step`
+    uses it when present.
+    """
 
     init: Callable[[Any], Any]
     update: Callable[[Any, Any, Any], tuple[Any, Any]]
+    update_stacked: Callable[[Any, Any, Any], tuple[Any, Any]] | None = None
 
 
 def sgd(lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> Optimizer:
@@ -100,4 +107,29 @@ def adam(lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float
         new = tree_map(lambda p, m, v: torch.addcdiv(p, m * step_size, v.sqrt() * inv_sqrt_c2 + eps), params, m, v)
         return new, {"step": step, "m": m, "v": v}
 
-    return Optimizer(init, update)
+    def update_stacked(grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
+        # vmap(update) on the stacked leaves, per-member step counts (K,): six multi-tensor
+        # passes, theta + m / (sqrt(v) a_k + e_k) with a_k = sqrt(1 / c2) / s_k, e_k = eps / s_k
+        # and s_k = -lr / c1 (torch.optim.Adam's update, regrouped).
+        step = state["step"] + 1
+        t = step.double()
+        s = -lr / (1 - b1**t)
+        a, e = torch.rsqrt(1 - b2**t) / s, eps / s
+        leaves, spec = tree_flatten(params)
+        g, m, v = (tree_flatten(tree)[0] for tree in (grads, state["m"], state["v"]))
+        shaped = {}  # a_k, e_k as (K, 1, ..., 1), one pair per leaf rank
+        for p in leaves:
+            if p.dim() not in shaped:
+                shape = (-1,) + (1,) * (p.dim() - 1)
+                shaped[p.dim()] = (a.to(p.dtype).reshape(shape), e.to(p.dtype).reshape(shape))
+        m = torch._foreach_lerp(m, g, 1 - b1)
+        v = torch._foreach_mul(v, b2)
+        torch._foreach_addcmul_(v, g, g, value=1 - b2)
+        d = torch._foreach_sqrt(v)
+        torch._foreach_mul_(d, [shaped[p.dim()][0] for p in leaves])
+        torch._foreach_add_(d, [shaped[p.dim()][1] for p in leaves])
+        new = torch._foreach_addcdiv(leaves, m, d)
+        unflat = lambda ts: tree_unflatten(spec, list(ts))  # noqa: E731
+        return unflat(new), {"step": step, "m": unflat(m), "v": unflat(v)}
+
+    return Optimizer(init, update, update_stacked)
