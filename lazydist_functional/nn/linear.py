@@ -103,8 +103,9 @@ def _linear_folded(x: Tensor, weight: Tensor, bias: Tensor | None, level: int) -
     else:  # shared x, read by every member (an expanded view: no copy)
         xp = x.expand(n, *x.shape)
         rows = x.reshape(1, -1, i).expand(n, -1, i)
-    wt = w.transpose(1, 2)
-    y = torch.bmm(rows, wt) if b is None else torch.baddbmm(b.expand(n, o).unsqueeze(1), rows, wt)
+    cols = rows.transpose(1, 2)  # y_k^T = W_k x_k^T: W's gradient comes out in W's own layout
+    yt = torch.bmm(w, cols) if b is None else torch.baddbmm(b.expand(n, o).unsqueeze(2), w, cols)
+    y = yt.transpose(1, 2)
     return _add_batch_dim(y.reshape(*xp.shape[:-1], o), 0, level)
 
 
