@@ -84,8 +84,10 @@ def _linear_folded(x: Tensor, weight: Tensor, bias: Tensor | None, level: int) -
     * shared weight: the vmapped dim is a row dim of the GEMM, one ``addmm`` (or one
       batched matmul) as in the batched module;
     * batched weight :math:`W_k` (an ensemble, per-sample parameters), ``x`` batched or
-      shared: one ``baddbmm`` :math:`y_k = b_k + x_k W_k^T`, vmapped dim first (a shared
-      ``x`` is an expanded view, not a copy).
+      shared: one ``baddbmm`` :math:`y_k^T = b_k + W_k x_k^T`, vmapped dim first (a shared
+      ``x`` is an expanded view, not a copy). Computed as :math:`W_k x_k^T`, the
+      gradient of :math:`W_k` comes out in :math:`W_k`'s own (contiguous) layout, which
+      the optimizer's element-wise passes read fastest.
 
     Autograd and outer transforms see the same operations on the unwrapped tensors, so
     ``grad(vmap(f))`` differentiates plain GEMMs instead of batching rules.
