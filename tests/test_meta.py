@@ -15,6 +15,7 @@ from lazydist_functional.flows import MAF, NSF
 from lazydist_functional.nn import MLP
 from lazydist_functional.optim import adam, sgd
 from lazydist_functional.pytree import tree_map
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def close_trees(a, b, atol=1e-5):
@@ -260,3 +261,41 @@ def test_ensemble_step_is_pure_and_its_gradient_is_each_members_own():
     g = vmap(grad(lambda p: M.nll(spec, p, c, x)))(stacked)
     close_trees(new, tree_map(lambda p, g: p - 0.1 * g, stacked, g), atol=1e-6)
     assert torch.allclose(losses, vmap(lambda p: M.nll(spec, p, c, x))(stacked), atol=1e-6)
+
+
+def test_adam_update_stacked_in_step_runs_one_fused_pass_and_equals_torch_adam():
+    # all members at the same step (the ensemble case): torch.optim.Adam's fused kernel on
+    # copies, equal to K torch.optim.Adam (single-tensor) steps, inputs untouched
+    K, opt = 4, adam(0.02)
+    gen = torch.Generator().manual_seed(1)
+    stacked = {"w": torch.randn(K, 3, 2, generator=gen), "b": torch.randn(K, 3, generator=gen)}
+    leaves = [{n: t[k].clone().requires_grad_() for n, t in stacked.items()} for k in range(K)]
+    torch_opts = [torch.optim.Adam(list(ls.values()), lr=0.02, foreach=False) for ls in leaves]
+    state = vmap(opt.init)(stacked)
+    names = []
+
+    class Names(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    for _ in range(3):
+        g = {n: torch.randn(t.shape, generator=gen) for n, t in stacked.items()}
+        old, before = stacked, tree_map(torch.clone, stacked)
+        ref_params, ref_state = vmap(opt.update)(g, state, stacked)
+        with Names():
+            stacked, state = opt.update_stacked(g, state, stacked)
+        close_trees(old, before, atol=0.0)
+        close_trees(stacked, ref_params, atol=1e-6)
+        close_trees(state, ref_state, atol=1e-6)
+        for k in range(K):
+            for n, t in leaves[k].items():
+                t.grad = g[n][k].clone()
+            torch_opts[k].step()
+    assert "_fused_adam_" in names and "sqrt" not in names
+    for k in range(K):
+        close_trees({n: t[k] for n, t in stacked.items()}, {n: t.detach() for n, t in leaves[k].items()}, atol=1e-6)
+    # through a transform (grad w.r.t. the gradient), the differentiable multi-tensor path runs
+    d = grad(lambda w: opt.update_stacked({"w": w, "b": stacked["b"]}, state, stacked)[0]["w"].sum())(stacked["w"])
+    d_ref = grad(lambda w: vmap(opt.update)({"w": w, "b": stacked["b"]}, state, stacked)[0]["w"].sum())(stacked["w"])
+    torch.testing.assert_close(d, d_ref, atol=1e-6, rtol=1e-5)
