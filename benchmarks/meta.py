@@ -107,8 +107,9 @@ def bench_ensemble(t_min: float) -> dict:
         return grad(lambda p: vmap(lambda q: M.nll(spec, q, c, x))(p).sum())(stacked)
 
     g = grads()
+    update = getattr(opt, "update_stacked", None) or vmap(opt.update)  # (also runs on older versions)
     t = compare({"loop": loop, "vmap": lambda: M.ensemble_step(spec, opt, stacked, opt_state, c, x),
-                 "vmap_grad": grads, "stacked_adam": lambda: opt.update_stacked(g, opt_state, stacked)}, t_min)
+                 "vmap_grad": grads, "stacked_adam": lambda: update(g, opt_state, stacked)}, t_min)
     return {"vmap_s": t["vmap"], "loop_s": t["loop"], "loop_over_vmap": t["loop"] / t["vmap"],
             "grad_only_s": t["vmap_grad"], "stacked_adam_s": t["stacked_adam"],
             "loop_over_grad_only": t["loop"] / t["vmap_grad"]}
