@@ -217,9 +217,10 @@ def promote_integers(x: Any, dtype: torch.dtype | None, booleans: bool = False) 
 
 
 def check_dtype(what: str, x: Tensor, dtype: torch.dtype) -> None:
-    r"""Checks that ``x`` has the parameters' ``dtype``."""
+    r"""Checks that ``x`` has the parameters' ``dtype``, except inside an autocast region
+    for ``x``'s device, where layers change dtypes on purpose and values mix as in torch."""
 
-    if x.dtype != dtype:
+    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
         raise InputTypeError(f"{what} has dtype {x.dtype} but the parameters have dtype {dtype}")
 
 
