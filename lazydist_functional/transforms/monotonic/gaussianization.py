@@ -98,9 +98,13 @@ class GaussianizationTransform(MonotonicTransform):
         has no more nodes than there are targets, i.e. the parameters are shared by at
         least :math:`K \cdot` ``nodes`` targets each (an unconditional flow's sampling)."""
 
-        batch = torch.broadcast_shapes(self.shift.shape[:-1], self.log_scale.shape[:-1])
-        targets = torch.broadcast_shapes(y.shape, batch).numel()
-        return self.nodes > 0 and batch.numel() * self.shift.shape[-1] * self.nodes <= targets
+        if self.nodes == 0:
+            return False
+        P = self.shift.shape[:-1]
+        if self.log_scale.shape[:-1] != P:
+            P = torch.broadcast_shapes(P, self.log_scale.shape[:-1])
+        targets = y.shape if y.shape[len(y.shape) - len(P):] == P else torch.broadcast_shapes(y.shape, P)
+        return math.prod(P) * self.shift.shape[-1] * self.nodes <= math.prod(targets)
 
     def _solve(self, y: Tensor) -> Tensor:
         if self.tabulates(y):

@@ -55,10 +55,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .normal_tails import log_ndtr, ndtri
+from .normal_tails import log_ndtr
 
 _SQRT_HALF = math.sqrt(0.5)
 _ERFC_CAP = 9.0  # erfc(9) = 4e-37 and exp(-81) = 7e-36 stay normal in float32
+_C = math.sqrt(2 / math.pi)  # zeta = z + O(z^2) at 0
 
 
 class Table(NamedTuple):
@@ -95,10 +96,11 @@ def tabulate(shift: Tensor, log_scale: Tensor, nodes: int = 16, reach: float = 6
     u = torch.addcmul(b[:, None, :], x[..., None], scale[:, None, :]).clamp_(-12.0, 12.0)  # (n, G, K)
     p = torch.special.erfc(u * -_SQRT_HALF).sum(dim=-1)  # 2K m(x)
     q = torch.special.erfc(u * _SQRT_HALF).sum(dim=-1)  # 2K (1 - m(x))
-    z = ndtri(torch.minimum(p, q) * (0.5 / K))
-    z = torch.where(p < q, z, -z)
-    density = torch.exp(torch.addcmul(a[:, None, :], u, u, value=-0.5)).mean(dim=-1)  # sqrt(2 pi) m'(x)
-    slope = torch.exp(z * z * -0.5) / density  # dx/dz
+    tail = torch.minimum(p, q)  # 2K min(m, 1 - m)
+    root = torch.log(tail).mul_(-2).add_(2 * math.log(K) + _C * _C).sqrt_()  # |zeta| + C
+    z = torch.copysign(root - _C, p - q)  # zeta
+    density = torch.exp(torch.addcmul(a[:, None, :], u, u, value=-0.5)).sum(dim=-1)  # K sqrt(2 pi) m'(x)
+    slope = root * tail / density * math.sqrt(math.pi / 2)  # dx/dzeta
     # Cubic Hermite in z on each interval (one of zero width, where m is flat in floating
     # point, is never selected): with e0 = delta - d0, e1 = d1 - delta,
     # c2 = (2 e0 - e1) / h, c3 = (e1 - e0) / h^2.
@@ -113,9 +115,9 @@ def tabulate(shift: Tensor, log_scale: Tensor, nodes: int = 16, reach: float = 6
     s_max = sigma.amax(dim=-1, keepdim=True)
     zero = zero[:, :1]
     x_first, x_last = x[:, :1], x[:, -1:]
-    below = torch.stack([z[:, :1], x_first + reach * s_max, s_max, x_first,
+    below = torch.stack([z[:, :1], x_first + (reach - _C) * s_max, s_max, x_first,
                          zero, x_first, slope[:, :1], zero, zero])
-    above = torch.stack([z[:, -1:], x_last, zero, x_last - reach * s_max, s_max, x_last, slope[:, -1:], zero, zero])
+    above = torch.stack([z[:, -1:], x_last, zero, x_last - (reach - _C) * s_max, s_max, x_last, slope[:, -1:], zero, zero])
     return Table(z, torch.cat([below, inner, above], dim=-1).view(9, -1))
 
 
@@ -167,10 +169,12 @@ def tail_problem(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float) -> Ta
     if clip > 0:
         # 2K (Phi(-|y|) - c/2) / (1 - c)
         mass = (torch.special.erfc(y.abs() * _SQRT_HALF) - clip) * (K / (1 - clip))
-        mass = mass.clamp_min(2 * K * torch.finfo(y.dtype).tiny)
-        level, z = torch.log(mass), ndtri(mass.detach() * (0.5 / K)) * -sign
+        level = torch.log(mass.clamp_min(2 * K * torch.finfo(y.dtype).tiny))
     else:
-        level, z = log_ndtr(-y.abs()) + math.log(2 * K), y.detach()
+        level = log_ndtr(-y.abs()) + math.log(2 * K)
+    # zeta = +-(sqrt(2 l + C^2) - C), l = -log(2 M) = log K - level
+    root = level.detach().mul(-2).add_(2 * math.log(K) + _C * _C).sqrt_()
+    z = (root - _C).mul_(sign)
     slope = (torch.exp(log_scale) * _SQRT_HALF).T[..., None]  # (K, n, 1)
     offset = (shift * _SQRT_HALF).T[..., None]
     return TailProblem(sign, level, z, slope * sign, offset * sign, log_scale.T[..., None])
@@ -246,18 +250,26 @@ def _flatten(y: Tensor, shift: Tensor, log_scale: Tensor) -> tuple[Tensor, Tenso
 def solve(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float, nodes: int = 16, iterations: int = 0) -> Tensor:
     r"""Solves :math:`f(x) = y` for parameters of shape :math:`(*P, K)` shared by targets
     ``y`` whose shape ends with :math:`P` (up to broadcasting): the tabulated guess, then
-    ``iterations`` bracketed Newton steps and one last step (differentiable when gradients
-    are enabled)."""
+    ``iterations`` bracketed Newton steps and one last step. With gradients enabled there
+    is at least one bracketed step, and the last one is differentiable
+    (:func:`implicit_step`, from the converged root)."""
 
     y, shift, log_scale, batch = _flatten(y, shift, log_scale)
     log_space = clip == 0
     p = tail_problem(y, shift, log_scale, clip)
     x, lo, hi = table_guess(tabulate(shift, log_scale, nodes), p.z)
-    if iterations > 0 or torch.is_grad_enabled():
+    if torch.is_grad_enabled():
+        # at least one detached step first, so that the implicit step starts from the
+        # converged root (its gradients are exact there)
+        fixed = p.detach()
+        for _ in range(max(iterations, 1)):
+            x, lo, hi = newton_step(fixed, x, lo, hi, log_space)
+        x = implicit_step(p, x, lo, hi, log_space)
+    elif iterations > 0:
         fixed = p.detach()
         for _ in range(iterations):
             x, lo, hi = newton_step(fixed, x, lo, hi, log_space)
-        x = implicit_step(p, x, lo, hi, log_space) if torch.is_grad_enabled() else newton_step(fixed, x, lo, hi, log_space)[0]
+        x = newton_step(fixed, x, lo, hi, log_space)[0]
     else:  # one plain step, kept in the bracket
         x = torch.clamp(x + newton_delta(p, x, log_space), lo, hi)
     return x.T.reshape(batch)
