@@ -20,8 +20,12 @@ class GF(Flow):
     r"""Gaussianization flow (GF): element-wise Gaussianization transforms interleaved with
     learned rotations.
 
-    Same signature, defaults and parameter names as ``zuko.flows.GF``, plus ``clip`` and
-    ``iterations`` for :class:`~lazydist_functional.transforms.GaussianizationTransform`.
+    Same signature, defaults and parameter names as ``zuko.flows.GF``, plus ``clip``,
+    ``iterations``, ``nodes`` and ``polish`` for
+    :class:`~lazydist_functional.transforms.GaussianizationTransform` (the inverse, i.e.
+    sampling, of an unconditional GF starts from a table of ``nodes`` points per
+    component and takes ``polish`` + 1 Newton steps; a conditional one takes
+    ``iterations`` safeguarded steps per sample).
     The element-wise transforms are computed in log space on the side of the nearer
     tail, so they stay accurate and invertible in float32 where Zuko's ``erf``/``erfinv``
     evaluation saturates. The default ``clip=1e-6`` is Zuko's formula (same log-densities
@@ -40,8 +44,9 @@ class GF(Flow):
     """
 
     def __init__(self, features: int, context: int = 0, transforms: int = 3, components: int = 8,
-                 clip: float = 1e-6, iterations: int = 12, **kwargs: Any) -> None:
-        univariate = partial(GaussianizationTransform, clip=clip, iterations=iterations)
+                 clip: float = 1e-6, iterations: int = 12, nodes: int = 16, polish: int = 0,
+                 **kwargs: Any) -> None:
+        univariate = partial(GaussianizationTransform, clip=clip, iterations=iterations, nodes=nodes, polish=polish)
         specs: list[Spec] = []
         for i in range(transforms):
             if i > 0:

@@ -129,7 +129,7 @@ def table_guess(table: Table, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     index = torch.searchsorted(table.z, z, right=True)
     if n > 1:
         index = index + torch.arange(0, n * (G + 1), G + 1, device=z.device)[:, None]
-    z0, l0, l1, h0, h1, c0, c1, c2, c3 = torch.index_select(table.rows, 1, index.view(-1)).view(9, *z.shape)
+    z0, l0, l1, h0, h1, c0, c1, c2, c3 = torch.index_select(table.rows, 1, index.reshape(-1)).view(9, *z.shape)
     s = z - z0
     guess = torch.addcmul(c0, s, torch.addcmul(c1, s, torch.addcmul(c2, s, c3)))
     lo, hi = torch.addcmul(l0, z, l1), torch.addcmul(h0, z, h1)
@@ -215,19 +215,19 @@ def newton_step(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor,
 
 
 def implicit_step(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor, log_space: bool = False) -> Tensor:
-    r"""One last Newton step :math:`x - (h_\theta(x) - \text{target}(y)) / h_\theta'(x)` from
-    the detached root :math:`x`: its value when it is finite and stays in the bracket
-    :math:`[l, h]` (else :math:`x`), and the implicit-function-theorem gradients w.r.t.
-    :math:`y` and the parameters (:math:`\partial x / \partial y = 1 / f'(x)` at the root,
-    since :math:`h(x) = \text{target}(f(x))`). A rejected step (e.g. a saturated target)
-    sends no gradient: it is recomputed with its lanes masked, so that no NaN flows back."""
+    r"""One last Newton step from ``x`` (detached), kept when it is finite and stays in the
+    bracket :math:`[l, h]`, with the implicit-function-theorem gradients w.r.t. :math:`y` and
+    the parameters at that refined point :math:`x^\star`: those of
+    :math:`x^\star - (h_\theta(x^\star) - \text{target}(y)) / h_\theta'(x^\star)`
+    (:math:`\partial x / \partial y = 1 / f'(x^\star)`, since :math:`h(x) =
+    \text{target}(f(x))`). A rejected step (e.g. a saturated target) sends no gradient:
+    its lanes are masked before the differentiable evaluation, so that no NaN flows back."""
 
     x = x.detach()
-    delta = newton_delta(p.detach(), x, log_space)
-    refined = x + delta
+    refined = x + newton_delta(p.detach(), x, log_space)
     accept = torch.isfinite(refined) & (refined >= lo) & (refined <= hi)
     masked = TailProblem(p.sign, torch.where(accept, p.level, 0), p.z, p.slope, p.offset, p.log_scale)
-    step = newton_delta(masked, torch.where(accept, x, 0), log_space)
+    step = newton_delta(masked, torch.where(accept, refined, 0), log_space)
     return torch.where(accept, refined, x) + torch.where(accept, step - step.detach(), 0)
 
 
@@ -250,17 +250,16 @@ def _flatten(y: Tensor, shift: Tensor, log_scale: Tensor) -> tuple[Tensor, Tenso
 def solve(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float, nodes: int = 16, iterations: int = 0) -> Tensor:
     r"""Solves :math:`f(x) = y` for parameters of shape :math:`(*P, K)` shared by targets
     ``y`` whose shape ends with :math:`P` (up to broadcasting): the tabulated guess, then
-    ``iterations`` bracketed Newton steps and one last step. With gradients enabled there
-    is at least one bracketed step, and the last one is differentiable
-    (:func:`implicit_step`, from the converged root)."""
+    ``iterations`` bracketed Newton steps and one last step; with gradients enabled at
+    least one bracketed step, then :func:`implicit_step` (exact gradients at the refined
+    root)."""
 
     y, shift, log_scale, batch = _flatten(y, shift, log_scale)
     log_space = clip == 0
     p = tail_problem(y, shift, log_scale, clip)
     x, lo, hi = table_guess(tabulate(shift, log_scale, nodes), p.z)
     if torch.is_grad_enabled():
-        # at least one detached step first, so that the implicit step starts from the
-        # converged root (its gradients are exact there)
+        # one step more than without gradients: they are exact at a converged root
         fixed = p.detach()
         for _ in range(max(iterations, 1)):
             x, lo, hi = newton_step(fixed, x, lo, hi, log_space)
