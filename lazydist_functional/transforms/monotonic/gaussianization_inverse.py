@@ -69,7 +69,7 @@ class Table(NamedTuple):
     ``rows``: per interval (:math:`G + 1` per set: below, between and above the nodes)
     the anchor :math:`z_0`, the bracket as lines :math:`l_0 + l_1 z` and :math:`h_0 + h_1 z`,
     and the cubic :math:`c_0 + s (c_1 + s (c_2 + s c_3))` in :math:`s = z - z_0`, shape
-    :math:`(9, n (G + 1))`."""
+    :math:`(9, n, G + 1)`."""
 
     z: Tensor
     rows: Tensor
@@ -92,14 +92,16 @@ def tabulate(shift: Tensor, log_scale: Tensor, nodes: int = 16, reach: float = 6
     sigma = scale.reciprocal()
     t = torch.linspace(-reach, reach, nodes, dtype=b.dtype, device=b.device)
     x = ((t - b[..., None]) * sigma[..., None]).view(n, K * nodes).sort(dim=-1).values  # (n, G)
-    # u clamped where a component's CDF is 0 or 1 to float precision (no subnormals)
-    u = torch.addcmul(b[:, None, :], x[..., None], scale[:, None, :]).clamp_(-12.0, 12.0)  # (n, G, K)
-    p = torch.special.erfc(u * -_SQRT_HALF).sum(dim=-1)  # 2K m(x)
-    q = torch.special.erfc(u * _SQRT_HALF).sum(dim=-1)  # 2K (1 - m(x))
+    # components first, (K, n, G); u clamped where a component's CDF is 0 or 1 to float
+    # precision (no subnormals)
+    bT, aT = b.T[..., None], a.T[..., None]
+    u = torch.addcmul(bT, x, scale.T[..., None]).clamp_(-12.0, 12.0)
+    p = torch.special.erfc(u * -_SQRT_HALF).sum(dim=0)  # 2K m(x)
+    q = torch.special.erfc(u * _SQRT_HALF).sum(dim=0)  # 2K (1 - m(x))
     tail = torch.minimum(p, q)  # 2K min(m, 1 - m)
     root = torch.log(tail).mul_(-2).add_(2 * math.log(K) + _C * _C).sqrt_()  # |zeta| + C
     z = torch.copysign(root - _C, p - q)  # zeta
-    density = torch.exp(torch.addcmul(a[:, None, :], u, u, value=-0.5)).sum(dim=-1)  # K sqrt(2 pi) m'(x)
+    density = torch.exp(torch.addcmul(aT, u, u, value=-0.5)).sum(dim=0)  # K sqrt(2 pi) m'(x)
     slope = root * tail / density * math.sqrt(math.pi / 2)  # dx/dzeta
     # Cubic Hermite in z on each interval (one of zero width, where m is flat in floating
     # point, is never selected): with e0 = delta - d0, e1 = d1 - delta,
@@ -118,18 +120,15 @@ def tabulate(shift: Tensor, log_scale: Tensor, nodes: int = 16, reach: float = 6
     below = torch.stack([z[:, :1], x_first + (reach - _C) * s_max, s_max, x_first,
                          zero, x_first, slope[:, :1], zero, zero])
     above = torch.stack([z[:, -1:], x_last, zero, x_last - (reach - _C) * s_max, s_max, x_last, slope[:, -1:], zero, zero])
-    return Table(z, torch.cat([below, inner, above], dim=-1).view(9, -1))
+    return Table(z, torch.cat([below, inner, above], dim=-1))
 
 
 def table_guess(table: Table, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     r"""The interpolated :math:`x(z)` and a bracket :math:`[l, h]` of the root, for
     quantiles ``z`` of shape :math:`(n, M)`."""
 
-    n, G = table.z.shape
     index = torch.searchsorted(table.z, z, right=True)
-    if n > 1:
-        index = index + torch.arange(0, n * (G + 1), G + 1, device=z.device)[:, None]
-    z0, l0, l1, h0, h1, c0, c1, c2, c3 = torch.index_select(table.rows, 1, index.reshape(-1)).view(9, *z.shape)
+    z0, l0, l1, h0, h1, c0, c1, c2, c3 = torch.gather(table.rows, 2, index.expand(9, *index.shape))
     s = z - z0
     guess = torch.addcmul(c0, s, torch.addcmul(c1, s, torch.addcmul(c2, s, c3)))
     lo, hi = torch.addcmul(l0, z, l1), torch.addcmul(h0, z, h1)
@@ -146,17 +145,17 @@ class TailProblem(NamedTuple):
     the smallest normal number when :math:`y` lies outside the image of :math:`f`); ``z``
     the unclipped quantile (detached); ``slope`` :math:`\pm e^{a_k} / \sqrt 2` and
     ``offset`` :math:`\pm b_k / \sqrt 2`, shape :math:`(K, n, M)`; ``log_scale``
-    :math:`a_k`, shape :math:`(K, n, 1)`."""
+    :math:`a_k`, shape :math:`(K, n, 1)` (only for the log-space sums, else ``None``)."""
 
     sign: Tensor
     level: Tensor
     z: Tensor
     slope: Tensor
     offset: Tensor
-    log_scale: Tensor
+    log_scale: Tensor | None
 
     def detach(self) -> TailProblem:
-        return TailProblem(*(t.detach() for t in self))
+        return TailProblem(*(None if t is None else t.detach() for t in self))
 
 
 def tail_problem(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float) -> TailProblem:
@@ -177,7 +176,7 @@ def tail_problem(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float) -> Ta
     z = (root - _C).mul_(sign)
     slope = (torch.exp(log_scale) * _SQRT_HALF).T[..., None]  # (K, n, 1)
     offset = (shift * _SQRT_HALF).T[..., None]
-    return TailProblem(sign, level, z, slope * sign, offset * sign, log_scale.T[..., None])
+    return TailProblem(sign, level, z, slope * sign, offset * sign, None if clip > 0 else log_scale.T[..., None])
 
 
 def newton_delta(p: TailProblem, x: Tensor, log_space: bool = False) -> Tensor:
@@ -244,7 +243,9 @@ def _flatten(y: Tensor, shift: Tensor, log_scale: Tensor) -> tuple[Tensor, Tenso
         P = batch[len(batch) - len(P):]
         y, shift, log_scale = y.expand(batch), shift.expand(*P, K), log_scale.expand(*P, K)
     n = math.prod(P)
-    return y.reshape(-1, n).T.contiguous(), shift.reshape(n, K), log_scale.reshape(n, K), tuple(batch)
+    if shift.dim() != 2:
+        shift, log_scale = shift.reshape(n, K), log_scale.reshape(n, K)
+    return y.reshape(-1, n).T.contiguous(), shift, log_scale, tuple(batch)
 
 
 def solve(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float, nodes: int = 16, iterations: int = 0) -> Tensor:
