@@ -8,26 +8,34 @@ With :math:`u_k = e^{a_k} x + b_k` and the mixture CDF :math:`m(x) = \frac1K \su
 .. math:: z = \Phi^{-1}\left(\frac{\Phi(y) - c/2}{1 - c}\right) \quad (z = y \text{ if } c = 0).
 
 **Table.** When the parameters are shared by many targets (an unconditional flow: shape
-:math:`(D, K)` against targets :math:`(N, D)`), the inverse :math:`x(z)` of
-:math:`z(x) = \Phi^{-1}(m(x))` is tabulated once per parameter set at the nodes
-:math:`x = \mu_k + \sigma_k t_j`, sorted (each component's mean :math:`\mu_k = -b_k
-e^{-a_k}` and scale :math:`\sigma_k = e^{-a_k}`, :math:`t_j` evenly spaced in
-:math:`[-6, 6]`): every component is resolved at its own scale. Between two nodes
-:math:`x(z)` is the cubic Hermite interpolant of the values and slopes :math:`dx/dz =
-\varphi(z) / m'(x)`; beyond the ends it is continued linearly (far out one component
-dominates and :math:`x(z)` is nearly affine). The node pair around :math:`z` brackets the
-root; outside the table the far end is the bound :math:`\min_k \mu_k + \sigma_{\max} z
-\le x` (:math:`z < 0`) or :math:`x \le \max_k \mu_k + \sigma_{\max} z` (:math:`z > 0`):
-each component alone has its root at :math:`\mu_k + \sigma_k z`, and the mixture's lies
-between the extreme ones.
+:math:`(D, K)` against targets :math:`(N, D)`), the inverse is tabulated once per
+parameter set at the nodes :math:`x = \mu_k + \sigma_k t_j`, sorted (each component's
+mean :math:`\mu_k = -b_k e^{-a_k}` and scale :math:`\sigma_k = e^{-a_k}`, :math:`t_j`
+evenly spaced in :math:`[-T, T]`, :math:`T = 6`): every component is resolved at its own
+scale. The table's variable is not :math:`z` (whose :math:`\Phi^{-1}` costs as much as the
+rest) but the cheap monotone
 
-**Polish.** Newton steps on the log tail mass of the nearer tail,
+.. math:: \zeta = \pm \left(\sqrt{2 \ell + C^2} - C\right), \qquad
+    \ell = -\log 2 \min(\Phi(z), \Phi(-z)), \quad C = \sqrt{2 / \pi},
+
+(:math:`\zeta = z + O(z^2)` at 0, :math:`|\zeta| \approx |z|` far out), computed from the
+target tail mass by a ``log`` and a ``sqrt``. Between two nodes :math:`x(\zeta)` is the
+cubic Hermite interpolant of the values and slopes :math:`dx/d\zeta`; beyond the ends it
+is continued linearly (far out one component dominates and :math:`x` is nearly affine in
+:math:`\zeta`). The node pair around :math:`\zeta` brackets the root; outside the table
+the far end is :math:`x_0 + \sigma_{\max} (\zeta - C + T)` below and :math:`x_{G-1} +
+\sigma_{\max} (\zeta + C - T)` above (each component alone has its root at :math:`\mu_k +
+\sigma_k z`, the mixture's lies between the extreme ones, and :math:`|z| \le |\zeta| + C`
+for :math:`|z| \ge 1`).
+
+**Newton.** Steps on the log tail mass of the nearer tail,
 :math:`h(x) = \mp \log \frac1K \sum_k \Phi(\mp u_k)` (:math:`\pm` the sign of :math:`y`),
 increasing and well conditioned far into the tails (one ``erfc`` and one ``exp`` per
 component, no :math:`\Phi^{-1}`), towards :math:`\mp \log M`, :math:`M = \frac{\Phi(-|y|)
-- c/2}{1 - c}`; a step that leaves the bracket is replaced by bisection. With gradients
-enabled, the last step is differentiable (from the detached root), which gives the
-implicit-function-theorem gradients.
+- c/2}{1 - c}`. By default (no gradients) one plain step from the tabulated guess, kept
+in the bracket; ``iterations`` more are bracketed (a step that leaves the bracket is
+replaced by bisection). With gradients enabled the last step is differentiable, from the
+detached refined root, which gives exact implicit-function-theorem gradients.
 
 Layout: :func:`solve` flattens the targets to :math:`(n, M)` (:math:`n` parameter sets,
 :math:`M` targets each) and the component arrays to :math:`(K, n, M)`, so that every
@@ -65,7 +73,7 @@ _C = math.sqrt(2 / math.pi)  # zeta = z + O(z^2) at 0
 class Table(NamedTuple):
     r"""Tabulated inverse for :math:`n` parameter sets of :math:`G` nodes each.
 
-    ``z``: the node quantiles :math:`z(x_g)`, increasing, shape :math:`(n, G)`;
+    ``z``: the nodes' :math:`\zeta(x_g)` (see the module), increasing, shape :math:`(n, G)`;
     ``rows``: per interval (:math:`G + 1` per set: below, between and above the nodes)
     the anchor :math:`z_0`, the bracket as lines :math:`l_0 + l_1 z` and :math:`h_0 + h_1 z`,
     and the cubic :math:`c_0 + s (c_1 + s (c_2 + s c_3))` in :math:`s = z - z_0`, shape
@@ -76,15 +84,13 @@ class Table(NamedTuple):
 
 
 def tabulate(shift: Tensor, log_scale: Tensor, nodes: int = 16, reach: float = 6.0) -> Table:
-    r"""Tabulates :math:`x(z)` for parameters of shape :math:`(n, K)` at ``nodes`` points
+    r"""Tabulates :math:`x(\zeta)` for parameters of shape :math:`(n, K)` at ``nodes`` points
     per component, evenly spaced over ``reach`` standard deviations on each side of its
     mean. The parameters are detached (the table only gives the start and the bracket).
 
-    Outside the table (:math:`z < z_0 \le -T` or :math:`z > z_{G-1} \ge T`, ``reach``
-    :math:`T`), the bracket's far end is :math:`x_0 + \sigma_{\max} (z + T)` below (each
-    component's root :math:`\mu_k + \sigma_k z = (\mu_k - T \sigma_k) + \sigma_k (z + T)`
-    exceeds it, hence so does the mixture's) and :math:`x_{G-1} + \sigma_{\max} (z - T)`
-    above."""
+    Returns the nodes' :math:`\zeta` and the rows of the :math:`G + 1` intervals (see the
+    module's description; outside the table the bracket's far end is the widest
+    component's line)."""
 
     b, a = shift.detach(), log_scale.detach()
     n, K = b.shape
