@@ -208,3 +208,27 @@ def test_settings_are_validated_and_static():
     leaves, spec = torch.utils._pytree.tree_flatten(GaussianizationTransform(*_params(0), nodes=4, polish=2))
     assert len(leaves) == 2
     assert torch.utils._pytree.tree_unflatten(leaves, spec).polish == 2
+
+
+def test_flow_tabulates_all_layers_at_once_with_the_same_values():
+    from lazydist_functional.distributions.flow import NormalizingFlow
+    from lazydist_functional.flows.gaussianization import GaussianizationFlow
+
+    spec = flows.GF(3)
+    d = spec.apply(spec.init(torch.Generator().manual_seed(0)))
+    assert isinstance(d, GaussianizationFlow) and isinstance(d, NormalizingFlow)
+    plain = NormalizingFlow(d.transform, d.base)
+    key = torch.Generator().manual_seed(1)
+    z = torch.randn(1024, 3, generator=key)
+    assert torch.equal(d._tabulated(torch.Size([1024])).inv(z), plain.transform.inv(z))
+    torch.manual_seed(2)
+    x, lp = d.rsample_and_log_prob((512,))
+    torch.manual_seed(2)
+    x2, lp2 = plain.rsample_and_log_prob((512,))
+    assert torch.equal(x, x2) and torch.allclose(lp, lp2)
+    # few draws: no shared table (each layer would not tabulate either)
+    assert d._tabulated(torch.Size([4])) is d.transform
+    # vmapped over parameter sets: the distribution is a pytree
+    draws = vmap(lambda p: spec.apply(p).sample((256,)), randomness="different")(
+        torch.utils._pytree.tree_map(lambda t: t.expand(2, *t.shape), spec.init()))
+    assert draws.shape == (2, 256, 3) and torch.isfinite(draws).all()

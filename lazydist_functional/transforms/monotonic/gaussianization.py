@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = ["GaussianizationTransform"]
 
+import copy
 import math
 
 import torch
@@ -13,7 +14,7 @@ from torch import Tensor
 from ...pytree import Partial, register_pytree_class
 from ...roots import newton_bisection
 from .base import MonotonicTransform
-from .gaussianization_inverse import solve
+from .gaussianization_inverse import Table, solve
 from .normal_tails import LOG_HALF, log_ndtr, ndtri, ndtri_exp
 
 
@@ -30,7 +31,8 @@ def _log_tail_mass(sign: Tensor, log_scale: Tensor, shift: Tensor, x: Tensor) ->
     return -sign * torch.log(mass), density / mass
 
 
-@register_pytree_class(children=("shift", "log_scale"), static=("bound", "eps", "iterations", "clip", "nodes", "polish"))
+@register_pytree_class(children=("shift", "log_scale", "table"),
+                       static=("bound", "eps", "iterations", "clip", "nodes", "polish"))
 class GaussianizationTransform(MonotonicTransform):
     r"""Gaussianization transform
 
@@ -85,6 +87,16 @@ class GaussianizationTransform(MonotonicTransform):
             raise ValueError(f"GaussianizationTransform: 'nodes' and 'polish' must be >= 0, got {nodes} and {polish}")
         self.nodes = int(nodes)
         self.polish = int(polish)
+        self.table: Table | None = None
+
+    def with_table(self, table: Table) -> GaussianizationTransform:
+        r"""This transform with its inverse's table given (:func:`tabulate` of its own
+        parameters, shape :math:`(D, K)`, e.g. computed for several layers at once); it is
+        used where the inverse is tabulated."""
+
+        new = copy.copy(self)
+        new.table = table
+        return new
 
     def _initial_guess(self, y: Tensor) -> Tensor:
         r"""The inverse of the moment-matched Gaussian, :math:`x_0 = \mu + \sigma y`: the
@@ -113,7 +125,7 @@ class GaussianizationTransform(MonotonicTransform):
     def _solve(self, y: Tensor) -> Tensor:
         if self.tabulates(y):
             # Tabulated guess, bracketed Newton on the log tail mass, one implicit step.
-            return solve(y, self.shift, self.log_scale, self.clip, self.nodes, self.polish)
+            return solve(y, self.shift, self.log_scale, self.clip, self.nodes, self.polish, self.table)
         # Per-element parameters: safeguarded Newton on h = +-log(tail mass of the
         # mixture) from the moment-matched guess; the final, differentiable Newton step is
         # on f itself.

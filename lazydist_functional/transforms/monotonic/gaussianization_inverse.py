@@ -101,11 +101,11 @@ def tabulate(shift: Tensor, log_scale: Tensor, nodes: int = 16, reach: float = 6
     # components first, (K, n, G); u clamped where a component's CDF is 0 or 1 to float
     # precision (no subnormals)
     bT, aT = b.T[..., None], a.T[..., None]
-    u = torch.addcmul(bT, x, scale.T[..., None]).clamp_(-12.0, 12.0)
+    u = torch.addcmul(bT, x, scale.T[..., None]).clamp(-12.0, 12.0)
     p = torch.special.erfc(u * -_SQRT_HALF).sum(dim=0)  # 2K m(x)
     q = torch.special.erfc(u * _SQRT_HALF).sum(dim=0)  # 2K (1 - m(x))
     tail = torch.minimum(p, q)  # 2K min(m, 1 - m)
-    root = torch.log(tail).mul_(-2).add_(2 * math.log(K) + _C * _C).sqrt_()  # |zeta| + C
+    root = torch.sqrt(torch.log(tail) * -2 + (2 * math.log(K) + _C * _C))  # |zeta| + C
     z = torch.copysign(root - _C, p - q)  # zeta
     density = torch.exp(torch.addcmul(aT, u, u, value=-0.5)).sum(dim=0)  # K sqrt(2 pi) m'(x)
     slope = root * tail / density * math.sqrt(math.pi / 2)  # dx/dzeta
@@ -180,8 +180,8 @@ def tail_problem(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float) -> Ta
     else:
         level = log_ndtr(-y.abs()) + math.log(2 * K)
     # zeta = +-(sqrt(2 l + C^2) - C), l = -log(2 M) = log K - level
-    root = level.detach().mul(-2).add_(2 * math.log(K) + _C * _C).sqrt_()
-    z = (root - _C).mul_(sign)
+    root = torch.sqrt(level.detach() * -2 + (2 * math.log(K) + _C * _C))
+    z = (root - _C) * sign
     slope = (torch.exp(log_scale) * _SQRT_HALF).T[..., None]  # (K, n, 1)
     offset = (shift * _SQRT_HALF).T[..., None]
     return TailProblem(sign, level, z, slope * sign, offset * sign, None if clip > 0 else log_scale.T[..., None])
@@ -256,17 +256,21 @@ def _flatten(y: Tensor, shift: Tensor, log_scale: Tensor) -> tuple[Tensor, Tenso
     return y.reshape(-1, n).T.contiguous(), shift, log_scale, tuple(batch)
 
 
-def solve(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float, nodes: int = 16, iterations: int = 0) -> Tensor:
+def solve(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float, nodes: int = 16, iterations: int = 0,
+          table: Table | None = None) -> Tensor:
     r"""Solves :math:`f(x) = y` for parameters of shape :math:`(*P, K)` shared by targets
     ``y`` whose shape ends with :math:`P` (up to broadcasting): the tabulated guess, then
     ``iterations`` bracketed Newton steps and one last step; with gradients enabled at
     least one bracketed step, then :func:`implicit_step` (exact gradients at the refined
-    root)."""
+    root). ``table``: :func:`tabulate` of the parameters as :math:`(n, K)`, if already
+    computed."""
 
     y, shift, log_scale, batch = _flatten(y, shift, log_scale)
     log_space = clip == 0
     p = tail_problem(y, shift, log_scale, clip)
-    x, lo, hi = table_guess(tabulate(shift, log_scale, nodes), p.z)
+    if table is None or table.z.shape[0] != shift.shape[0]:
+        table = tabulate(shift, log_scale, nodes)
+    x, lo, hi = table_guess(table, p.z)
     if torch.is_grad_enabled():
         # one step more than without gradients: they are exact at a converged root
         fixed = p.detach()
