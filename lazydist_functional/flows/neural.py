@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.distributions import Transform
 
 from ..nn import MLP, linear
-from ..nn.monotonic import MonotonicMLP, fold_signs, folded_value_and_tangent
+from ..nn.monotonic import MonotonicMLP, fold_signs, folded_value_and_tangent, folded_value_and_tangent_inplace
 from ..pytree import Partial, tree_map
 from ..spec import Parametric, Spec
 from ..transforms import AdditiveTransform, ComposedTransform, DependentTransform, soft_bound, take
@@ -50,6 +50,12 @@ def _with_signal(x: Tensor, signal: Tensor) -> Tensor:
 
 def _mnn_f_and_df(s: Tensor, w: Tensor, weights: tuple, biases: tuple, x: Tensor) -> tuple[Tensor, Tensor]:
     y, dy = folded_value_and_tangent(s + w * x[..., None], w, weights, biases)
+    return y.squeeze(-1), dy.squeeze(-1)
+
+
+def _mnn_iterate(s: Tensor, w: Tensor, weights: tuple, biases: tuple, x: Tensor) -> tuple[Tensor, Tensor]:
+    # The inverse's detached iterations: the same values, intermediates reused in place.
+    y, dy = folded_value_and_tangent_inplace(torch.addcmul(s, w, x[..., None]), w, weights, biases)
     return y.squeeze(-1), dy.squeeze(-1)
 
 
@@ -99,7 +105,8 @@ class MNN(Parametric):
         s = linear(signal, W0[..., 1:], b0)
         args = (s, W0[..., 0], tuple(Ws), tuple(bs))
         return MonotonicTransform(
-            Partial(_mnn_f, args), f_and_df=Partial(_mnn_f_and_df, args), iterations=self.iterations
+            Partial(_mnn_f, args), f_and_df=Partial(_mnn_f_and_df, args), iterations=self.iterations,
+            iterate=Partial(_mnn_iterate, args),
         )
 
 
