@@ -143,9 +143,14 @@ def folded_value_and_tangent_inplace(
     the system), which cost more than the arithmetic.
     """
 
+    single = all(W.dim() == 3 and W.shape[0] == 1 for W in weights) and v.shape[-2] == 1
+    if single:  # one stacked network (a group of one feature): plain GEMMs, no einsum
+        v, dv = v.squeeze(-2), dv.squeeze(-2) if dv.dim() >= 2 else dv
+        weights = [W[0] for W in weights]
+        biases = [None if b is None else b[0] for b in biases]
     for W, b in zip(weights, biases, strict=True):
         e = v.clamp_max(0.0).exp_()  # ELU'(v)
         a = (e - 1).add_(v.clamp_min_(0.0))  # ELU(v) = (exp(min(v, 0)) - 1) + max(v, 0)
         v = linear(a, W, b)
         dv = linear(e.mul_(dv), W)
-    return v, dv
+    return (v.unsqueeze(-2), dv.unsqueeze(-2)) if single else (v, dv)
