@@ -128,3 +128,11 @@ def test_bernstein_slope_and_polygon_guess(cls):
     assert bool((guess >= -B).all() and (guess <= B).all())
     assert bool((guess[1:] >= guess[:-1]).all())
     torch.testing.assert_close(t.inv(y), x, atol=1e-4, rtol=0)
+
+
+def test_polygon_guess_with_flat_coefficients_is_finite():
+    # Softmax increments that underflow give equal coefficients (hi == lo): no 0 / 0.
+    t = BoundedBernsteinTransform(torch.tensor([[0.0, 200.0, 200.0, -200.0, 0.0]]))
+    y = torch.linspace(-4, 4, 9)[:, None]
+    assert bool(torch.isfinite(t._initial_guess(y)).all())
+    torch.testing.assert_close(t(t.inv(y)), y, atol=1e-4, rtol=0)

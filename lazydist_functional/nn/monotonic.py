@@ -2,7 +2,7 @@ r"""Pure monotonic multi-layer perceptron (positive Jacobian), with optional sta
 
 from __future__ import annotations
 
-__all__ = ["MonotonicMLP", "stacked_linear", "two_way_elu"]  # + fold_signs, folded_value_and_tangent(_inplace)
+__all__ = ["MonotonicMLP", "stacked_linear", "two_way_elu"]
 
 from collections.abc import Mapping, Sequence
 from typing import Any

@@ -131,7 +131,8 @@ class BernsteinTransform(MonotonicTransform):
         k = (theta[..., 1:-1] <= y[..., None]).sum(dim=-1, keepdim=True)
         theta = theta.expand(*k.shape[:-1], M + 1)
         lo, hi = theta.gather(-1, k).squeeze(-1), theta.gather(-1, k + 1).squeeze(-1)
-        u = ((y - lo) / (hi - lo)).clamp(0.0, 1.0)
+        # (Increments that round to 0 in float32 would give 0 / 0: a positive floor.)
+        u = ((y - lo) / (hi - lo).clamp_min(torch.finfo(y.dtype).tiny)).clamp(0.0, 1.0)
         t = (k.squeeze(-1) + u) / M
         return (2 * t - 1) * self.bound
 
