@@ -64,7 +64,8 @@ class MNN(_UnivariateNetwork):
         if not custom_hooks(self):
             return super().forward(*phi)
         (signal,) = phi
-        return MonotonicTransform(f=partial(self.f, signal), iterations=self._built_spec.iterations)
+        spec = self._built_spec
+        return MonotonicTransform(f=partial(self.f, signal), bound=spec.bound, iterations=spec.iterations)
 
 
 @module_class(_core.UMNN)
