@@ -35,7 +35,7 @@ from ..flows import core
 from ..spec import Spec
 from ..transforms import ComposedTransform
 from ..checks import ContextError, check_context
-from .module import NoSpecError, SpecModule, _freeze, module_class, spec_of, to_module
+from .module import NoSpecError, SpecModule, _freeze, module_class, runs_as_zuko, spec_of, to_module
 from .utils import Partial
 
 # The imports above that this file does not use are names of Zuko's module namespace.
@@ -106,7 +106,9 @@ def _same(a: Any, b: Any) -> bool:
 def _leaf_spec(module: nn.Module) -> Spec | None:
     r"""The spec a module of this library was built from, or ``None`` (a user's module)."""
 
-    return module.__dict__.get("_spec") if isinstance(module, SpecModule) else None
+    if not isinstance(module, SpecModule) or runs_as_zuko(module):
+        return None
+    return module.__dict__.get("_spec")
 
 
 def _context_of(module: nn.Module) -> int | None:
@@ -235,6 +237,9 @@ class LazyComposedTransform(_CompositeModule, LazyTransform):
         super().__init__()
         self.transforms = nn.ModuleList(transforms)
         self._adopt_children()
+
+    def __repr__(self) -> str:
+        return repr(self.transforms).replace("ModuleList", "LazyComposedTransform", 1)
 
     def forward_children(self, c: Tensor | None) -> Transform:
         return ComposedTransform(*(t(self._child_c(t, c)) for t in self._modules["transforms"]))

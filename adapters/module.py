@@ -24,8 +24,8 @@ importing this module changes nothing in torch.
 
 from __future__ import annotations
 
-__all__ = ["NoSpecError", "ParameterNode", "SpecModule", "bind", "module_class", "module_settings", "module_trees", "spec_of",
-           "to_module"]
+__all__ = ["NoSpecError", "ParameterNode", "SpecModule", "adopt_univariate", "bind", "custom_hooks", "module_class",
+           "module_settings", "module_trees", "runs_as_zuko", "spec_of", "to_module"]
 
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -77,6 +77,55 @@ def _freeze(module: nn.Module) -> None:
     module.__dict__["_built_layout"] = _layout(module)
 
 
+def custom_hooks(module: nn.Module) -> tuple[str, ...]:
+    r"""Which of Zuko's overridable methods (a class's ``_zuko_hooks``: ``meta``, ``f``,
+    ``g``) the module's class redefines: a subclass (a user's) that defines one of them
+    without declaring ``_zuko_hooks`` itself changes the computation, which then runs
+    through those methods as in Zuko.
+
+    Example:
+        >>> from lazydist_functional.adapters.flows import MaskedAutoregressiveTransform
+        >>> class Doubled(MaskedAutoregressiveTransform):
+        ...     def meta(self, c, x):
+        ...         return super().meta(c, x)
+        >>> custom_hooks(Doubled(3)), custom_hooks(MaskedAutoregressiveTransform(3))
+        (('meta',), ())
+    """
+
+    cls = type(module)
+    names = getattr(cls, "_zuko_hooks", ())
+    return tuple(n for n in names if "_zuko_hooks" not in vars(_owner(cls, n)))
+
+
+def adopt_univariate(module: nn.Module, univariate: Any) -> None:
+    r"""Registers a module given as a transform's ``univariate`` (an ``MNN``, a user's
+    module) as its child ``univariate``, as Zuko does: its parameters then train and save
+    with the transform's, and the transform runs as Zuko's does (:func:`runs_as_zuko`)."""
+
+    if isinstance(univariate, nn.Module):
+        children = dict(module._modules)
+        module._modules.clear()  # Zuko registers ``univariate`` before ``hyper``: same state_dict order
+        module._modules["univariate"] = univariate
+        module._modules.update(children)
+
+
+def runs_as_zuko(module: nn.Module) -> bool:
+    r"""Whether a transform module computes through Zuko's methods (``meta``, its children)
+    rather than its pure spec: its class overrides one of them (:func:`custom_hooks`), or
+    it holds a module given as ``univariate`` (:func:`adopt_univariate`)."""
+
+    if custom_hooks(module):
+        return True
+    spec = module.__dict__.get("_spec")
+    return "univariate" in module._modules and spec is not None and spec.part("univariate") is None
+
+
+def _owner(cls: type, name: str) -> type:
+    r"""The class of ``cls``'s MRO that defines ``name``."""
+
+    return next(c for c in cls.__mro__ if name in vars(c))
+
+
 def _hooked(module: nn.Module) -> bool:
     r"""Whether a hook would run if the module were called (then it must be called)."""
 
@@ -86,11 +135,12 @@ def _hooked(module: nn.Module) -> bool:
 
 def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
     r"""The module's current ``(params, state)`` trees if it is as built (see
-    :func:`_freeze`) and has no hooks, else ``None``."""
+    :func:`_freeze`), has no hooks and does not run through Zuko's methods (see
+    :func:`runs_as_zuko`), else ``None``."""
 
     d = module.__dict__
     built = d.get("_built_layout")
-    if built is None or _hooked(module):
+    if built is None or _hooked(module) or runs_as_zuko(module):
         return None
     pkeys, bkeys, children, settings = built
     P, B, M = d["_parameters"], d["_buffers"], d["_modules"]

@@ -23,7 +23,7 @@ from torch import BoolTensor, Tensor  # noqa: F401  (zuko.nn's namespace)
 
 from .. import nn as _nn
 from ..nn import layer_norm as _layer_norm
-from ..nn import linear  # noqa: F401  (imported by zuko.bayesian's namespace)
+from ..nn import linear as _linear
 from ..spec import Parametric as _Parametric
 from .module import SpecModule as _SpecModule
 from .module import _freeze
@@ -44,6 +44,18 @@ def _fill(module: nn.Module, spec: _Parametric, layers: Sequence[nn.Module]) -> 
 def _stateless(act: nn.Module) -> nn.Module:
     _freeze(act)
     return act
+
+
+def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
+    r"""``zuko.nn.linear`` (Zuko's argument names): :math:`y = x W^T + b`, or with a stack
+    of weights :math:`W` of shape :math:`(S, O, I)` on inputs :math:`(*, S, I)`.
+
+    Example:
+        >>> linear(torch.ones(2, 3), W=torch.ones(4, 3)).shape
+        torch.Size([2, 4])
+    """
+
+    return _linear(x, W, b)
 
 
 def _populate_linear(self: _Any, spec: _Parametric, params: _Any, state: _Any, generator: _Any) -> None:
@@ -72,8 +84,13 @@ class Linear(_SpecModule):
 
     _populate = _populate_linear
 
+    def extra_repr(self) -> str:
+        stack, (fout, fin) = (self.weight.shape[0] if self.weight.dim() == 3 else None), self.weight.shape[-2:]
+        text = f"in_features={fin}, out_features={fout}, bias={self.bias is not None}"
+        return text if stack is None else f"{text}, stack={stack}"
+
     def forward(self, x: Tensor) -> Tensor:
-        return linear(x, self.weight, self.bias)
+        return _linear(x, self.weight, self.bias)
 
 
 @_module_class(_nn.MonotonicLinear)
@@ -88,7 +105,7 @@ class MonotonicLinear(Linear):
     _network = _nn.MonotonicLinear
 
     def forward(self, x: Tensor) -> Tensor:
-        return linear(x, self.weight.abs(), self.bias)
+        return _linear(x, self.weight.abs(), self.bias)
 
 
 @_module_class(_nn.MaskedLinear)
@@ -107,7 +124,7 @@ class MaskedLinear(nn.Linear, _SpecModule):
     _populate = _populate_linear
 
     def forward(self, x: Tensor) -> Tensor:
-        return linear(x, self.weight, self.bias, self.mask)
+        return _linear(x, self.weight, self.bias, self.mask)
 
 
 @_module_class(_nn.LayerNorm)

@@ -24,7 +24,8 @@ import torch.nn as nn
 from torch import Size, Tensor  # noqa: F401  (zuko.utils' namespace)
 from torch.autograd.function import FunctionCtx, once_differentiable  # noqa: F401  (zuko.utils' namespace)
 
-from ..flows._conditioner import broadcast, unpack
+from ..flows._conditioner import broadcast
+from ..flows._conditioner import unpack as _unpack
 from .. import ode as _ode
 from .. import roots as _roots
 from ..transforms.monotonic import gauss_legendre_nodes as _gauss_legendre_nodes
@@ -70,6 +71,18 @@ class Partial(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.f(*self.args, *args, **self.kwargs, **kwargs)
+
+
+def unpack(x: Tensor, shapes: Sequence[Size]) -> list[Tensor]:
+    r"""``zuko.utils.unpack`` (Zuko's argument names): splits the last dimension of ``x``
+    into tensors of the trailing ``shapes``.
+
+    Example:
+        >>> [t.shape for t in unpack(torch.zeros(2, 5), [(2,), (3,)])]
+        [torch.Size([2, 2]), torch.Size([2, 3])]
+    """
+
+    return _unpack(x, shapes)
 
 
 def bisection(

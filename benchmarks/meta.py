@@ -6,7 +6,8 @@ r"""Meta-learning, ensembles, hypernetworks, per-sample gradients: vmapped vs lo
 (ii)  Ensemble of K=32 flows, one training step: vmap over stacked params + functional
       Adam vs a loop over 32 modules with ``torch.optim.Adam``.
 (iii) Hypernetwork conditioning at N=4096: per-sample params in one vmap vs the
-      shared-params batched path.
+      shared-params batched path, beside the floor (the bare per-sample GEMVs vs the
+      shared GEMMs) and, unless ``--quick``, both compiled with inductor.
 (iv)  Per-sample gradients, N=256: vmap(grad) vs a loop of backward passes.
 (v)   The meta-learning experiment: held-out query NLL vs number of adaptation steps,
       meta-trained init vs pretrained init (plot ``results/meta.png``).
@@ -20,7 +21,7 @@ import math
 
 import torch
 import zuko
-from common import figure, markdown_table, median_time, parser, save_figure, setup, write_json
+from common import compare, figure, markdown_table, median_time, parser, save_figure, setup, write_json
 from torch.func import functional_call, grad, vmap
 
 import lazydist_functional as L
@@ -95,9 +96,6 @@ def bench_ensemble(t_min: float) -> dict:
     modules = [Z.flows.to_module(spec, p) for p in L.tree_unstack(stacked)]
     optims = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in modules]
 
-    def vmapped():
-        return M.ensemble_step(spec, opt, stacked, opt_state, c, x)
-
     def loop():
         for m, o in zip(modules, optims):
             loss = -m(c).log_prob(x).mean()
@@ -105,26 +103,78 @@ def bench_ensemble(t_min: float) -> dict:
             loss.backward()
             o.step()
 
-    t_v, t_l = median_time(vmapped, t_min), median_time(loop, t_min)
-    return {"vmap_s": t_v, "loop_s": t_l, "loop_over_vmap": t_l / t_v}
+    def grads():
+        return grad(lambda p: vmap(lambda q: M.nll(spec, q, c, x))(p).sum())(stacked)
+
+    g = grads()
+    update = getattr(opt, "update_stacked", None) or vmap(opt.update)  # (also runs on older versions)
+    t = compare({"loop": loop, "vmap": lambda: M.ensemble_step(spec, opt, stacked, opt_state, c, x),
+                 "vmap_grad": grads, "stacked_adam": lambda: update(g, opt_state, stacked)}, t_min)
+    return {"vmap_s": t["vmap"], "loop_s": t["loop"], "loop_over_vmap": t["loop"] / t["vmap"],
+            "grad_only_s": t["vmap_grad"], "stacked_adam_s": t["stacked_adam"],
+            "loop_over_grad_only": t["loop"] / t["vmap_grad"]}
 
 
-def bench_hypernet(t_min: float, n: int = 4096) -> dict:
+def bench_hypernet(t_min: float, n: int = 4096, compiled: bool = True) -> dict:
+    r"""Per-sample flow parameters (N parameter sets, vmap) vs one shared set on the batch,
+    beside the floors: the bare GEMMs of both (N batched matrix-vector products of
+    the per-sample masked weights, one ``baddbmm`` per layer, vs one ``addmm`` per layer)
+    and one read of every per-sample weight (the memory floor)."""
+
     per_sample = MAF(2, 0, transforms=3, hidden_features=[32])
     shared = MAF(2, 3, transforms=3, hidden_features=[32])
     hyper = MLP(3, M.param_count(per_sample), [64])
     psi = hyper.init(torch.Generator().manual_seed(0))
     shared_params = shared.init(torch.Generator().manual_seed(0))
     c, x = torch.randn(n, 3), torch.randn(n, 2)
+    layers = [(32, 2), (4, 32)] * 3  # per-sample (out, in) of the 3 MADEs; shared: in + 3 context features first
+    W = [torch.randn(n, o, i) for o, i in layers]
+    B = [torch.randn(n, o) for o, _ in layers]
+    S = [(torch.randn(o, i + (3 if i == 2 else 0)), torch.randn(o)) for o, i in layers]
+    rows = {i: torch.randn(n, i) for i in (2, 5, 32)}
+
+    def per_sample_gemms():
+        return [torch.baddbmm(b.unsqueeze(2), w, rows[w.shape[2]].unsqueeze(2)) for w, b in zip(W, B)]
+
+    def shared_gemms():
+        return [torch.addmm(b, rows[w.shape[1]], w.T) for w, b in S]
+
+    def read_weights():
+        return [w.sum() for w in W]
+
+    def flow(P, xs):
+        return vmap(lambda p, xi: per_sample.apply(p).log_prob(xi))(P, xs)
+
+    def shared_flow(p, cs, xs):
+        return shared.apply(p, cs).log_prob(xs)
+
     with torch.no_grad():
         flat = 0.1 * hyper.apply(psi, c)  # (n, param_count): every sample's own flow parameters
         P = M.unravel(per_sample, flat)
-        t_flow = median_time(lambda: vmap(lambda p, xi: per_sample.apply(p).log_prob(xi))(P, x), t_min)
-        t_all = median_time(lambda: M.hypernet_log_prob(per_sample, lambda p, ci: 0.1 * hyper.apply(p, ci), psi, c, x), t_min)
-        t_s = median_time(lambda: shared.apply(shared_params, c).log_prob(x), t_min)
-    return {"n": n, "params_per_sample": M.param_count(per_sample), "per_sample_flow_vmap_s": t_flow,
-            "hypernet_and_flow_vmap_s": t_all, "shared_batched_s": t_s,
-            "per_sample_flow_over_shared": t_flow / t_s, "hypernet_and_flow_over_shared": t_all / t_s}
+        fns = {
+            "flow": lambda: flow(P, x),
+            "all": lambda: M.hypernet_log_prob(per_sample, lambda p, ci: 0.1 * hyper.apply(p, ci), psi, c, x),
+            "shared": lambda: shared_flow(shared_params, c, x),
+            "per_sample_gemms": per_sample_gemms, "shared_gemms": shared_gemms, "read_weights": read_weights,
+        }
+        if compiled:
+            flow_c, shared_c = torch.compile(flow), torch.compile(shared_flow)
+            fns["flow_compiled"] = lambda: flow_c(P, x)
+            fns["shared_compiled"] = lambda: shared_c(shared_params, c, x)
+        t = compare(fns, t_min)
+    floor = t["shared"] - t["shared_gemms"] + t["per_sample_gemms"]
+    out = {"n": n, "params_per_sample": M.param_count(per_sample), "per_sample_flow_vmap_s": t["flow"],
+           "hypernet_and_flow_vmap_s": t["all"], "shared_batched_s": t["shared"],
+           "per_sample_gemms_s": t["per_sample_gemms"], "shared_gemms_s": t["shared_gemms"],
+           "read_per_sample_weights_s": t["read_weights"], "floor_s": floor,
+           "per_sample_flow_over_shared": t["flow"] / t["shared"], "hypernet_and_flow_over_shared": t["all"] / t["shared"],
+           "per_sample_gemms_over_shared_gemms": t["per_sample_gemms"] / t["shared_gemms"],
+           "floor_over_shared": floor / t["shared"], "per_sample_flow_over_floor": t["flow"] / floor}
+    if compiled:
+        out.update({"per_sample_flow_compiled_s": t["flow_compiled"], "shared_compiled_s": t["shared_compiled"],
+                    "compiled_per_sample_over_compiled_shared": t["flow_compiled"] / t["shared_compiled"],
+                    "compiled_per_sample_over_eager_shared": t["flow_compiled"] / t["shared"]})
+    return out
 
 
 def bench_per_sample(t_min: float, n: int = 256) -> dict:
@@ -183,7 +233,7 @@ def main() -> None:
     results = {
         "maml_T16_k5": bench_maml(t_min),
         "ensemble_K32_step": bench_ensemble(t_min),
-        "hypernet_N4096": bench_hypernet(t_min),
+        "hypernet_N4096": bench_hypernet(t_min, compiled=not args.quick),
         "per_sample_grads_N256": bench_per_sample(t_min),
     }
     results["experiment"] = experiment(30 if args.quick else 200, args.out)
@@ -194,8 +244,21 @@ def main() -> None:
          "ratio": r["maml_T16_k5"]["loop_over_vmap"], "target": ">= 10x"},
         {"benchmark": "ensemble K=32, one Adam step: loop over modules / vmap",
          "ratio": r["ensemble_K32_step"]["loop_over_vmap"], "target": ">= 5x"},
+        {"benchmark": "same, gradients alone (no optimizer update)",
+         "ratio": r["ensemble_K32_step"]["loop_over_grad_only"], "target": ""},
         {"benchmark": f"N=4096, each sample its own {h['params_per_sample']} flow params (vmap) / shared params batched",
          "ratio": h["per_sample_flow_over_shared"], "target": "<= 2"},
+        {"benchmark": "floor: N per-sample GEMVs (baddbmm) / the shared GEMMs (addmm), bare",
+         "ratio": h["per_sample_gemms_over_shared_gemms"], "target": ""},
+        {"benchmark": "floor: shared flow with its GEMMs swapped for the per-sample ones / shared flow",
+         "ratio": h["floor_over_shared"], "target": ""},
+        {"benchmark": "per-sample flow / that floor",
+         "ratio": h["per_sample_flow_over_floor"], "target": ""},
+        *([{"benchmark": "per-sample flow compiled (inductor) / shared compiled (inductor)",
+            "ratio": h["compiled_per_sample_over_compiled_shared"], "target": ""},
+           {"benchmark": "per-sample flow compiled (inductor) / shared eager",
+            "ratio": h["compiled_per_sample_over_eager_shared"], "target": ""}]
+          if "compiled_per_sample_over_compiled_shared" in h else []),
         {"benchmark": "same, including the hypernetwork that produces them",
          "ratio": h["hypernet_and_flow_over_shared"], "target": ""},
         {"benchmark": "per-sample grads N=256: loop / vmap(grad)",

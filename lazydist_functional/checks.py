@@ -25,6 +25,7 @@ __all__ = [
     "check_dtype",
     "check_event",
     "check_tree",
+    "promote_integers",
 ]
 
 
@@ -198,10 +199,28 @@ def check_context(c: Tensor | None, context: int, owner: str) -> None:
         )
 
 
-def check_dtype(what: str, x: Tensor, dtype: torch.dtype) -> None:
-    r"""Checks that ``x`` has the parameters' ``dtype``."""
+def promote_integers(x: Any, dtype: torch.dtype | None, booleans: bool = False) -> Any:
+    r"""An integer tensor (and a boolean one if ``booleans``) as floating ``dtype``, as
+    torch's type promotion makes it in Zuko (counts as values, one-hot labels as
+    contexts); anything else is returned unchanged, to be checked.
 
-    if x.dtype != dtype:
+    Example:
+        >>> promote_integers(torch.tensor([1, 0]), torch.float32)
+        tensor([1., 0.])
+    """
+
+    if not isinstance(x, Tensor) or dtype is None or x.is_floating_point() or x.is_complex():
+        return x
+    if x.dtype == torch.bool and not booleans:
+        return x
+    return x.to(dtype)
+
+
+def check_dtype(what: str, x: Tensor, dtype: torch.dtype) -> None:
+    r"""Checks that ``x`` has the parameters' ``dtype``, except inside an autocast region
+    for ``x``'s device, where layers change dtypes on purpose and values mix as in torch."""
+
+    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
         raise InputTypeError(f"{what} has dtype {x.dtype} but the parameters have dtype {dtype}")
 
 

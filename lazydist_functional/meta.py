@@ -200,24 +200,37 @@ def ensemble_step(
     x: Tensor,
     state: Any = None,
 ) -> tuple[Tree, Any, Tensor]:
-    r"""One training step of all K members at once: ``vmap`` over (params, optimizer
-    state) of ``grad`` of each member's NLL on the same batch. Returns
-    ``(stacked, opt_state, losses)``; ``opt_state = vmap(optimizer.init)(stacked)``."""
+    r"""One training step of all K members at once. Returns ``(stacked, opt_state,
+    losses)``, with ``opt_state = vmap(optimizer.init)(stacked)``.
 
-    def member(p: Tree, s: Any) -> tuple[Tree, Any, Tensor]:
-        loss, g = _value_and_grad(lambda q: nll(spec, q, c, x, state))(p)
-        p, s = optimizer.update(g, s, p)
-        return p, s, loss
+    The members are independent, so member :math:`k`'s gradient is the gradient of the
+    sum of the losses w.r.t. its own parameters:
+    :math:`\nabla_{\theta_k} \mathrm{NLL}_k = \nabla_{\theta_k} \sum_j \mathrm{NLL}_j`.
+    It is computed as ``grad`` of the ``vmap``-summed losses, so that the backward pass
+    differentiates the batched operations themselves (no batching rules of the backward
+    operations). The optimizer then updates the stacked leaves at once
+    (:attr:`~lazydist_functional.optim.Optimizer.update_stacked`, e.g. Adam as
+    multi-tensor operations), else ``vmap(optimizer.update)``.
 
-    return vmap(member)(stacked, opt_state)
+    Example:
+        >>> from lazydist_functional.flows import MAF
+        >>> from lazydist_functional.optim import adam
+        >>> spec, opt = MAF(2, 0, hidden_features=[8]), adam(1e-2)
+        >>> stacked = ensemble_init(spec, 3)
+        >>> opt_state = vmap(opt.init)(stacked)
+        >>> stacked, opt_state, losses = ensemble_step(spec, opt, stacked, opt_state, None, torch.randn(16, 2))
+        >>> losses.shape, opt_state["step"]
+        (torch.Size([3]), tensor([1., 1., 1.]))
+    """
 
+    def total(p: Tree) -> tuple[Tensor, Tensor]:
+        losses = vmap(lambda q: nll(spec, q, c, x, state))(p)
+        return losses.sum(), losses
 
-def _value_and_grad(f: Callable[[Tree], Tensor]) -> Callable[[Tree], tuple[Tensor, Tree]]:
-    def wrapped(p: Tree) -> tuple[Tensor, Tree]:
-        g, value = torch.func.grad_and_value(f)(p)
-        return value, g
-
-    return wrapped
+    g, losses = grad(total, has_aux=True)(stacked)
+    update = optimizer.update_stacked or vmap(optimizer.update)
+    new, opt_state = update(g, opt_state, stacked)
+    return new, opt_state, losses
 
 
 def param_count(spec: Spec) -> int:

@@ -280,3 +280,21 @@ def test_gmm_rejects_complex_and_boolean_values(dtype):
         d.log_prob(x.to(dtype))
     # integers promote, as in torch's distributions
     assert torch.allclose(d.log_prob(x.round().long()), d.log_prob(x.round()))
+
+
+@pytest.mark.parametrize("name", ["MAF", "NSF", "GF", "GMM", "RealNVP"])
+def test_integer_values_and_integer_or_boolean_contexts_promote(name):
+    r"""Counts as values and one-hot labels as contexts (``F.one_hot`` is int64) work as
+    in Zuko, where torch's type promotion takes them: the same numbers as floats."""
+
+    import lazydist_functional.adapters as A
+
+    torch.manual_seed(0)
+    flow = getattr(A.flows, name)(FEATURES, 4)
+    labels = torch.nn.functional.one_hot(torch.tensor([0, 3, 1]), 4)
+    x = torch.randint(-2, 3, (3, FEATURES))
+    expected = flow(labels.float()).log_prob(x.float())
+    for c in (labels, labels.bool()):
+        assert torch.allclose(flow(c).log_prob(x), expected)
+    with pytest.raises(L.checks.InputTypeError, match="float64"):
+        flow(labels.double())

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import grad, jacfwd, jacrev, vmap
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lazydist_functional.nn import linear
 
@@ -34,9 +35,82 @@ def test_stacked_weight():
     torch.testing.assert_close(vmap(lambda v: linear(v, S))(X), torch.einsum("sij,nj->nsi", S, X))
 
 
-def test_batched_weight_is_not_folded():
-    Ws = torch.randn(7, 6, 4, dtype=torch.float64)
-    torch.testing.assert_close(vmap(lambda w, x: linear(x, w, B))(Ws, X), torch.einsum("nij,nj->ni", Ws, X) + B)
+Ws, Bs = torch.randn(7, 6, 4, dtype=torch.float64), torch.randn(7, 6, dtype=torch.float64)  # 7 parameter sets
+R = torch.randn(5, 4, dtype=torch.float64)  # 5 rows read by every parameter set
+
+
+def _ops(f, *args):
+    r"""The aten operations ``f(*args)`` dispatches, by name."""
+
+    names = []
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        f(*args)
+    return names
+
+
+@pytest.mark.parametrize("case", ["per_sample", "shared_rows", "batched_rows", "bias_shared", "no_bias", "masked"])
+def test_batched_weight_folds_into_one_batched_gemm(case):
+    # a batched weight (ensembles, per-sample parameters) with batched or shared x, batched or
+    # shared bias: the values and the derivatives of the plain per-set call, and one baddbmm
+    M = torch.rand(6, 4) > 0.3
+    x, x_dim, b, b_dim, mask = X, 0, Bs, 0, None
+    if case == "shared_rows":
+        x, x_dim = R, None
+    elif case == "batched_rows":
+        x = torch.randn(7, 5, 4, dtype=torch.float64)
+    elif case == "bias_shared":
+        b, b_dim = B, None
+    elif case == "no_bias":
+        b, b_dim = None, None
+    elif case == "masked":
+        mask = M
+
+    def plain(w, v, c):
+        return F.linear(v, w if mask is None else w * mask, c)
+
+    def loss(f, w, v, c):
+        return vmap(f, in_dims=(0, x_dim, b_dim))(w, v, c).tanh().sum()
+
+    folded = lambda w, v, c: linear(v, w, c, mask)  # noqa: E731
+    ref = torch.stack([plain(Ws[k], x if x_dim is None else x[k], b if b_dim is None else b[k]) for k in range(7)])
+    torch.testing.assert_close(vmap(folded, in_dims=(0, x_dim, b_dim))(Ws, x, b), ref)
+    argnums = (0, 1) if b is None else (0, 1, 2)
+    g = grad(lambda *a: loss(folded, *a), argnums=argnums)(Ws, x, b)
+    g_ref = grad(lambda *a: loss(plain, *a), argnums=argnums)(Ws, x, b)
+    for a, r in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, r)
+    # per-set gradients (vmap of grad) also match, and the weight's gradient keeps its layout
+    per_set = vmap(grad(lambda w, v, c: folded(w, v, c).tanh().sum()), in_dims=(0, x_dim, b_dim))(Ws, x, b)
+    torch.testing.assert_close(per_set, vmap(grad(lambda w, v, c: plain(w, v, c).tanh().sum()), in_dims=(0, x_dim, b_dim))(Ws, x, b))
+    assert g[0].is_contiguous()
+    ops = _ops(lambda: vmap(folded, in_dims=(0, x_dim, b_dim))(Ws, x, b))
+    assert ops.count("baddbmm" if b is not None else "bmm") == 1 and "mm" not in ops and "addmm" not in ops
+
+
+def test_batched_weight_at_another_dim_and_out_dims():
+    Wt = Ws.permute(1, 0, 2).contiguous()  # the 7 sets on dim 1
+    ref = torch.einsum("nij,nj->ni", Ws, X) + Bs
+    torch.testing.assert_close(vmap(lambda w, x, b: linear(x, w, b), in_dims=(1, 0, 0))(Wt, X, Bs), ref)
+    torch.testing.assert_close(vmap(lambda w, x, b: linear(x, w, b), in_dims=(1, 0, 0), out_dims=1)(Wt, X, Bs), ref.T)
+    # nested: per-set weights outside, rows inside (the inner vmap batches x alone)
+    rows = torch.randn(7, 5, 4, dtype=torch.float64)
+    out = vmap(lambda w, r: vmap(lambda v: linear(v, w))(r))(Ws, rows)
+    torch.testing.assert_close(out, torch.einsum("kij,knj->kni", Ws, rows))
+
+
+def test_batched_weight_jacobians_and_compile():
+    ref = vmap(jacrev(lambda w, x: F.linear(x, w, B).tanh()))(Ws, X)
+    torch.testing.assert_close(vmap(jacrev(lambda w, x: linear(x, w, B).tanh()))(Ws, X), ref)
+    f = torch.compile(lambda w, x: vmap(lambda a, v: linear(v, a, B))(w, x), backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(f(Ws, X), torch.einsum("nij,nj->ni", Ws, X) + B)
+    g = torch.compile(grad(lambda w: vmap(lambda a, v: linear(v, a, B))(w, X).tanh().sum()), backend="aot_eager")
+    torch.testing.assert_close(g(Ws), grad(lambda w: torch.stack([F.linear(X[k], w[k], B) for k in range(7)]).tanh().sum())(Ws))
 
 
 @pytest.mark.parametrize("order", ["grad_of_vmap", "vmap_of_grad"])

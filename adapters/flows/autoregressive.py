@@ -16,8 +16,9 @@ from torch.distributions import Transform
 from ... import flows as _core
 from ..distributions import DiagNormal
 from ..lazy import Flow, LazyTransform, SpecTransform, UnconditionalDistribution
-from ..module import module_class
+from ..module import adopt_univariate, module_class, runs_as_zuko
 from ..nn import MaskedMLP
+from ..reprs import base_line, short_list
 from ..transforms import AutoregressiveTransform, DependentTransform, MonotonicAffineTransform
 from ..utils import broadcast, unpack
 from .gaussianization import ElementWiseTransform
@@ -50,6 +51,29 @@ class MaskedAutoregressiveTransform(SpecTransform):
                  shapes: Sequence[Size | Sequence[int]] = ((), ()), **kwargs: Any) -> None:
         super().__init__(_core.MaskedAutoregressiveTransform(
             features, context, passes, order, adjacency, univariate, shapes, **kwargs))
+        adopt_univariate(self, univariate)
+
+    _zuko_hooks = ("meta",)
+
+    def meta(self, c: Tensor | None, x: Tensor) -> Transform:
+        r"""Zuko's hook: the univariate transforms of all features given ``x`` (and ``c``),
+        with parameters :math:`\phi = \text{hyper}([x, c])`. A subclass may override it; the
+        module then runs as Zuko's does, ``AutoregressiveTransform(meta(c, .), passes)``."""
+
+        if c is not None:
+            x = torch.cat(broadcast(x, c, ignore=1), dim=-1)
+        phi = self.hyper(x).unflatten(-1, (-1, self.total))
+        return DependentTransform(self.univariate(*unpack(phi, self.shapes)), 1)
+
+    def forward(self, c: Tensor | None = None) -> Transform:
+        if runs_as_zuko(self):
+            return AutoregressiveTransform(partial(self.meta, c), self.passes)
+        return super().forward(c)
+
+    def extra_repr(self) -> str:
+        if self.order is None:
+            return "\n".join([base_line(self), f"(passes): {self.passes}"])
+        return "\n".join([base_line(self), f"(order): {short_list(self.order)}"])
 
 
 @module_class(_core.MAF)

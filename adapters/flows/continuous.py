@@ -16,7 +16,7 @@ from torch.distributions import Transform
 from ... import flows as _core
 from ..distributions import DiagNormal
 from ..lazy import Flow, LazyTransform, SpecTransform, UnconditionalDistribution
-from ..module import module_class
+from ..module import custom_hooks, module_class
 from ..nn import MLP
 from ..transforms import FreeFormJacobianTransform
 from ..utils import broadcast
@@ -39,6 +39,25 @@ class FFJTransform(SpecTransform):
 
     def __init__(self, features: int, context: int = 0, **kwargs: Any) -> None:
         super().__init__(_core.FFJTransform(features, context, **kwargs))
+
+    _zuko_hooks = ("f",)
+
+    def f(self, t: Tensor, x: Tensor, c: Tensor | None = None) -> Tensor:
+        r"""Zuko's hook: the velocity :math:`\frac{dx}{dt} = \text{ode}([\cos \omega t, \sin \omega t, x, c])`.
+        A subclass may override it; the module then integrates it as Zuko's does."""
+
+        t = self.freqs * t[..., None]
+        t = torch.cat((t.cos(), t.sin()), dim=-1)
+        return self.ode(torch.cat(broadcast(t, x, ignore=1) if c is None else broadcast(t, x, c, ignore=1), dim=-1))
+
+    def forward(self, c: Tensor | None = None) -> Transform:
+        if not custom_hooks(self):
+            return super().forward(c)
+        params = tuple(self.parameters()) if self.training else ()
+        return FreeFormJacobianTransform(
+            f=partial(self.f, c=c), t0=self.times[0], t1=self.times[1], phi=params if c is None else (c, *params),
+            atol=self.atol, rtol=self.rtol, exact=self.exact, steps=self.steps, method=self.method,
+        )
 
 
 @module_class(_core.CNF)

@@ -16,7 +16,8 @@ from torch.distributions import Transform
 from ... import flows as _core
 from ..distributions import DiagNormal
 from ..lazy import Flow, LazyTransform, SpecTransform, UnconditionalDistribution
-from ..module import module_class
+from ..module import adopt_univariate, module_class, runs_as_zuko
+from ..reprs import base_line, short_list
 from ..nn import MLP
 from ..transforms import CouplingTransform, DependentTransform, MonotonicAffineTransform
 from ..utils import broadcast, unpack
@@ -46,6 +47,28 @@ class GeneralCouplingTransform(SpecTransform):
                  univariate: Callable[..., Transform] = MonotonicAffineTransform,
                  shapes: Sequence[Size | Sequence[int]] = ((), ()), **kwargs: Any) -> None:
         super().__init__(_core.GeneralCouplingTransform(features, context, mask, univariate, shapes, **kwargs))
+        adopt_univariate(self, univariate)
+
+    _zuko_hooks = ("meta",)
+
+    def meta(self, c: Tensor | None, x: Tensor) -> Transform:
+        r"""Zuko's hook: the univariate transforms of the transformed features given the
+        constant ones ``x`` (and ``c``), :math:`\phi = \text{hyper}([x_a, c])`. A subclass
+        may override it; the module then runs as Zuko's does,
+        ``CouplingTransform(meta(c, .), mask)``."""
+
+        if c is not None:
+            x = torch.cat(broadcast(x, c, ignore=1), dim=-1)
+        phi = self.hyper(x).unflatten(-1, (-1, self.total))
+        return DependentTransform(self.univariate(*unpack(phi, self.shapes)), 1)
+
+    def forward(self, c: Tensor | None = None) -> Transform:
+        if runs_as_zuko(self):
+            return CouplingTransform(partial(self.meta, c), self.mask)
+        return super().forward(c)
+
+    def extra_repr(self) -> str:
+        return "\n".join([base_line(self), f"(mask): {short_list(self.mask.int())}"])
 
 
 @module_class(_core.NICE)

@@ -16,7 +16,8 @@ from torch.distributions import Transform
 from ... import flows as _core
 from ..distributions import DiagNormal
 from ..lazy import Flow, LazyTransform, SpecTransform, UnconditionalDistribution, UnconditionalTransform
-from ..module import module_class
+from ..module import adopt_univariate, module_class, runs_as_zuko
+from ..reprs import base_line
 from ..nn import MLP
 from ..transforms import DependentTransform, GaussianizationTransform, MonotonicAffineTransform, RotationTransform
 from ..utils import unpack
@@ -34,8 +35,22 @@ class ElementWiseTransform(SpecTransform):
         torch.Size([3])
     """
 
-    def __init__(self, features: int, context: int = 0, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_core.ElementWiseTransform(features, context, *args, **kwargs))
+    def __init__(self, features: int, context: int = 0, univariate: Callable[..., Transform] = MonotonicAffineTransform,
+                 shapes: Sequence[Size | Sequence[int]] = ((), ()), **kwargs: Any) -> None:
+        super().__init__(_core.ElementWiseTransform(features, context, univariate, shapes, **kwargs))
+        adopt_univariate(self, univariate)
+
+    def forward(self, c: Tensor | None = None) -> Transform:
+        if not runs_as_zuko(self):
+            return super().forward(c)
+        if c is None:
+            phi = list(self.phi)
+        else:
+            phi = unpack(self.hyper(c).unflatten(-1, (-1, self.total)), self.shapes)
+        return DependentTransform(self.univariate(*phi), 1)
+
+    def extra_repr(self) -> str:
+        return base_line(self)
 
 
 @module_class(_core.GF)
@@ -50,4 +65,13 @@ class GF(Flow):
 
     def __init__(self, features: int, context: int = 0, transforms: int = 3, components: int = 8,
                  **kwargs: Any) -> None:
-        self._build(_core.GF(features, context, transforms, components, **kwargs))
+        # Initial values drawn from torch's global generator in Zuko's order (a seeded
+        # script gets Zuko's weights): the element-wise networks first, then the
+        # rotations, last first. The core spec's own rotation draws do not count.
+        with torch.random.fork_rng(devices=[]):
+            spec = _core.GF(features, context, transforms, components, **kwargs)
+        params, state = spec.init_trees(None, None, None)
+        layers = params["transform"]["transforms"]
+        for i in reversed(range(1, transforms)):
+            layers[str(2 * i - 1)]["A"] = torch.randn(features, features)
+        self._build(spec, params, state)

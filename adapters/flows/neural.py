@@ -15,7 +15,7 @@ from torch.distributions import Transform
 from ... import flows as _core
 from ..distributions import DiagNormal
 from ..lazy import Flow, UnconditionalDistribution, UnconditionalTransform
-from ..module import SpecModule, module_class
+from ..module import SpecModule, custom_hooks, module_class
 from ..nn import MLP, MonotonicMLP
 from ..transforms import (
     AdditiveTransform,
@@ -52,6 +52,21 @@ class MNN(_UnivariateNetwork):
     def __init__(self, signal: int = 16, **kwargs: Any) -> None:
         super().__init__(_core.MNN(signal=signal, **kwargs))
 
+    _zuko_hooks = ("f",)
+
+    def f(self, signal: Tensor, x: Tensor) -> Tensor:
+        r"""Zuko's hook: the monotonic map :math:`f(x) = \text{network}([x, s])`. A subclass may
+        override it; the module then inverts it as Zuko's does (``MonotonicTransform``)."""
+
+        return self.network(torch.cat(broadcast(x[..., None], signal, ignore=1), dim=-1)).squeeze(dim=-1)
+
+    def forward(self, *phi: Tensor) -> Transform:
+        if not custom_hooks(self):
+            return super().forward(*phi)
+        (signal,) = phi
+        spec = self._built_spec
+        return MonotonicTransform(f=partial(self.f, signal), bound=spec.bound, iterations=spec.iterations)
+
 
 @module_class(_core.UMNN)
 class UMNN(_UnivariateNetwork):
@@ -59,6 +74,26 @@ class UMNN(_UnivariateNetwork):
 
     def __init__(self, signal: int = 16, **kwargs: Any) -> None:
         super().__init__(_core.UMNN(signal=signal, **kwargs))
+
+    _zuko_hooks = ("g",)
+
+    def g(self, signal: Tensor, x: Tensor) -> Tensor:
+        r"""Zuko's hook: the positive integrand :math:`g(x) = \exp(d / (1 + |d| / 7))`,
+        :math:`d = \text{integrand}([x, s])`. A subclass may override it; the module then
+        integrates it as Zuko's does (``UnconstrainedMonotonicTransform``)."""
+
+        dx = self.integrand(torch.cat(broadcast(x[..., None], signal, ignore=1), dim=-1)).squeeze(dim=-1)
+        return torch.exp(dx / (1 + abs(dx / 7)))
+
+    def forward(self, *phi: Tensor) -> Transform:
+        if not custom_hooks(self):
+            return super().forward(*phi)
+        signal, constant = phi
+        spec = self._built_spec
+        return ComposedTransform(
+            UnconstrainedMonotonicTransform(g=partial(self.g, signal), n=spec.n, iterations=spec.iterations),
+            AdditiveTransform(shift=constant),
+        )
 
 
 @module_class(_core.NAF)

@@ -8,6 +8,7 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Distribution, Independent, Transform
 
+from ..checks import promote_integers
 from ..pytree import first_float, register_pytree_class
 from ..transforms.base import call_and_ladj, sum_rightmost
 from .base import FunctionalDistribution, check_sample
@@ -73,6 +74,7 @@ class NormalizingFlow(FunctionalDistribution):
         return new
 
     def log_prob(self, x: Tensor) -> Tensor:
+        x = promote_integers(x, _dtype_of(self.base))
         check_sample(x, self, _dtype_of(self.base))
         # a value with fewer batch dims than the distribution (one x, many contexts) is
         # broadcast first, so every transform sees x and its context with one batch shape

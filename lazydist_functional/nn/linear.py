@@ -43,38 +43,72 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, mask: Tensor |
 
 
 def _vmapped_level(x: Tensor, weight: Tensor, bias: Tensor | None) -> int | None:
-    r"""The level of the innermost ``vmap`` when ``x`` alone is batched by it (shared
-    ``weight`` and ``bias``) and has at least the weight's stacked dims (so that the
-    vmapped dim, moved first, stays out of their broadcast), else ``None`` (also while
-    ``torch.compile`` traces: the compiler batches and fuses the plain call itself)."""
+    r"""The level of the innermost ``vmap`` when it batches the call and the call can be
+    made on the physical tensors (:func:`_linear_folded`), else ``None``.
 
-    if torch.compiler.is_compiling() or not is_batchedtensor(x) or x.dim() < weight.dim() - 1:
+    Foldable: ``x`` alone batched with at least the weight's stacked dims (so that the
+    vmapped dim, moved first, stays out of their broadcast), or a batched plain
+    (out × in) weight with any of ``x`` and ``bias``. Not while ``torch.compile``
+    traces: the compiler batches and fuses the plain call itself.
+    """
+
+    if torch.compiler.is_compiling():
         return None
-    level = maybe_get_level(x)
-    if level != maybe_current_level():
+    level = maybe_current_level()
+    if level is None:
         return None
-    if any(t is not None and is_batchedtensor(t) and maybe_get_level(t) == level for t in (weight, bias)):
-        return None
-    return level
+    x_b, w_b, b_b = (t is not None and is_batchedtensor(t) and maybe_get_level(t) == level for t in (x, weight, bias))
+    if w_b:
+        return level if weight.dim() == 2 and x.dim() >= 1 else None
+    if x_b and not b_b and x.dim() >= weight.dim() - 1:
+        return level
+    return None
+
+
+def _physical(t: Tensor, level: int) -> Tensor:
+    r"""The tensor under the ``vmap`` of ``level``, vmapped dim first."""
+
+    inner, bdim = _unwrap_batched(t, level)
+    return inner.movedim(bdim, 0) if bdim != 0 else inner
 
 
 def _linear_folded(x: Tensor, weight: Tensor, bias: Tensor | None, level: int) -> Tensor:
-    r""":func:`linear` of a ``vmap``-batched ``x`` with a shared weight, run on the
-    physical tensor: the batched module's call.
+    r""":func:`linear` under the ``vmap`` of ``level``, run on the physical tensors: the
+    batched module's call.
 
     Under ``vmap``, ``F.linear`` of a per-sample vector decomposes into
     ``unsqueeze, mm, view, squeeze, add`` (five batched operations and a separate pass
-    for the bias), and a stacked weight falls back to one GEMM per operator. The vmapped
-    dimension is a row dimension of the GEMM, so the call is made on the physical tensor
-    (vmapped dim moved first) and wrapped back: one ``addmm`` (or one batched matmul),
-    as in the batched module. Autograd and outer transforms see the same operations on
-    the unwrapped tensor.
+    for the bias), and a stacked weight falls back to one GEMM per operator. The call is
+    made on the physical tensors (vmapped dim moved first) and wrapped back:
+
+    * shared weight: the vmapped dim is a row dim of the GEMM, one ``addmm`` (or one
+      batched matmul) as in the batched module;
+    * batched weight :math:`W_k` (an ensemble, per-sample parameters), ``x`` batched or
+      shared: one ``baddbmm`` :math:`y_k^T = b_k + W_k x_k^T`, vmapped dim first (a shared
+      ``x`` is an expanded view, not a copy). Computed as :math:`W_k x_k^T`, the
+      gradient of :math:`W_k` comes out in :math:`W_k`'s own (contiguous) layout, which
+      the optimizer's element-wise passes read fastest.
+
+    Autograd and outer transforms see the same operations on the unwrapped tensors, so
+    ``grad(vmap(f))`` differentiates plain GEMMs instead of batching rules.
     """
 
-    inner, bdim = _unwrap_batched(x, level)
-    if bdim != 0:
-        inner = inner.movedim(bdim, 0)
-    return _add_batch_dim(linear(inner, weight, bias), 0, level)
+    w_b = is_batchedtensor(weight) and maybe_get_level(weight) == level
+    if not w_b:
+        return _add_batch_dim(linear(_physical(x, level), weight, bias), 0, level)
+    w = _physical(weight, level)  # (B, out, in)
+    b = None if bias is None else (_physical(bias, level) if is_batchedtensor(bias) and maybe_get_level(bias) == level else bias)
+    n, o, i = w.shape
+    if is_batchedtensor(x) and maybe_get_level(x) == level:
+        xp = _physical(x, level)  # (B, *rows, in)
+        rows = xp.reshape(n, -1, i)
+    else:  # shared x, read by every member (an expanded view: no copy)
+        xp = x.expand(n, *x.shape)
+        rows = x.reshape(1, -1, i).expand(n, -1, i)
+    cols = rows.transpose(1, 2)  # y_k^T = W_k x_k^T: W's gradient comes out in W's own layout
+    yt = torch.bmm(w, cols) if b is None else torch.baddbmm(b.expand(n, o).unsqueeze(2), w, cols)
+    y = yt.transpose(1, 2)
+    return _add_batch_dim(y.reshape(*xp.shape[:-1], o), 0, level)
 
 
 def _stacked(x: Tensor, weight: Tensor) -> Tensor:

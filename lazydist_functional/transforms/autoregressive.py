@@ -73,16 +73,25 @@ class CouplingTransform(FunctionalTransform):
     Arguments:
         meta: a pytree callable ``x_a -> Transform`` acting on :math:`x_b`.
         mask: boolean tensor of shape :math:`(D,)`.
-        features_b: the number of transformed features (False entries of ``mask``).
+        features_b: the number of transformed features (False entries of ``mask``);
+            by default counted from ``mask`` (a concrete tensor: give it under ``vmap`` or
+            ``torch.compile`` when the mask is traced).
+
+    Example:
+        >>> from lazydist_functional.transforms import MonotonicAffineTransform
+        >>> t = CouplingTransform(lambda xa: MonotonicAffineTransform(xa, torch.zeros_like(xa)),
+        ...                       torch.tensor([True, False]))
+        >>> t(torch.tensor([1.0, 2.0]))
+        tensor([1., 3.])
     """
 
     domain = constraints.real_vector
     codomain = constraints.real_vector
 
-    def __init__(self, meta: Callable[[Tensor], Transform], mask: Tensor, features_b: int) -> None:
+    def __init__(self, meta: Callable[[Tensor], Transform], mask: Tensor, features_b: int | None = None) -> None:
         self.meta = meta
         self.mask = mask
-        self.features_b = int(features_b)
+        self.features_b = int((~mask.bool()).sum()) if features_b is None else int(features_b)
 
     def __repr__(self) -> str:
         return f"CouplingTransform(features_b={self.features_b})"

@@ -78,8 +78,12 @@ class FunctionalTransform(Transform):
     _inv = None
     sign = +1
 
-    def __init__(self) -> None:  # noqa: D107 - no torch caching machinery
-        pass
+    def __init__(self, cache_size: int = 0) -> None:
+        r"""``cache_size`` (torch's and Zuko's argument, 0 or 1) is accepted for their
+        signatures; values are recomputed rather than cached (the same results)."""
+
+        if cache_size not in (0, 1):
+            raise ValueError(f"cache_size should be 0 or 1, got {cache_size!r}")
 
     def __call__(self, x: Tensor) -> Tensor:
         return self._call(x)

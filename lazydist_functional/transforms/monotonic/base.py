@@ -29,7 +29,7 @@ from ...roots import detach_tree, newton_bisection, value_and_derivative
 from ..base import FunctionalTransform
 
 
-@register_pytree_class(children=("f", "f_and_df"), static=("bound", "eps", "iterations"))
+@register_pytree_class(children=("f", "f_and_df", "iterate"), static=("bound", "eps", "iterations"))
 class MonotonicTransform(FunctionalTransform):
     r"""Transform from an increasing univariate function :math:`f_\phi(x)`.
 
@@ -53,6 +53,9 @@ class MonotonicTransform(FunctionalTransform):
             default for an arbitrary :math:`f`, about Zuko's bisection budget; the
             subclasses, whose functions are well conditioned, default to 12).
         f_and_df: optional ``x -> (f(x), f'(x))`` (analytic derivative).
+        iterate: optional ``x -> (f(x), f'(x))`` for the inverse's iterations only, which
+            run on detached tensors: the same values as ``f_and_df``, but it may reuse its
+            intermediates in place (no autograd graph to keep). Default: ``f_and_df``.
 
     Example:
         >>> from lazydist_functional.pytree import Partial
@@ -63,6 +66,7 @@ class MonotonicTransform(FunctionalTransform):
     """
 
     f_and_df: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
+    iterate: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
 
     def __init__(
         self,
@@ -72,12 +76,14 @@ class MonotonicTransform(FunctionalTransform):
         eps: float = 1e-6,
         iterations: int = 24,
         f_and_df: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
+        iterate: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         if f is not None:
             self.f = f
         elif type(self) is MonotonicTransform:
             raise ValueError("MonotonicTransform needs a function 'f'")
         self.f_and_df = f_and_df
+        self.iterate = iterate
         self.bound = float(bound)
         self.eps = float(eps)
         self.iterations = int(iterations)
@@ -105,7 +111,8 @@ class MonotonicTransform(FunctionalTransform):
         r"""The function the inverse iterates on: :meth:`value_and_derivative` with the
         transform's tensors detached (the implicit gradient comes from the final step)."""
 
-        return detach_tree(self).value_and_derivative
+        fixed = detach_tree(self)
+        return fixed.value_and_derivative if fixed.iterate is None else fixed.iterate
 
     def _solve(self, y: Tensor) -> Tensor:
         return newton_bisection(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["BernsteinTransform", "BoundedBernsteinTransform"]
 
+import functools
 import math
 
 import torch
@@ -14,19 +15,28 @@ from ...pytree import register_pytree_class
 from .base import MonotonicTransform
 
 
-def _bernstein(t: Tensor, order: int) -> Tensor:
-    r"""Bernstein basis :math:`\binom{M}{i} t^i (1 - t)^{M - i}`, :math:`i = 0..M`, for
-    :math:`t \in (0, 1)`; shape :math:`(*, M + 1)`."""
+@functools.lru_cache(maxsize=64)
+def _constants(order: int) -> tuple[tuple[float, ...], ...]:
+    r"""The powers :math:`i` and :math:`M - i` and :math:`\log \binom{M}{i}`, :math:`i = 0..M`
+    (Python floats)."""
 
-    i = torch.arange(order + 1, dtype=t.dtype, device=t.device)
-    # Binomial coefficients as constants (``torch.compile`` would otherwise fuse and
-    # recompute the ``lgamma``\ s for every element).
-    log_binom = torch.tensor(
-        [math.lgamma(order + 1) - math.lgamma(k + 1) - math.lgamma(order - k + 1) for k in range(order + 1)],
-        dtype=t.dtype, device=t.device,
+    lgamma = math.lgamma
+    return (
+        tuple(float(k) for k in range(order + 1)),
+        tuple(float(order - k) for k in range(order + 1)),
+        tuple(lgamma(order + 1) - lgamma(k + 1) - lgamma(order - k + 1) for k in range(order + 1)),
     )
+
+
+def _bernstein(t: Tensor, order: int) -> tuple[Tensor, Tensor]:
+    r"""Bernstein basis :math:`\binom{M}{i} t^i (1 - t)^{M - i}`, :math:`i = 0..M`, for
+    :math:`t \in (0, 1)`, shape :math:`(*, M + 1)`; and the powers :math:`M - i`."""
+
+    # The powers and binomial coefficients as one constant (``torch.compile`` would
+    # otherwise fuse and recompute the ``lgamma``\ s for every element).
+    i, rest, log_binom = torch.tensor(_constants(order), dtype=t.dtype, device=t.device)
     t = t[..., None]
-    return torch.exp(log_binom + i * torch.log(t) + (order - i) * torch.log1p(-t))
+    return torch.exp(log_binom + i * torch.log(t) + rest * torch.log1p(-t)), rest
 
 
 def _poly_unrolled(t: Tensor, theta: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
@@ -103,10 +113,14 @@ class BernsteinTransform(MonotonicTransform):
     def _poly(self, t: Tensor) -> tuple[Tensor, Tensor]:
         r"""Polynomial value and derivative (in unit coordinates) at :math:`t`."""
 
+        # One basis for both: M B_{i,M-1}(t) = (M - i) B_{i,M}(t) / (1 - t), so the slope
+        # M sum_i (theta_i+1 - theta_i) B_{i,M-1}(t) is a sum of positive terms as well.
         M = self.order
         theta = self.theta
-        value = (_bernstein(t, M) * theta).sum(dim=-1)
-        slope = M * (_bernstein(t, M - 1) * (theta[..., 1:] - theta[..., :-1])).sum(dim=-1)
+        basis, rest = _bernstein(t, M)
+        value = (basis * theta).sum(dim=-1)
+        weights = (theta[..., 1:] - theta[..., :-1]) * rest[:-1]
+        slope = (basis[..., :-1] * weights).sum(dim=-1) / (1 - t)
         return value, slope
 
     def _ends(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
@@ -121,7 +135,7 @@ class BernsteinTransform(MonotonicTransform):
         B, eps = self.bound, self.eps
         t = (x + B) / (2 * B)
         low, high = t <= eps, t >= 1 - eps
-        inside = torch.where(low | high, torch.full_like(t, 0.5), t)
+        inside = torch.where(low | high, 0.5, t)
         inner, inner_slope = _poly_unrolled(inside, self.theta.unbind(-1)) if unrolled else self._poly(inside)
         y = torch.where(low, s0 * (t - eps) + v0, torch.where(high, s1 * (t - 1 + eps) + v1, inner))
         dy = torch.where(low, s0, torch.where(high, s1, inner_slope)).expand_as(y) / (2 * B)
@@ -135,6 +149,24 @@ class BernsteinTransform(MonotonicTransform):
         # sampling, keeps one schedule, bit for bit as eagerly).
         y, dy = self.value_and_derivative(x, unrolled=torch.compiler.is_compiling())
         return y, dy.log()
+
+    def _initial_guess(self, y: Tensor) -> Tensor:
+        r"""The inverse of the control polygon: the coefficients :math:`\theta_i` are the
+        values of a piecewise-linear increasing function at :math:`t = i / M`, which the
+        polynomial follows to :math:`O(1/M)`; its inverse at :math:`y` starts Newton's
+        method next to the root (coefficients of a trained flow are steep, and from
+        :math:`x = y` the iterations spend themselves on bisecting)."""
+
+        theta = self.theta
+        M = self.order
+        # The segment [theta_k, theta_k+1] of y (the end segments beyond the ends).
+        k = (theta[..., 1:-1] <= y[..., None]).sum(dim=-1, keepdim=True)
+        theta = theta.expand(*k.shape[:-1], M + 1)
+        lo, hi = theta.gather(-1, k).squeeze(-1), theta.gather(-1, k + 1).squeeze(-1)
+        # (Increments that round to 0 in float32 would give 0 / 0: a positive floor.)
+        u = ((y - lo) / (hi - lo).clamp_min(torch.finfo(y.dtype).tiny)).clamp(0.0, 1.0)
+        t = (k.squeeze(-1) + u) / M
+        return (2 * t - 1) * self.bound
 
     def _solve(self, y: Tensor) -> Tensor:
         (v0, v1), (s0, s1) = self._ends()
@@ -184,10 +216,6 @@ class BoundedBernsteinTransform(BernsteinTransform):
                             torch.stack((lead[-1] + delta, lead[-1] + 2 * delta))), dim=0)
         return planes.movedim(0, -1)
 
-    def _ends(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    def _ends(self) -> tuple[tuple[float, float], tuple[float, float]]:
         B = self.bound
-        new = self.theta.new_tensor
-        return (new(-B), new(B)), (new(2 * B), new(2 * B))
-
-    def _initial_guess(self, y: Tensor) -> Tensor:
-        return y  # f is close to the identity map of [-B, B]
+        return (-B, B), (2 * B, 2 * B)  # numbers, not tensors: no constant to make per call

@@ -5,29 +5,19 @@ key vs without at N = 4096. Where jax is installed, ``jax.random.normal`` under 
 Goals: compiled within 1.5x of ``torch.randn`` at N >= 1e5, eager within 5x; a flow's
 keyed sampling within 1.1x of unkeyed at N = 4096.
 
-Usage: ``python benchmarks/random.py [--quick] [--device cuda]``; writes ``results/random.json``.
+Usage: ``python benchmarks/random_keys.py [--quick] [--device cuda]``; writes ``results/random_keys.json``
+(named so that it does not shadow the standard library's ``random`` for the scripts beside it).
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import importlib.util
 
-# this file is named random.py: take its folder off the path before anything imports the
-# standard library's random, and put it back at the end for ``common``
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.modules.pop("random", None)
+import torch
+from common import compare, markdown_table, parser, setup, write_json
 
-import importlib.util  # noqa: E402
-
-import torch  # noqa: E402
-
-sys.path.append(_HERE)
-from common import compare, markdown_table, parser, setup, write_json  # noqa: E402
-
-from lazydist_functional import random  # noqa: E402
-from lazydist_functional.catalogue import make_spec  # noqa: E402
+from lazydist_functional import random
+from lazydist_functional.catalogue import make_spec
 
 
 def _sync(device: str):
@@ -97,7 +87,7 @@ def main() -> None:
     flows = flow_sampling(args.device, t_min)
     print(f"\n### flow.sample((4096,), key=k) vs flow.sample((4096,)) on {args.device}\n")
     print(markdown_table(flows, list(flows[0])))
-    name = "random" if args.device == "cpu" else f"random_{args.device}"
+    name = "random_keys" if args.device == "cpu" else f"random_keys_{args.device}"
     write_json(name, {"quick": args.quick, "device": args.device, "normal": rows, "flows": flows}, args.out)
 
 
