@@ -169,14 +169,20 @@ def hypernet_case() -> Callable[[int], dict]:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--flows", default=None, help="comma-separated (default: all; --quick: MAF,NSF)")
+    p.add_argument("--flows", default=None,
+                   help="comma-separated flows, 'hypernet' for the training step (default: all and hypernet; "
+                        "--quick: MAF,NSF,hypernet)")
+    p.add_argument("--sizes", default=None, help="comma-separated batch sizes (default 256,1024,4096; --quick: 256,1024)")
     p.add_argument("--sample", action="store_true", help="also compile and time sample()")
     p.add_argument("--backend", default="inductor")
     args = p.parse_args()
     t_min = setup(args)
     warnings.filterwarnings("ignore")
-    names = (args.flows or ("MAF,NSF" if args.quick else ",".join(FLOWS))).split(",")
-    sizes, rounds = ([256, 1024] if args.quick else [256, 1024, 4096]), (1 if args.quick else 3)
+    names = (args.flows or ("MAF,NSF,hypernet" if args.quick else ",".join([*FLOWS, "hypernet"]))).split(",")
+    hypernet = "hypernet" in names
+    names = [n for n in names if n != "hypernet"]
+    sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else [256, 1024] if args.quick else [256, 1024, 4096]
+    rounds = 1 if args.quick else 3
     rows: list[dict] = []
     with torch.no_grad():
         for name in names:
@@ -184,7 +190,8 @@ def main() -> None:
         if args.sample:
             for name in names:
                 rows += run_pair(name, "sample", sizes, flow_case(name, "sample"), args.backend, t_min, rounds)
-    rows += run_pair("hypernet", "grad step", sizes, hypernet_case(), args.backend, t_min, rounds)
+    if hypernet:
+        rows += run_pair("hypernet", "grad step", sizes, hypernet_case(), args.backend, t_min, rounds)
     print()
     cols = ["flow", "part", "n", "vmap_over_module", "graphs_module", "graphs_vmap", "compile_s", "recompile_reason",
             "graph_breaks", "error"]
