@@ -16,9 +16,11 @@ leading dimension N (batched parameters, no ``vmap``). Goal: (b)/(a) <= 1.05.
 Each compiled callable is compiled once per batch size it has to re-specialize for; the
 table prints the number of graphs each one compiled across the three sizes (goal: <= 2),
 the guard that failed (why it recompiled) and any graph break (``torch._dynamo``
-counters).
+counters); for a miss (> 1.05), the heavy operations whose counts differ between the two
+graphs inductor receives (e.g. ``bmm 9->0, sum.dim_IntList 6->15``: GEMMs lowered to
+reduction loops under vmap).
 
-Usage: ``python benchmarks/compiled_vmap.py [--quick] [--flows MAF,NSF] [--sample]``;
+Usage: ``python benchmarks/compiled_vmap.py [--quick] [--flows MAF,NSF,hypernet] [--sizes 256,1024] [--sample]``;
 writes ``results/compiled_vmap.json`` and ``results/compiled_vmap.png``.
 """
 
@@ -26,13 +28,16 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch._dynamo
 from common import compare, figure, markdown_table, parser, save_figure, setup, write_json
+from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters, guard_failures
+from torch._inductor.decomposition import select_decomp_table
 from torch.func import grad, vmap
 
 import lazydist_functional.adapters as Z
@@ -65,6 +70,38 @@ class Compiled:
 
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)
+
+
+def aten_ops(fn: Callable[..., Any], args: tuple) -> Counter:
+    r"""The aten operations of the forward graph(s) inductor would receive for ``fn(*args)``
+    (``dynamic=True``, inductor's decompositions), counted by name."""
+
+    graphs: list[Any] = []
+
+    def record(gm: Any, inputs: Any) -> Callable[..., Any]:
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(fn, backend=aot_autograd(fw_compiler=record, decompositions=select_decomp_table()),
+                  dynamic=True)(*args)
+    return Counter(str(n.target).removeprefix("aten.").removesuffix(".default")
+                   for gm in graphs for n in gm.graph.nodes if n.op == "call_function")
+
+
+#: Operations whose count differing between the two graphs says where the time goes.
+HEAVY = ("mm", "addmm", "bmm", "baddbmm", "sum.dim_IntList", "clone", "expand", "cat", "index.Tensor",
+         "gather", "scatter", "where.self", "cumsum", "searchsorted.Tensor")
+
+
+def op_difference(case: dict) -> str:
+    r"""Why a compiled vmap is slower than the batched call, as the difference of the two
+    graphs' heavy operations (e.g. ``bmm 9->0, sum 6->15``: a GEMM lowered to reductions)."""
+
+    ops = {k: aten_ops(fn, case["args"]) for k, fn in case["fns"].items()}
+    diff = [f"{op} {ops['module'][op]}->{ops['vmap'][op]}" for op in HEAVY if ops["module"][op] != ops["vmap"][op]]
+    total = f"ops {sum(ops['module'].values())}->{sum(ops['vmap'].values())}"
+    return ", ".join([*diff, total])
 
 
 def guard_reasons() -> list[str]:
@@ -102,6 +139,11 @@ def run_pair(name: str, part: str, sizes: list[int], make: Callable[[int], dict]
         print(f"{name:8s} {part:9s} N={n:5d} compiled vmap / compiled batched {rows[-1]['vmap_over_module']:5.2f}",
               flush=True)
     reasons = guard_reasons()
+    if any(r.get("vmap_over_module", 0) > 1.05 for r in rows):  # a miss: say which operations differ
+        why = op_difference(make(sizes[0]))
+        for row in rows:
+            if row.get("vmap_over_module", 0) > 1.05:
+                row["op_difference"] = why
     for row in rows:
         row.update(graphs_module=fns["module"].graphs, graphs_vmap=fns["vmap"].graphs,
                    compile_s=sum(fn.compile_s for fn in fns.values()),
@@ -169,14 +211,20 @@ def hypernet_case() -> Callable[[int], dict]:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--flows", default=None, help="comma-separated (default: all; --quick: MAF,NSF)")
+    p.add_argument("--flows", default=None,
+                   help="comma-separated flows, 'hypernet' for the training step (default: all and hypernet; "
+                        "--quick: MAF,NSF,hypernet)")
+    p.add_argument("--sizes", default=None, help="comma-separated batch sizes (default 256,1024,4096; --quick: 256,1024)")
     p.add_argument("--sample", action="store_true", help="also compile and time sample()")
     p.add_argument("--backend", default="inductor")
     args = p.parse_args()
     t_min = setup(args)
     warnings.filterwarnings("ignore")
-    names = (args.flows or ("MAF,NSF" if args.quick else ",".join(FLOWS))).split(",")
-    sizes, rounds = ([256, 1024] if args.quick else [256, 1024, 4096]), (1 if args.quick else 3)
+    names = (args.flows or ("MAF,NSF,hypernet" if args.quick else ",".join([*FLOWS, "hypernet"]))).split(",")
+    hypernet = "hypernet" in names
+    names = [n for n in names if n != "hypernet"]
+    sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else [256, 1024] if args.quick else [256, 1024, 4096]
+    rounds = 1 if args.quick else 3
     rows: list[dict] = []
     with torch.no_grad():
         for name in names:
@@ -184,12 +232,14 @@ def main() -> None:
         if args.sample:
             for name in names:
                 rows += run_pair(name, "sample", sizes, flow_case(name, "sample"), args.backend, t_min, rounds)
-    rows += run_pair("hypernet", "grad step", sizes, hypernet_case(), args.backend, t_min, rounds)
+    if hypernet:
+        rows += run_pair("hypernet", "grad step", sizes, hypernet_case(), args.backend, t_min, rounds)
     print()
     cols = ["flow", "part", "n", "vmap_over_module", "graphs_module", "graphs_vmap", "compile_s", "recompile_reason",
-            "graph_breaks", "error"]
+            "graph_breaks", "op_difference", "error"]
     print(markdown_table(rows, cols, ["flow", "call", "N", "compiled vmap / compiled batched", "graphs (batched)",
-                                      "graphs (vmap)", "compile s", "recompiled because", "graph breaks", "error"]))
+                                      "graphs (vmap)", "compile s", "recompiled because", "graph breaks",
+                                      "miss: ops batched->vmap", "error"]))
     write_json("compiled_vmap", {"quick": args.quick, "backend": args.backend, "features": FEATURES,
                                  "context": CONTEXT, "rows": rows}, args.out)
     fig, (ax,) = figure(width=7)

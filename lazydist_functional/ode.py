@@ -54,21 +54,38 @@ from .pytree import tree_leaves, tree_map
 
 # Explicit Runge-Kutta tableaus: (nodes c, matrix a (lower triangular rows), weights b).
 # Standard coefficients (Butcher, "Numerical Methods for Ordinary Differential Equations").
-_TABLEAUS: dict[str, tuple[tuple[float, ...], tuple[tuple[float, ...], ...], tuple[float, ...]]] = {
-    "euler": ((0.0,), ((),), (1.0,)),
-    "midpoint": ((0.0, 0.5), ((), (0.5,)), (0.0, 1.0)),
-    "heun": ((0.0, 1.0), ((), (1.0,)), (0.5, 0.5)),
-    "rk4": (
-        (0.0, 0.5, 0.5, 1.0),
-        ((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
-        (1 / 6, 1 / 3, 1 / 3, 1 / 6),
-    ),
+# Each is returned by a function as literals (code constants), not read from a module-level
+# container: under ``torch.compile(dynamic=True)`` Dynamo turns every float it reads from a
+# global or an attribute into a dynamic SymFloat graph input, and inductor (torch 2.13) fails
+# to lower the product of such a SymFloat with a tensor that is 0-dimensional per sample
+# under ``vmap`` (a CNF's log-determinant: "x must be Tensor or scalar, got SymFloat" in its
+# ``_to_copy`` decomposition). Code constants stay Python floats in the graph.
+_Tableau = tuple[tuple[float, ...], tuple[tuple[float, ...], ...], tuple[float, ...]]
+
+
+def _euler() -> _Tableau:
+    return (0.0,), ((),), (1.0,)
+
+
+def _midpoint() -> _Tableau:
+    return (0.0, 0.5), ((), (0.5,)), (0.0, 1.0)
+
+
+def _heun() -> _Tableau:
+    return (0.0, 1.0), ((), (1.0,)), (0.5, 0.5)
+
+
+def _rk4() -> _Tableau:
+    return (0.0, 0.5, 0.5, 1.0), ((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)), (1 / 6, 1 / 3, 1 / 3, 1 / 6)
+
+
+def _rk38() -> _Tableau:
     # Kutta's 3/8 rule: fourth order, slightly smaller error constant than "rk4".
-    "rk38": (
-        (0.0, 1 / 3, 2 / 3, 1.0),
-        ((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
-        (1 / 8, 3 / 8, 3 / 8, 1 / 8),
-    ),
+    return (0.0, 1 / 3, 2 / 3, 1.0), ((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)), (1 / 8, 3 / 8, 3 / 8, 1 / 8)
+
+
+_TABLEAUS: dict[str, Callable[[], _Tableau]] = {
+    "euler": _euler, "midpoint": _midpoint, "heun": _heun, "rk4": _rk4, "rk38": _rk38,
 }
 
 #: Names of the fixed-step methods accepted by :func:`odeint`.
@@ -95,7 +112,7 @@ def rk_step(f: Callable[[Tensor, Any], Any], t: Tensor, x: Any, dt: Tensor, meth
     r"""One explicit Runge-Kutta step :math:`x(t + \Delta t) \approx x + \Delta t \sum_i b_i k_i`,
     :math:`k_i = f(t + c_i \Delta t, x + \Delta t \sum_{j<i} a_{ij} k_j)`."""
 
-    nodes, matrix, weights = _TABLEAUS[method]
+    nodes, matrix, weights = _TABLEAUS[method]()
     ks: list[Any] = []
     for c, row in zip(nodes, matrix, strict=True):
         xi = _axpy(x, list(zip(row, ks, strict=False)), dt)

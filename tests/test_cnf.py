@@ -313,3 +313,52 @@ def test_distribution_returned_by_vmap_works_outside(steps):
     # (adaptive: the batch shares its step sizes, so one set alone steps differently)
     atol = 1e-5 if steps != "auto" else 2e-3
     assert torch.allclose(dk.log_prob(X[0])[0], spec.apply(params, C[0]).log_prob(X[0]), atol=atol)
+
+
+# -- torch.compile(dynamic=True) of the vmapped per-sample log-density ---------------------
+# Dynamo turns every float it reads from a global or an attribute into a dynamic SymFloat
+# graph input (``specialize_float=False``); inductor then cannot lower its product with a
+# tensor that is 0-dimensional per sample under vmap (a CNF's log-determinant). The solver's
+# coefficients are therefore code constants, and the fixed-step path does not scale the trace
+# by the module-level TRACE_SCALE. aot_eager does not reach the failing decomposition, so
+# the first test checks the property (no solver float among the graph's inputs), the second
+# the inductor compile itself.
+
+_SOLVER_GLOBALS = ("lazydist_functional_dot_ode", "trace_scale")
+
+
+def _graph_inputs(fn, *args) -> list[str]:
+    names: list[str] = []
+
+    def backend(gm, inputs):
+        names.extend(n.name for n in gm.graph.find_nodes(op="placeholder"))
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(fn, backend=backend, dynamic=True, fullgraph=True)(*args)
+    return names
+
+
+def test_compiled_vmap_reads_no_solver_float_from_a_global():
+    from lazydist_functional.transforms import continuous
+
+    # the detector sees a module-level float (its name in the graph) ...
+    assert any("trace_scale" in n for n in _graph_inputs(lambda x: continuous.TRACE_SCALE * x, torch.randn(3)))
+    # ... and the fixed-step solver of a vmapped CNF reads none
+    spec = flows.CNF(2, 1, hidden_features=[8], steps=2)
+    params, state = spec.init(torch.Generator().manual_seed(0)), spec.init_state()
+    fn = lambda c, x: vmap(lambda ci, xi: spec.apply(params, ci, state=state).log_prob(xi))(c, x)  # noqa: E731
+    names = _graph_inputs(fn, torch.randn(3, 1), torch.randn(3, 2))
+    assert not [n for n in names if any(s in n for s in _SOLVER_GLOBALS)], names
+
+
+@pytest.mark.slow
+def test_inductor_dynamic_vmap_log_prob():
+    spec = flows.CNF(2, 1, hidden_features=[8], steps=2)
+    params, state = spec.init(torch.Generator().manual_seed(0)), spec.init_state()
+    c, x = torch.randn(5, 1), torch.randn(5, 2)
+    per_sample = lambda c, x: vmap(lambda ci, xi: spec.apply(params, ci, state=state).log_prob(xi))(c, x)  # noqa: E731
+    torch._dynamo.reset()
+    with torch.no_grad():
+        got = torch.compile(per_sample, dynamic=True)(c, x)
+    assert torch.allclose(got, spec.apply(params, c, state=state).log_prob(x), atol=1e-5)

@@ -177,21 +177,26 @@ class FreeFormJacobianTransform(FunctionalTransform):
 
         return self.steps is None or (self.steps == "auto" and adaptive_allowed())
 
-    def _solve(self, f: Callable[[Tensor, Any], Any], x: Any, t0: Tensor, t1: Tensor, weights: Any = None) -> Any:
+    def _uses_adaptive(self, x: Any) -> bool:
+        r"""Whether this call integrates ``x`` with the adaptive solver. Meta tensors have
+        shapes but no values to choose steps from: ``"auto"`` takes fixed steps on them."""
+
+        meta = self.steps == "auto" and any(leaf.is_meta for leaf in tree_leaves(x))
+        return self.adaptive() and not meta
+
+    def _solve(self, f: Callable[[Tensor, Any], Any], x: Any, t0: Tensor, t1: Tensor, adaptive: bool) -> Any:
         span = t1 - t0
 
         def g(s: Tensor, state: Any) -> Any:  # the field in the normalized time s
             return _scaled(f(t0 + s * span, state), span)
 
-        # Meta tensors have shapes but no values to choose steps from: "auto" takes fixed steps.
-        meta = self.steps == "auto" and any(leaf.is_meta for leaf in tree_leaves(x))
-        if self.adaptive() and not meta:
-            return odeint_adaptive(g, x, 0.0, 1.0, self.atol, self.rtol, weights)
+        if adaptive:
+            return odeint_adaptive(g, x, 0.0, 1.0, self.atol, self.rtol)
         steps = AUTO_STEPS if self.steps == "auto" else self.steps
         return odeint(g, x, 0.0, 1.0, steps, self.method)
 
     def _integrate(self, x: Tensor, t0: Tensor, t1: Tensor) -> Tensor:
-        return self._solve(self.f, x, t0, t1)
+        return self._solve(self.f, x, t0, t1, self._uses_adaptive(x))
 
     # Value-only paths: the state alone, without the trace's D Jacobian-vector products
     # per step (sampling a CNF).
@@ -226,12 +231,19 @@ class FreeFormJacobianTransform(FunctionalTransform):
             def field(t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
                 return divergence_hutchinson(lambda z: f(t, z), state[0], eps)
 
+        ladj = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+        if not self._uses_adaptive(x):
+            # Fixed steps: the trace is integrated as is. (Scaling it by the module-level
+            # float TRACE_SCALE here would put that float in torch.compile's graphs as a
+            # dynamic SymFloat input, whose product with a vmapped tensor inductor cannot
+            # lower with dynamic=True; see _unscaled_under_fixed_steps in tests/test_cnf.py.)
+            return self._solve(field, (x, ladj), t0, t1, False)
+
         def scaled(t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
             dx, trace = field(t, state)
             return dx, TRACE_SCALE * trace
 
-        ladj = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
-        y, ladj = self._solve(scaled, (x, ladj), t0, t1)
+        y, ladj = self._solve(scaled, (x, ladj), t0, t1, True)
         return y, ladj / TRACE_SCALE
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
