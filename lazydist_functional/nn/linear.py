@@ -121,23 +121,10 @@ def _stacked(x: Tensor, weight: Tensor) -> Tensor:
     """
 
     if torch.compiler.is_compiling() and is_batchedtensor(x) and not is_batchedtensor(weight):
-        # Under a compiled ``vmap`` the contraction's batching rule copies the weight per
-        # sample, and a product and a sum is a slow reduction loop in inductor: one
-        # ``F.linear`` per operator on contiguous rows, whose rule folds the vmapped dim
-        # into the rows (one GEMM per operator, as the batched call's ``bmm``).
-        if weight.dim() == 3 and x.dim() >= 2:
-            return _per_operator(x, weight)
+        # Under a compiled ``vmap`` the batching rule of the contraction copies the weight
+        # per sample; a product and a sum, which inductor fuses into one reduction, does not.
         return (weight * x.unsqueeze(-2)).sum(-1)
     return torch.einsum("...ij,...j->...i", weight, x)
-
-
-def _per_operator(x: Tensor, weight: Tensor) -> Tensor:
-    r""":math:`y_{\dots s} = W_s x_{\dots s}`: one ``F.linear`` per operator :math:`s` on
-    ``x[..., s, :]`` made a contiguous matrix (``x``'s operator dim may be 1, broadcast)."""
-
-    lead, n_in = x.shape[:-2], x.shape[-1]
-    rows = [x[..., s if x.shape[-2] > 1 else 0, :].reshape(-1, n_in).contiguous() for s in range(weight.shape[0])]
-    return torch.stack([F.linear(r, w).reshape(*lead, w.shape[-2]) for r, w in zip(rows, weight.unbind(0))], dim=-2)
 
 
 def init_linear(
