@@ -21,7 +21,7 @@ from ..nn import MaskedMLP
 from ..reprs import base_line, short_list
 from ..transforms import AutoregressiveTransform, DependentTransform, MonotonicAffineTransform
 from ..utils import broadcast, unpack
-from .gaussianization import ElementWiseTransform
+from .gaussianization import ElementWiseTransform, _hyper_meta
 
 # The imports above that this file does not use are names of Zuko's module namespace.
 
@@ -60,10 +60,7 @@ class MaskedAutoregressiveTransform(SpecTransform):
         with parameters :math:`\phi = \text{hyper}([x, c])`. A subclass may override it; the
         module then runs as Zuko's does, ``AutoregressiveTransform(meta(c, .), passes)``."""
 
-        if c is not None:
-            x = torch.cat(broadcast(x, c, ignore=1), dim=-1)
-        phi = self.hyper(x).unflatten(-1, (-1, self.total))
-        return DependentTransform(self.univariate(*unpack(phi, self.shapes)), 1)
+        return _hyper_meta(self, c, x)
 
     def forward(self, c: Tensor | None = None) -> Transform:
         if runs_as_zuko(self):

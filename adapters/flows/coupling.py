@@ -17,11 +17,11 @@ from ... import flows as _core
 from ..distributions import DiagNormal
 from ..lazy import Flow, LazyTransform, SpecTransform, UnconditionalDistribution
 from ..module import adopt_univariate, module_class, runs_as_zuko
-from ..reprs import base_line, short_list
 from ..nn import MLP
+from ..reprs import base_line, short_list
 from ..transforms import CouplingTransform, DependentTransform, MonotonicAffineTransform
 from ..utils import broadcast, unpack
-from .gaussianization import ElementWiseTransform
+from .gaussianization import ElementWiseTransform, _hyper_meta
 
 # The imports above that this file does not use are names of Zuko's module namespace.
 
@@ -57,10 +57,7 @@ class GeneralCouplingTransform(SpecTransform):
         may override it; the module then runs as Zuko's does,
         ``CouplingTransform(meta(c, .), mask)``."""
 
-        if c is not None:
-            x = torch.cat(broadcast(x, c, ignore=1), dim=-1)
-        phi = self.hyper(x).unflatten(-1, (-1, self.total))
-        return DependentTransform(self.univariate(*unpack(phi, self.shapes)), 1)
+        return _hyper_meta(self, c, x)
 
     def forward(self, c: Tensor | None = None) -> Transform:
         if runs_as_zuko(self):

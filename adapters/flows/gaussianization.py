@@ -17,12 +17,28 @@ from ... import flows as _core
 from ..distributions import DiagNormal
 from ..lazy import Flow, LazyTransform, SpecTransform, UnconditionalDistribution, UnconditionalTransform
 from ..module import adopt_univariate, module_class, runs_as_zuko
-from ..reprs import base_line
 from ..nn import MLP
+from ..reprs import base_line
 from ..transforms import DependentTransform, GaussianizationTransform, MonotonicAffineTransform, RotationTransform
-from ..utils import unpack
+from ..utils import broadcast, unpack
 
 # The imports above that this file does not use are names of Zuko's module namespace.
+
+
+def _univariate_from_hyper(module: nn.Module, inputs: Tensor) -> Transform:
+    r"""Zuko's univariate transforms of a transform module: parameters
+    :math:`\phi = \text{hyper}(\text{inputs})` split into ``shapes``, one transform per
+    feature, ``DependentTransform(univariate(*phi), 1)``."""
+
+    phi = module.hyper(inputs).unflatten(-1, (-1, module.total))
+    return DependentTransform(module.univariate(*unpack(phi, module.shapes)), 1)
+
+
+def _hyper_meta(module: nn.Module, c: Tensor | None, x: Tensor) -> Transform:
+    r"""Zuko's ``meta(c, x)`` of the autoregressive and coupling transforms:
+    :func:`_univariate_from_hyper` of :math:`[x, c]`."""
+
+    return _univariate_from_hyper(module, x if c is None else torch.cat(broadcast(x, c, ignore=1), dim=-1))
 
 
 @module_class(_core.ElementWiseTransform)
@@ -44,10 +60,8 @@ class ElementWiseTransform(SpecTransform):
         if not runs_as_zuko(self):
             return super().forward(c)
         if c is None:
-            phi = list(self.phi)
-        else:
-            phi = unpack(self.hyper(c).unflatten(-1, (-1, self.total)), self.shapes)
-        return DependentTransform(self.univariate(*phi), 1)
+            return DependentTransform(self.univariate(*self.phi), 1)
+        return _univariate_from_hyper(self, c)
 
     def extra_repr(self) -> str:
         return base_line(self)
