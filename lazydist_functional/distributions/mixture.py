@@ -11,7 +11,7 @@ from torch import Size, Tensor
 from torch.distributions import Distribution
 from torch.distributions import MultivariateNormal as _TorchMultivariateNormal
 
-from ..checks import InputTypeError
+from ..checks import InputTypeError, promote_integers
 from ..pytree import register_pytree_class
 from .base import FunctionalDistribution, check_sample
 from .draws import Draws, draw
@@ -190,11 +190,11 @@ class Mixture(FunctionalDistribution):
         return Mixture(self.base.expand(Size(batch_shape) + self.base.batch_shape[-1:]), self.logits)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        floating = isinstance(x, Tensor) and x.is_floating_point()
         if isinstance(x, Tensor) and (x.is_complex() or x.dtype == torch.bool):
-            # integers promote as in torch's distributions; complex or boolean values have no density here
+            # complex or boolean values have no density here; integers promote, as in torch's distributions
             raise InputTypeError(f"x should be a real tensor of dtype {self.logits.dtype}, got dtype {x.dtype}")
-        check_sample(x, self, self.logits.dtype if floating else None)
+        x = promote_integers(x, self.logits.dtype)
+        check_sample(x, self, self.logits.dtype)
         x = x.unsqueeze(-(len(self.event_shape) + 1))
         return torch.logsumexp(torch.log_softmax(self.logits, dim=-1) + self.base.log_prob(x), dim=-1)
 
