@@ -57,12 +57,18 @@ def _vmapped_level(x: Tensor, weight: Tensor, bias: Tensor | None) -> int | None
     level = maybe_current_level()
     if level is None:
         return None
-    x_b, w_b, b_b = (t is not None and is_batchedtensor(t) and maybe_get_level(t) == level for t in (x, weight, bias))
+    x_b, w_b, b_b = (_batched_at(t, level) for t in (x, weight, bias))
     if w_b:
         return level if weight.dim() == 2 and x.dim() >= 1 else None
     if x_b and not b_b and x.dim() >= weight.dim() - 1:
         return level
     return None
+
+
+def _batched_at(t: Tensor | None, level: int) -> bool:
+    r"""Whether ``t`` is batched by the ``vmap`` of ``level``."""
+
+    return t is not None and is_batchedtensor(t) and maybe_get_level(t) == level
 
 
 def _physical(t: Tensor, level: int) -> Tensor:
@@ -93,13 +99,12 @@ def _linear_folded(x: Tensor, weight: Tensor, bias: Tensor | None, level: int) -
     ``grad(vmap(f))`` differentiates plain GEMMs instead of batching rules.
     """
 
-    w_b = is_batchedtensor(weight) and maybe_get_level(weight) == level
-    if not w_b:
+    if not _batched_at(weight, level):
         return _add_batch_dim(linear(_physical(x, level), weight, bias), 0, level)
     w = _physical(weight, level)  # (B, out, in)
-    b = None if bias is None else (_physical(bias, level) if is_batchedtensor(bias) and maybe_get_level(bias) == level else bias)
+    b = _physical(bias, level) if _batched_at(bias, level) else bias
     n, o, i = w.shape
-    if is_batchedtensor(x) and maybe_get_level(x) == level:
+    if _batched_at(x, level):
         xp = _physical(x, level)  # (B, *rows, in)
         rows = xp.reshape(n, -1, i)
     else:  # shared x, read by every member (an expanded view: no copy)
