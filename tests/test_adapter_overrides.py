@@ -166,3 +166,21 @@ def test_zuko_helpers_take_zukos_argument_names():
         assert torch.allclose(t(v), z(v))
     with pytest.raises(ValueError, match="cache_size"):
         A.transforms.IdentityTransform(cache_size=2)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_override_under_vmap_over_contexts_and_parameters(case):
+    torch.manual_seed(0)
+    module = build(A, case)
+    c, x = torch.randn(4, 2), torch.randn(4, 3)
+    per_sample = torch.func.vmap(lambda ci, xi: module(ci)(xi))(c, x)
+    assert torch.allclose(per_sample, module(c)(x), atol=1e-4)
+    # two parameter sets stacked, one vmap over them through functional_call
+    wrapper = Applied(module)
+    params = {f"module.{k}": torch.stack([v.detach(), v.detach() + 0.01]) for k, v in module.named_parameters()}
+    ys = torch.func.vmap(lambda p: functional_call(wrapper, p, (c, x)))(params)
+    assert torch.allclose(ys[0], module(c)(x), atol=1e-4)
+    with torch.no_grad():
+        for v in module.parameters():
+            v.add_(0.01)
+    assert torch.allclose(ys[1], module(c)(x), atol=1e-4)

@@ -298,3 +298,19 @@ def test_integer_values_and_integer_or_boolean_contexts_promote(name):
         assert torch.allclose(flow(c).log_prob(x), expected)
     with pytest.raises(L.checks.InputTypeError, match="float64"):
         flow(labels.double())
+
+
+def test_integer_contexts_promote_under_vmap_and_grad():
+    import lazydist_functional.adapters as A
+
+    torch.manual_seed(0)
+    flow = A.flows.NSF(FEATURES, 4)
+    labels = torch.nn.functional.one_hot(torch.tensor([0, 3, 1]), 4)
+    x = torch.randn(3, FEATURES)
+    per_sample = torch.func.vmap(lambda c, xi: flow(c).log_prob(xi))(labels, x)
+    assert torch.allclose(per_sample, flow(labels.float()).log_prob(x), atol=1e-5)
+    spec, params = flow.spec, dict(flow.spec.init())
+    g_int = torch.func.grad(lambda p: spec.apply(p, labels).log_prob(x).sum())(params)
+    g_float = torch.func.grad(lambda p: spec.apply(p, labels.float()).log_prob(x).sum())(params)
+    assert all(torch.allclose(a, b) for a, b in zip(torch.utils._pytree.tree_leaves(g_int),
+                                                     torch.utils._pytree.tree_leaves(g_float)))
