@@ -37,10 +37,22 @@ from collections.abc import Sequence
 
 import torch
 from torch import Size, Tensor
+from torch._C._functorch import TransformType
 from torch.distributions import Distribution, Independent, Normal, Uniform
 
 from .. import random
 from ..checks import InputTypeError, ShapeError
+
+
+def _under_vmap(x: Tensor) -> bool:
+    r"""Whether a ``torch.func.vmap`` is running: at any level in eager code; while
+    ``torch.compile`` traces (where the interpreter stack cannot be read), whether ``x``
+    is batched."""
+
+    if torch.compiler.is_compiling():
+        return torch._C._functorch.is_batchedtensor(x)
+    stack = torch._C._functorch.get_interpreter_stack()
+    return stack is not None and any(i.key() == TransformType.Vmap for i in stack)
 
 
 def member_keys(key: Tensor, batch_shape: Sequence[int]) -> Tensor:
@@ -65,6 +77,14 @@ class Draws:
     def uniform(self, sample_shape: Size, shape: Size, like: Tensor, low: float = 0.0) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def categorical(self, sample_shape: Size, logits: Tensor) -> Tensor:
+        r"""Indices :math:`k \sim \text{Categorical}(\text{softmax}(\ell))` of shape
+        ``sample_shape + logits.shape[:-1]``, by Gumbel-max:
+        :math:`k = \arg\max_j \ell_j - \log(-\log u_j)`, :math:`u_j \sim \mathcal{U}(0, 1)`."""
+
+        u = self.uniform(sample_shape, logits.shape, logits, low=torch.finfo(logits.dtype).tiny)
+        return torch.argmax(logits - torch.log(-torch.log(u)), dim=-1)
+
     def part(self, i: int) -> Draws:
         r"""The source of part ``i`` of a composite (the same generator, or ``fold_in(key, i)``)."""
 
@@ -85,6 +105,19 @@ class TorchDraws(Draws):
     def uniform(self, sample_shape: Size, shape: Size, like: Tensor, low: float = 0.0) -> Tensor:
         u = torch.rand(sample_shape + shape, dtype=like.dtype, device=like.device)
         return u if low == 0.0 else torch.clamp_min(u, low)
+
+    def categorical(self, sample_shape: Size, logits: Tensor) -> Tensor:
+        r"""``torch.multinomial`` on the softmax, as torch's ``Categorical(logits=...).sample``
+        draws (hence Zuko's numbers for a seed, eager or compiled); Gumbel-max on uniforms
+        under ``vmap``, where ``randomness="same"`` refuses ``multinomial`` of batched
+        probabilities."""
+
+        n = Size(sample_shape).numel()
+        if n == 0 or logits.numel() == 0 or _under_vmap(logits):  # multinomial draws none of 0
+            return super().categorical(sample_shape, logits)
+        probs = torch.softmax(logits - torch.logsumexp(logits, dim=-1, keepdim=True), dim=-1)
+        k = torch.multinomial(probs.reshape(-1, probs.shape[-1]), n, True).T
+        return k.reshape(Size(sample_shape) + logits.shape[:-1])
 
 
 TORCH = TorchDraws()

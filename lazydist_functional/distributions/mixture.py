@@ -152,8 +152,10 @@ class Mixture(FunctionalDistribution):
     r"""Mixture :math:`p(x) = \sum_i w_i \, p_i(x)` with :math:`w = \mathrm{softmax}(\text{logits})`.
 
     ``base`` is a batch of component distributions whose last batch dimension indexes
-    the components. Sampling draws the component by Gumbel-max (out-of-place noise,
-    so ``vmap(randomness="different")`` works); it is not reparameterized.
+    the components. Sampling draws every component, then picks one per draw
+    (:meth:`Draws.categorical`: torch's ``multinomial`` as ``Categorical`` draws it in
+    eager code, Gumbel-max under ``vmap``/``compile`` and with keys); it is not
+    reparameterized.
     ``log_prob`` checks the value's shape (event and batch) and floating dtype first.
 
     Example:
@@ -199,15 +201,13 @@ class Mixture(FunctionalDistribution):
         return torch.logsumexp(torch.log_softmax(self.logits, dim=-1) + self.base.log_prob(x), dim=-1)
 
     def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
-        r"""Component by Gumbel-max, then the component's draw. With keys, member :math:`b`
+        r"""Every component's draw, then the component index. With keys, member :math:`b`
         (key :math:`k_b`) picks with ``fold_in(k_b, 0)`` and its :math:`K` components draw
         with ``split(fold_in(k_b, 1), K)``."""
 
         shape = Size(sample_shape)
         x = draw(self.base, shape, draws.part(1).split(self.logits.shape[-1]))  # (*shape, *batch, K, *event)
-        logits = self.logits.expand(*shape, *self.batch_shape, self.logits.shape[-1])
-        u = draws.part(0).uniform(shape, self.logits.shape, self.logits, low=torch.finfo(self.logits.dtype).tiny)
-        k = torch.argmax(logits - torch.log(-torch.log(u)), dim=-1)
+        k = draws.part(0).categorical(shape, self.logits.expand(*self.batch_shape, self.logits.shape[-1]))
         index = k.reshape(*k.shape, 1, *([1] * len(self.event_shape)))
         index = index.expand(*k.shape, 1, *self.event_shape)
         return x.gather(len(k.shape), index).squeeze(len(k.shape))
