@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..distributions import NormalizingFlow
+from ..distributions.vmap_fold import fold_plan
 from ..nn import is_meta
 from ..spec import Spec
 from ..trees import tree_cast
@@ -208,4 +209,7 @@ class Flow(Composite):
         base = self.base._apply(subtree(params, "base"), base_c, subtree(state, "base"))
         if c is not None:
             base = base.expand(c.shape[:-1])
-        return NormalizingFlow(transform, base)
+        flow = NormalizingFlow(transform, base)
+        # inside a ``vmap`` over contexts, log_prob runs as the batched call (``vmap_fold``)
+        flow._fold_plan = fold_plan(params, state, c, lambda cp: self._apply(params, cp, state))
+        return flow
