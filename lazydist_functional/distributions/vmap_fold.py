@@ -38,7 +38,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["FoldPlan", "fold_plan", "folded_log_prob"]
+__all__ = ["FoldPlan", "fold_build", "fold_plan", "folded_log_prob"]
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,14 +63,16 @@ from ..pytree import NAMESPACE
 
 @dataclass(frozen=True)
 class FoldPlan:
-    r"""How to rebuild a distribution applied inside the ``vmap`` of ``level`` from the
-    physical context: ``rebuild(c)`` is the spec's apply on the same (unbatched)
-    parameters and state; ``context`` is the per-sample context (``None``, or not batched
-    at ``level``: the distribution itself holds nothing batched at that level)."""
+    r"""How a distribution applied inside the ``vmap`` of ``level`` gets its batched twin
+    on the physical context: ``rebuild(c)`` (the spec's apply on the same, unbatched,
+    parameters and state), or ``physical``, built already (:func:`fold_build`).
+    ``context`` is the per-sample context (``None``, or not batched at ``level``: then the
+    distribution itself holds nothing batched at that level)."""
 
     level: int
-    rebuild: Callable[[Tensor | None], Distribution]
+    rebuild: Callable[[Tensor | None], Distribution] | None
     context: Tensor | None
+    physical: Distribution | None = None
 
 
 def _batched_at(t: Any, level: int) -> bool:
@@ -81,8 +83,10 @@ def _vmap_level() -> int | None:
     r"""The level of the innermost transform when it is a ``vmap`` (and nothing is being
     compiled), else ``None``."""
 
+    if torch.compiler.is_compiling():
+        return None
     level = maybe_current_level()
-    if level is None or torch.compiler.is_compiling():
+    if level is None:
         return None
     if retrieve_current_functorch_interpreter().key() != TransformType.Vmap:
         return None
@@ -115,6 +119,33 @@ def _any_batched(tree: Any, level: int) -> bool:
     return any(_batched_at(leaf, level) for leaf in optree.tree_leaves(tree, namespace=NAMESPACE))
 
 
+def fold_build(
+    params: Any, state: Any, c: Tensor | None, build: Callable[[Tensor], Distribution]
+) -> Distribution | None:
+    r"""``build(c)`` made once on the physical context when the innermost ``vmap`` batches
+    ``c`` and no parameter or state leaf (else ``None``: the caller builds per sample).
+
+    For specs whose apply computes (a hypernetwork's output, a covariance) rather than
+    holds lazy transforms: the apply-time operations then skip the batching rules too.
+    Every tensor leaf of ``build(c)`` must derive from ``c`` (leading dims ``c.shape[:-1]``);
+    they are wrapped back at the ``vmap`` level, vmapped dim first, so the result is the
+    per-sample distribution, and its ``log_prob`` folds onto the physical one.
+    """
+
+    plan = fold_plan(params, state, c, None)
+    if plan is None or not _batched_at(c, plan.level):
+        return None
+    level, cp = plan.level, _physical(c, plan.level)
+    with retrieve_current_functorch_interpreter().lower():
+        physical = build(cp)
+    leaves, treespec = optree.tree_flatten(physical, namespace=NAMESPACE)
+    if not all(isinstance(t, Tensor) and t.dim() >= 1 and t.shape[0] == cp.shape[0] for t in leaves):
+        return None
+    dist = optree.tree_unflatten(treespec, [_add_batch_dim(t, 0, level) for t in leaves])
+    dist._fold_plan = FoldPlan(level, None, c, physical)
+    return dist
+
+
 def _physical(t: Tensor, level: int) -> Tensor:
     inner, bdim = _unwrap_batched(t, level)
     return inner.movedim(bdim, 0) if bdim != 0 else inner
@@ -126,7 +157,7 @@ def folded_log_prob(
     r"""``log_prob(dist, x)`` computed as the batched call on the physical tensors (see the
     module's text), or ``None`` when it cannot fold (the caller then runs it per sample).
 
-    ``x`` is the per-sample value, already checked and broadcast to ``dist``'s batch shape.
+    ``x`` is the per-sample value, already checked against ``dist``.
     """
 
     plan: FoldPlan | None = getattr(dist, "_fold_plan", None)
@@ -136,20 +167,22 @@ def folded_log_prob(
     x_b, c_b = _batched_at(x, level), _batched_at(c, level)
     if not (x_b or c_b):
         return None
-    xp = _physical(x, level) if x_b else None
+    cp = None
     if c_b:
+        # per sample, the value's and the context's batch dims are right-aligned: give
+        # them one rank, so that the vmapped dim, first in both, stays aligned
+        event = len(dist.event_shape)
+        xb, cb = x.shape[: x.dim() - event], c.shape[:-1]
+        if len(xb) < len(cb):
+            x = x.expand(*torch.broadcast_shapes(xb, cb), *x.shape[x.dim() - event :])
         cp = _physical(c, level)
-        size = cp.shape[0]
-        # the per-sample context's batch dims right-aligned with the value's
-        extra = x.dim() - len(dist.event_shape) - (c.dim() - 1)
-        if extra > 0:
-            cp = cp.reshape(size, *(1,) * extra, *cp.shape[1:])
-    else:
-        cp, size = None, xp.shape[0]
-    if xp is None:
-        xp = x.expand(size, *x.shape)
+        if len(xb) > len(cb):
+            if plan.physical is not None:  # built already, on the context as it came
+                return None
+            cp = cp.reshape(cp.shape[0], *(1,) * (len(xb) - len(cb)), *cp.shape[1:])
+    xp = _physical(x, level) if x_b else x.expand(cp.shape[0], *x.shape)
     with retrieve_current_functorch_interpreter().lower():
         # nothing of ``dist`` is batched at ``level`` when the context is not
-        physical = plan.rebuild(cp) if c_b else dist
+        physical = (plan.physical if plan.physical is not None else plan.rebuild(cp)) if c_b else dist
         out = log_prob(physical, xp)
     return _add_batch_dim(out, 0, level)

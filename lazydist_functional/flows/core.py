@@ -210,6 +210,8 @@ class Flow(Composite):
         if c is not None:
             base = base.expand(c.shape[:-1])
         flow = NormalizingFlow(transform, base)
-        # inside a ``vmap`` over contexts, log_prob runs as the batched call (``vmap_fold``)
-        flow._fold_plan = fold_plan(params, state, c, lambda cp: self._apply(params, cp, state))
+        # Inside a ``vmap`` over contexts, log_prob runs as the batched call (``vmap_fold``);
+        # not with batch-statistics layers (in training mode, statistics over the batch).
+        plan = fold_plan(params, state, c, lambda cp: self._apply(params, cp, state))
+        flow._fold_plan = plan if plan is None or self.in_mode("eval") is self else None
         return flow
