@@ -15,7 +15,6 @@ from ..checks import InputTypeError, promote_integers
 from ..pytree import register_pytree_class
 from .base import FunctionalDistribution, check_sample
 from .draws import Draws, draw
-from .vmap_fold import folded_log_prob
 
 
 #: Largest dimension whose triangular solve ``torch.compile`` gets unrolled (see
@@ -196,10 +195,6 @@ class Mixture(FunctionalDistribution):
             raise InputTypeError(f"x should be a real tensor of dtype {self.logits.dtype}, got dtype {x.dtype}")
         x = promote_integers(x, self.logits.dtype)
         check_sample(x, self, self.logits.dtype)
-        out = folded_log_prob(self, x, Mixture._log_prob)
-        return self._log_prob(x) if out is None else out
-
-    def _log_prob(self, x: Tensor) -> Tensor:
         x = x.unsqueeze(-(len(self.event_shape) + 1))
         return torch.logsumexp(torch.log_softmax(self.logits, dim=-1) + self.base.log_prob(x), dim=-1)
 

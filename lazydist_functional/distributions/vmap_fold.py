@@ -23,8 +23,13 @@ Nothing folds, and the plain batching rules run, when: the parameters or the sta
 batched at that level (ensembles, per-sample parameters: a weight with a leading vmapped
 dim is not a batch of the same network), the innermost transform is not a ``vmap`` (a
 ``grad`` inside the ``vmap``), ``torch.compile`` is tracing (the compiler batches and
-fuses the plain graph itself), or the distribution was not built by ``Flow.apply``
-inside that very ``vmap`` level.
+fuses the plain graph itself), the flow has batch-statistics layers (in training mode
+their statistics are over the batch), or the distribution was not built by
+``Flow._apply`` inside that very ``vmap`` level (GMM's mixture, GF's own class).
+
+The fold costs a second apply (cheap: the flows' transforms are lazy, their networks run
+in ``log_prob``) and a walk of the parameter tree, tens of µs in all, against 1.5-5 µs
+per batching rule it skips.
 
 Example:
     >>> from lazydist_functional.flows import MAF
@@ -38,9 +43,10 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["FoldPlan", "fold_build", "fold_plan", "folded_log_prob"]
+__all__ = ["FoldPlan", "disabled", "fold_plan", "folded_log_prob"]
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,9 +57,10 @@ from torch._C._functorch import (
     TransformType,
     _add_batch_dim,
     _unwrap_batched,
+    get_interpreter_stack,
     is_batchedtensor,
-    maybe_current_level,
     maybe_get_level,
+    peek_interpreter_stack,
 )
 from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
 from torch.distributions import Distribution
@@ -63,16 +70,34 @@ from ..pytree import NAMESPACE
 
 @dataclass(frozen=True)
 class FoldPlan:
-    r"""How a distribution applied inside the ``vmap`` of ``level`` gets its batched twin
-    on the physical context: ``rebuild(c)`` (the spec's apply on the same, unbatched,
-    parameters and state), or ``physical``, built already (:func:`fold_build`).
-    ``context`` is the per-sample context (``None``, or not batched at ``level``: then the
-    distribution itself holds nothing batched at that level)."""
+    r"""How a distribution applied inside the ``vmap`` of ``level`` gets its batched twin:
+    ``rebuild(c)``, the spec's apply on the same (unbatched) parameters and state and the
+    physical context. ``context`` is the per-sample context (``None``, or not batched at
+    ``level``: then the distribution itself holds nothing batched at that level)."""
 
     level: int
-    rebuild: Callable[[Tensor | None], Distribution] | None
+    rebuild: Callable[[Tensor | None], Distribution]
     context: Tensor | None
-    physical: Distribution | None = None
+
+
+_ENABLED = [True]
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    r"""Nothing folds inside this context: every operation takes its batching rule (for
+    benchmarks and tests that compare both ways; the values are the same).
+
+    Example:
+        >>> with disabled():
+        ...     pass
+    """
+
+    previous, _ENABLED[0] = _ENABLED[0], False
+    try:
+        yield
+    finally:
+        _ENABLED[0] = previous
 
 
 def _batched_at(t: Any, level: int) -> bool:
@@ -83,14 +108,12 @@ def _vmap_level() -> int | None:
     r"""The level of the innermost transform when it is a ``vmap`` (and nothing is being
     compiled), else ``None``."""
 
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or not _ENABLED[0]:
         return None
-    level = maybe_current_level()
-    if level is None:
+    interpreter = peek_interpreter_stack()
+    if interpreter is None or interpreter.key() != TransformType.Vmap:
         return None
-    if retrieve_current_functorch_interpreter().key() != TransformType.Vmap:
-        return None
-    return level
+    return interpreter.level()
 
 
 def fold_plan(
@@ -112,38 +135,29 @@ def _any_batched(tree: Any, level: int) -> bool:
     r"""Whether a leaf of ``tree`` is batched at ``level``: a plain walk through nested
     dicts (a few µs; a generic flatten costs tens), any other node through optree."""
 
-    if isinstance(tree, Tensor):
-        return _batched_at(tree, level)
-    if type(tree) is dict:
-        return any(_any_batched(value, level) for value in tree.values())
-    return any(_batched_at(leaf, level) for leaf in optree.tree_leaves(tree, namespace=NAMESPACE))
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            stack.extend(node.values())
+        elif isinstance(node, Tensor):
+            if is_batchedtensor(node) and maybe_get_level(node) == level:
+                return True
+        elif node is not None and any(_batched_at(t, level) for t in optree.tree_leaves(node, namespace=NAMESPACE)):
+            return True
+    return False
 
 
-def fold_build(
-    params: Any, state: Any, c: Tensor | None, build: Callable[[Tensor], Distribution]
-) -> Distribution | None:
-    r"""``build(c)`` made once on the physical context when the innermost ``vmap`` batches
-    ``c`` and no parameter or state leaf (else ``None``: the caller builds per sample).
+def _below() -> AbstractContextManager:
+    r"""Runs the enclosed code below the innermost ``vmap``:
+    with every functorch transform off when that ``vmap`` is the only one (the cheapest
+    dispatch), else with that interpreter popped, so that outer transforms (a ``grad``
+    around the ``vmap``) still see the operations."""
 
-    For specs whose apply computes (a hypernetwork's output, a covariance) rather than
-    holds lazy transforms: the apply-time operations then skip the batching rules too.
-    Every tensor leaf of ``build(c)`` must derive from ``c`` (leading dims ``c.shape[:-1]``);
-    they are wrapped back at the ``vmap`` level, vmapped dim first, so the result is the
-    per-sample distribution, and its ``log_prob`` folds onto the physical one.
-    """
-
-    plan = fold_plan(params, state, c, None)
-    if plan is None or not _batched_at(c, plan.level):
-        return None
-    level, cp = plan.level, _physical(c, plan.level)
-    with retrieve_current_functorch_interpreter().lower():
-        physical = build(cp)
-    leaves, treespec = optree.tree_flatten(physical, namespace=NAMESPACE)
-    if not all(isinstance(t, Tensor) and t.dim() >= 1 and t.shape[0] == cp.shape[0] for t in leaves):
-        return None
-    dist = optree.tree_unflatten(treespec, [_add_batch_dim(t, 0, level) for t in leaves])
-    dist._fold_plan = FoldPlan(level, None, c, physical)
-    return dist
+    stack = get_interpreter_stack()
+    if stack is not None and len(stack) == 1:
+        return torch._C._DisableFuncTorch()
+    return retrieve_current_functorch_interpreter().lower()
 
 
 def _physical(t: Tensor, level: int) -> Tensor:
@@ -177,12 +191,10 @@ def folded_log_prob(
             x = x.expand(*torch.broadcast_shapes(xb, cb), *x.shape[x.dim() - event :])
         cp = _physical(c, level)
         if len(xb) > len(cb):
-            if plan.physical is not None:  # built already, on the context as it came
-                return None
             cp = cp.reshape(cp.shape[0], *(1,) * (len(xb) - len(cb)), *cp.shape[1:])
     xp = _physical(x, level) if x_b else x.expand(cp.shape[0], *x.shape)
-    with retrieve_current_functorch_interpreter().lower():
+    with _below():
         # nothing of ``dist`` is batched at ``level`` when the context is not
-        physical = (plan.physical if plan.physical is not None else plan.rebuild(cp)) if c_b else dist
+        physical = plan.rebuild(cp) if c_b else dist
         out = log_prob(physical, xp)
     return _add_batch_dim(out, 0, level)

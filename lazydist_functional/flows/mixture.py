@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 
 from ..distributions import DiagNormal, Mixture, MultivariateNormal
-from ..distributions.vmap_fold import fold_build
 from ..nn import MLP, on_device
 from ..spec import Spec
 from ._conditioner import unpack
@@ -110,11 +109,6 @@ class GMM(Spec):
         }}
 
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Mixture:
-        # inside a ``vmap`` over contexts, built once on the physical context (``vmap_fold``)
-        folded = None if self.hyper is None else fold_build(params, state, c, lambda cp: self._build(params, cp, state))
-        return self._build(params, c, state) if folded is None else folded
-
-    def _build(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Mixture:
         if self.hyper is not None:
             phi = unpack(self.hyper._apply(params["hyper"], c, {}), self.shapes)
         else:
