@@ -46,7 +46,7 @@ from __future__ import annotations
 __all__ = ["FoldPlan", "disabled", "fold_plan", "folded_log_prob"]
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,16 +148,20 @@ def _any_batched(tree: Any, level: int) -> bool:
     return False
 
 
-def _below() -> AbstractContextManager:
-    r"""Runs the enclosed code below the innermost ``vmap``:
-    with every functorch transform off when that ``vmap`` is the only one (the cheapest
-    dispatch), else with that interpreter popped, so that outer transforms (a ``grad``
-    around the ``vmap``) still see the operations."""
+@contextmanager
+def _below() -> Iterator[None]:
+    r"""Runs the enclosed code below the innermost ``vmap``: its interpreter popped (so
+    outer transforms, a ``grad`` around the ``vmap``, still see the operations, and the
+    code sees no ``vmap`` level), and every functorch key off when that ``vmap`` was the
+    only transform (the cheapest dispatch)."""
 
-    stack = get_interpreter_stack()
-    if stack is not None and len(stack) == 1:
-        return torch._C._DisableFuncTorch()
-    return retrieve_current_functorch_interpreter().lower()
+    alone = len(get_interpreter_stack() or ()) == 1
+    with retrieve_current_functorch_interpreter().lower():
+        if alone:
+            with torch._C._DisableFuncTorch():
+                yield
+        else:
+            yield
 
 
 def _physical(t: Tensor, level: int) -> Tensor:

@@ -204,14 +204,17 @@ class Flow(Composite):
         self.context = max(transform.context, base.context)
 
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> NormalizingFlow:
+        flow = self._build(params, c, state)
+        # Inside a ``vmap`` over contexts, log_prob runs as the batched call (``vmap_fold``);
+        # not with batch-statistics layers (in training mode, statistics over the batch).
+        plan = fold_plan(params, state, c, lambda cp: self._build(params, cp, state))
+        flow._fold_plan = plan if plan is None or self.in_mode("eval") is self else None
+        return flow
+
+    def _build(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> NormalizingFlow:
         transform = self.transform._apply(subtree(params, "transform"), c, subtree(state, "transform"))
         base_c = c if self.base.context else None
         base = self.base._apply(subtree(params, "base"), base_c, subtree(state, "base"))
         if c is not None:
             base = base.expand(c.shape[:-1])
-        flow = NormalizingFlow(transform, base)
-        # Inside a ``vmap`` over contexts, log_prob runs as the batched call (``vmap_fold``);
-        # not with batch-statistics layers (in training mode, statistics over the batch).
-        plan = fold_plan(params, state, c, lambda cp: self._apply(params, cp, state))
-        flow._fold_plan = plan if plan is None or self.in_mode("eval") is self else None
-        return flow
+        return NormalizingFlow(transform, base)
