@@ -1,8 +1,8 @@
 r"""ATen operations of one ``log_prob`` call per flow, and where the eager vmap/module
 ratio's floor lies (issue 15, item 2).
 
-For each flow of :data:`lazydist_functional.catalogue.FLOWS` that Zuko has (5 features,
-4 context features, Zuko's default sizes, Zuko's weights) and each N:
+For each flow of :data:`lazydist_functional.catalogue.FLOWS` (5 features, 4 context
+features, Zuko's default sizes; Zuko's weights for the flows Zuko has) and each N:
 
 (a) ``flow(c).log_prob(x)`` (our adapter module, batched),
 (b) ``vmap(lambda c, x: spec.apply(p, c).log_prob(x))(C, X)`` as it runs: folded
@@ -119,8 +119,11 @@ def _unfolded(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 def bench_flow(name: str, n: int, t_min: float, rounds: int, timer: Callable[[], float]) -> dict:
     spec = FLOWS[name].cls(FEATURES, CONTEXT)
-    ref = getattr(zuko.flows, name)(FEATURES, CONTEXT)
-    params, state = spec.split_state_dict({k: v.detach() for k, v in ref.state_dict().items()})
+    ref = getattr(zuko.flows, name)(FEATURES, CONTEXT) if name in ZUKO_FLOWS else None
+    if ref is not None:  # Zuko's weights
+        params, state = spec.split_state_dict({k: v.detach() for k, v in ref.state_dict().items()})
+    else:
+        params, state = spec.init(torch.Generator().manual_seed(0)), spec.init_state()
     module = Z.flows.to_module(spec, params, state)
     c, x = torch.randn(n, CONTEXT), sample_input(name, (n, FEATURES))
     plans = []
@@ -140,7 +143,8 @@ def bench_flow(name: str, n: int, t_min: float, rounds: int, timer: Callable[[],
         "rebuild": lambda: spec._apply(params, c, state),
     }
     counts = {k: count(fns[k]) for k in ("module", "vmap", "vmap_nofold")}
-    counts["zuko"] = count(lambda: ref(c).log_prob(x))
+    if ref is not None:
+        counts["zuko"] = count(lambda: ref(c).log_prob(x))
     batched = count(fold, BatchedCalls)
     plans.clear()
     with torch.no_grad():
@@ -157,24 +161,24 @@ def bench_flow(name: str, n: int, t_min: float, rounds: int, timer: Callable[[],
     row = {
         "flow": name, "n": n, "folds": plan is not None,
         "ops_module": ops["module"], "ops_vmap": ops["vmap"], "ops_vmap_nofold": ops["vmap_nofold"],
-        "ops_zuko": ops["zuko"], "batched_calls": n_batched,
+        "ops_zuko": ops.get("zuko", "-"), "batched_calls": n_batched,
         "module_us": t["module"] * 1e6, "vmap_us": t["vmap"] * 1e6, "vmap_nofold_us": t["vmap_nofold"] * 1e6,
-        "vmap_over_module": t["vmap"] / t["module"], "nofold_over_module": t["vmap_nofold"] / t["module"],
+        "vmap_minus_module_us": (t["vmap"] - t["module"]) * 1e6, "vmap_over_module": t["vmap"] / t["module"], "nofold_over_module": t["vmap_nofold"] / t["module"],
         "vmap_machinery_us": t_vmap * 1e6, "rebuild_us": t_rebuild * 1e6, "us_per_batched_op": per_op * 1e6,
         "floor_us": floor * 1e6, "floor_over_module": floor / t["module"],
         "nofold_only_ops": " ".join(f"{k}x{v}" for k, v in diff.most_common(5)),
         "batched_calls_by_name": " ".join(f"{k}x{v}" for k, v in batched.most_common(5)),
         "counts": {k: dict(v.most_common()) for k, v in counts.items()},
     }
-    print(f"{name:8s} N={n:5d} ops a {ops['module']:4d} b {ops['vmap']:4d} b0 {ops['vmap_nofold']:4d} "
-          f"zuko {ops['zuko']:4d} batched {n_batched:3d}  b/a {row['vmap_over_module']:.2f} "
+    print(f"{name:9s} N={n:5d} ops a {ops['module']:4d} b {ops['vmap']:4d} b0 {ops['vmap_nofold']:4d} "
+          f"zuko {row['ops_zuko']!s:>4s} batched {n_batched:3d}  b/a {row['vmap_over_module']:.2f} "
           f"b0/a {row['nofold_over_module']:.2f} floor/a {row['floor_over_module']:.2f}", flush=True)
     return row
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--flows", default=",".join(ZUKO_FLOWS))
+    p.add_argument("--flows", default=",".join(FLOWS))
     p.add_argument("--n", default="256,1024", help="comma-separated batch sizes")
     p.add_argument("--timer", choices=("wall", "thread"), default="thread")
     args = p.parse_args()
@@ -186,10 +190,10 @@ def main() -> None:
     print(markdown_table(
         rows,
         ["flow", "n", "ops_module", "ops_vmap", "ops_vmap_nofold", "ops_zuko", "batched_calls", "module_us", "vmap_us",
-         "vmap_over_module", "nofold_over_module", "vmap_machinery_us", "rebuild_us", "us_per_batched_op",
+         "vmap_minus_module_us", "vmap_over_module", "nofold_over_module", "vmap_machinery_us", "rebuild_us", "us_per_batched_op",
          "floor_over_module", "nofold_only_ops"],
         ["flow", "N", "ops (a) module", "ops (b) vmap", "ops (b0) no fold", "ops Zuko", "calls of (b) batched",
-         "(a) µs", "(b) µs", "(b)/(a)", "(b0)/(a)", "vmap machinery µs", "rebuild µs", "µs per batched op",
+         "(a) µs", "(b) µs", "(b)-(a) µs", "(b)/(a)", "(b0)/(a)", "vmap machinery µs", "rebuild µs", "µs per batched op",
          "floor/(a)", "ops only in (b0)"],
     ))
     write_json("op_count", {"quick": args.quick, "n": sizes, "features": FEATURES, "context": CONTEXT,

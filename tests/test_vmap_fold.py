@@ -140,6 +140,15 @@ def test_no_fold_with_batched_parameters_or_batch_statistics():
     assert plans[-1] is None
 
 
+@pytest.mark.parametrize(("name", "folds"), [("MAF", True), ("RealNVP", True), ("Planar", False), ("Radial", False)])
+def test_folds_only_flows_whose_apply_holds_the_context(name, folds):
+    # Planar's apply runs its hypernetwork on the context: a rebuild would run it twice
+    spec, params, state, c, x = _setup(name)
+    plans = []
+    vmap(lambda ci: plans.append(spec.apply(params, ci, state=state)._fold_plan) or ci)(c)
+    assert (plans[-1] is not None) is folds
+
+
 def test_disabled_gives_the_batching_rules_the_same_values():
     spec, params, state, c, x = _setup("NSF")
     f = vmap(lambda ci, xi: spec.apply(params, ci, state=state).log_prob(xi))

@@ -43,7 +43,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["FoldPlan", "disabled", "fold_plan", "folded_log_prob"]
+__all__ = ["FoldPlan", "disabled", "fold_plan", "folded_log_prob", "holds_only_context"]
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -129,6 +129,17 @@ def fold_plan(
     if _any_batched(params, level) or _any_batched(state, level):
         return None
     return FoldPlan(level, rebuild, c)
+
+
+def holds_only_context(dist: Distribution, c: Tensor | None, level: int) -> bool:
+    r"""Whether the only leaf of ``dist`` batched at ``level`` is the context ``c`` itself:
+    the apply computed nothing from the context (lazy transforms, whose networks run in
+    ``log_prob``), so a rebuild on the physical context costs object creation only. Where
+    the apply computes from the context (a hypernetwork run at apply time, as Planar's), a
+    rebuild would run that work twice: such distributions do not fold."""
+
+    leaves = optree.tree_leaves(dist, namespace=NAMESPACE)
+    return all(t is c for t in leaves if _batched_at(t, level))
 
 
 def _any_batched(tree: Any, level: int) -> bool:

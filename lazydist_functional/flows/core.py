@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..distributions import NormalizingFlow
-from ..distributions.vmap_fold import fold_plan
+from ..distributions.vmap_fold import fold_plan, holds_only_context
 from ..nn import is_meta
 from ..spec import Spec
 from ..trees import tree_cast
@@ -205,11 +205,21 @@ class Flow(Composite):
 
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> NormalizingFlow:
         flow = self._build(params, c, state)
-        # Inside a ``vmap`` over contexts, log_prob runs as the batched call (``vmap_fold``);
-        # not with batch-statistics layers (in training mode, statistics over the batch).
+        # Inside a ``vmap`` over contexts, log_prob runs as the batched call (``vmap_fold``)
         plan = fold_plan(params, state, c, lambda cp: self._build(params, cp, state))
-        flow._fold_plan = plan if plan is None or self.in_mode("eval") is self else None
+        flow._fold_plan = plan if plan is not None and self._foldable(flow, c, plan.level) else None
         return flow
+
+    def _foldable(self, flow: NormalizingFlow, c: Tensor | None, level: int) -> bool:
+        r"""Whether this flow's ``log_prob`` may fold (``vmap_fold``): not with batch-statistics
+        layers (in training mode, statistics over the batch), nor when the apply computes
+        from the context (the fold's rebuild would compute it twice). Structural, so cached."""
+
+        foldable = self.__dict__.get("_foldable_cache")
+        if foldable is None:
+            foldable = self.in_mode("eval") is self and holds_only_context(flow, c, level)
+            self.__dict__["_foldable_cache"] = foldable
+        return foldable
 
     def _build(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> NormalizingFlow:
         transform = self.transform._apply(subtree(params, "transform"), c, subtree(state, "transform"))
