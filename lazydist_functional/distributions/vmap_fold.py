@@ -43,7 +43,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["FoldPlan", "disabled", "fold_plan", "folded_log_prob", "holds_only_context"]
+__all__ = ["FoldPlan", "disabled", "fold_plan", "folded_log_prob", "holds_only_context", "is_batched_at"]
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -100,7 +100,9 @@ def disabled() -> Iterator[None]:
         _ENABLED[0] = previous
 
 
-def _batched_at(t: Any, level: int) -> bool:
+def is_batched_at(t: Any, level: int) -> bool:
+    r"""Whether ``t`` is a tensor batched by the ``vmap`` of ``level``."""
+
     return isinstance(t, Tensor) and is_batchedtensor(t) and maybe_get_level(t) == level
 
 
@@ -139,7 +141,7 @@ def holds_only_context(dist: Distribution, c: Tensor | None, level: int) -> bool
     rebuild would run that work twice: such distributions do not fold."""
 
     leaves = optree.tree_leaves(dist, namespace=NAMESPACE)
-    return all(t is c for t in leaves if _batched_at(t, level))
+    return all(t is c for t in leaves if is_batched_at(t, level))
 
 
 def _any_batched(tree: Any, level: int) -> bool:
@@ -154,8 +156,9 @@ def _any_batched(tree: Any, level: int) -> bool:
         elif isinstance(node, Tensor):
             if is_batchedtensor(node) and maybe_get_level(node) == level:
                 return True
-        elif node is not None and any(_batched_at(t, level) for t in optree.tree_leaves(node, namespace=NAMESPACE)):
-            return True
+        elif node is not None:
+            if any(is_batched_at(t, level) for t in optree.tree_leaves(node, namespace=NAMESPACE)):
+                return True
     return False
 
 
@@ -193,7 +196,7 @@ def folded_log_prob(
     if plan is None or _vmap_level() != plan.level:
         return None
     level, c = plan.level, plan.context
-    x_b, c_b = _batched_at(x, level), _batched_at(c, level)
+    x_b, c_b = is_batched_at(x, level), is_batched_at(c, level)
     if not (x_b or c_b):
         return None
     cp = None

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..distributions import NormalizingFlow
-from ..distributions.vmap_fold import fold_plan, holds_only_context
+from ..distributions.vmap_fold import fold_plan, holds_only_context, is_batched_at
 from ..nn import is_meta
 from ..spec import Spec
 from ..trees import tree_cast
@@ -63,6 +63,16 @@ class Composite(Spec):
 
     def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:
         return self._each(lambda p: p.init_state(dtype=dtype, device=device))
+
+
+def _folds(spec: Spec) -> bool:
+    r"""Whether no part of ``spec`` opts out of the vmap fold (``vmap_fold = False``: a part
+    whose batched call is not the stack of its per-sample calls, e.g. an adaptive ODE solver)."""
+
+    if not getattr(spec, "vmap_fold", True):
+        return False
+    parts = spec.parts() if isinstance(spec, Composite) else {}
+    return all(_folds(p) for part in parts.values() for p in (part if isinstance(part, tuple) else (part,)))
 
 
 def subtree(tree: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
@@ -217,7 +227,9 @@ class Flow(Composite):
 
         foldable = self.__dict__.get("_foldable_cache")
         if foldable is None:
-            foldable = self.in_mode("eval") is self and holds_only_context(flow, c, level)
+            if c is None or not is_batched_at(c, level):  # nothing to learn from this call
+                return self.in_mode("eval") is self
+            foldable = self.in_mode("eval") is self and _folds(self) and holds_only_context(flow, c, level)
             self.__dict__["_foldable_cache"] = foldable
         return foldable
 
