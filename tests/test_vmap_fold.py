@@ -165,3 +165,21 @@ def test_compiled_vmap_traces_in_one_graph(name):
     f = vmap(lambda ci, xi: spec.apply(params, ci, state=state).log_prob(xi))
     compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(c, x), _loop(spec, params, state, c, x))
+
+
+def test_backward_through_the_fold_equals_the_batching_rules():
+    # plain autograd (``.backward()``, parameters requiring grad) records the folded call
+    spec, params, state, c, x = _setup("NSF")
+
+    def grads(fold: bool) -> list:
+        q = torch.utils._pytree.tree_map(lambda t: t.clone().requires_grad_(True), params)
+        f = vmap(lambda ci, xi: spec.apply(q, ci, state=state).log_prob(xi))
+        if fold:
+            f(c, x).sum().backward()
+        else:
+            with vmap_fold.disabled():
+                f(c, x).sum().backward()
+        return torch.utils._pytree.tree_leaves(torch.utils._pytree.tree_map(lambda t: t.grad, q))
+
+    for a, b in zip(grads(True), grads(False), strict=True):
+        torch.testing.assert_close(a, b)
