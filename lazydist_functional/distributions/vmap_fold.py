@@ -24,12 +24,15 @@ batched at that level (ensembles, per-sample parameters: a weight with a leading
 dim is not a batch of the same network), the innermost transform is not a ``vmap`` (a
 ``grad`` inside the ``vmap``), ``torch.compile`` is tracing (the compiler batches and
 fuses the plain graph itself), the flow has batch-statistics layers (in training mode
-their statistics are over the batch), or the distribution was not built by
-``Flow._apply`` inside that very ``vmap`` level (GMM's mixture, GF's own class).
+their statistics are over the batch), a part opts out (``vmap_fold = False``: CNF's
+adaptive solver, whose steps depend on the whole batch), the apply computes from the
+context (Planar, Radial, Sylvester: the rebuild would run their hypernetworks twice), or
+the distribution was not built by ``Flow._apply`` inside that very ``vmap`` level (GMM's
+mixture, GF's own class).
 
-The fold costs a second apply (cheap: the flows' transforms are lazy, their networks run
-in ``log_prob``) and a walk of the parameter tree, tens of µs in all, against 1.5-5 µs
-per batching rule it skips.
+The fold costs a second apply (object creation only: the folded flows' transforms are
+lazy, their networks run in ``log_prob``) and a walk of the parameter tree, 40-60 µs in
+all on a CPU, against 1.5-5 µs per batching rule it skips.
 
 Example:
     >>> from lazydist_functional.flows import MAF
