@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .pytree import flatten_names, tree_flatten
+from .pytree import flatten_names
 
 __all__ = [
     "ContextError",
@@ -86,17 +86,34 @@ def check_tree(
 
     key = None
     if seen is not None and isinstance(tree, dict) and not torch.compiler.is_compiling():
-        leaves, treespec = tree_flatten(tree)
-        if all(isinstance(leaf, Tensor) for leaf in leaves):
-            key = (treespec, tuple((leaf.shape, leaf.dtype) for leaf in leaves))
-            if key in seen:
-                return seen[key]
+        key = _signature(tree)
+        if key is not None and key in seen:
+            return seen[key]
     batch = _check_tree_slow(what, tree, expected, floating)
     if key is not None:
         if len(seen) >= SEEN_LIMIT:  # bounded: a new stack size or dtype evicts the oldest signature
             del seen[next(iter(seen))]
         seen[key] = batch
     return batch
+
+
+def _signature(tree: dict) -> tuple | None:
+    r"""The structure, leaf shapes and leaf dtypes of a nested ``dict`` of tensors, as a
+    hashable key (``None`` for any other kind of node or leaf). A plain walk: it runs on
+    every ``apply``, and costs a few microseconds where a generic pytree flatten costs tens."""
+
+    items: list[tuple] = []
+    for key, value in tree.items():
+        if isinstance(value, Tensor):
+            items.append((key, value.shape, value.dtype))
+        elif type(value) is dict:
+            sub = _signature(value)
+            if sub is None:
+                return None
+            items.append((key, sub))
+        else:
+            return None
+    return tuple(items)
 
 
 #: The most tree signatures one spec remembers as checked (:func:`check_tree`'s ``seen``).

@@ -13,6 +13,7 @@ from ..pytree import first_float, register_pytree_class
 from ..transforms.base import call_and_ladj, sum_rightmost
 from .base import FunctionalDistribution, check_sample
 from .draws import Draws, draw
+from .vmap_fold import folded_log_prob
 
 
 def _dtype_of(d: Distribution) -> torch.dtype | None:
@@ -82,6 +83,10 @@ class NormalizingFlow(FunctionalDistribution):
         batch = torch.broadcast_shapes(x.shape[: x.dim() - len(event)], self.batch_shape)
         if x.shape[: x.dim() - len(event)] != batch:
             x = x.expand(batch + event)
+        out = folded_log_prob(self, x, NormalizingFlow._log_prob)
+        return self._log_prob(x) if out is None else out
+
+    def _log_prob(self, x: Tensor) -> Tensor:
         z, ladj = call_and_ladj(self.transform, x)
         return self.base.log_prob(z) + sum_rightmost(ladj, self.reinterpreted)
 

@@ -114,6 +114,9 @@ class FFJTransform(Spec):
         self.atol, self.rtol = atol, rtol
         self.exact = bool(exact)
         self.steps = steps if steps is None or steps == "auto" else int(steps)
+        # per-sample log_prob under vmap may run batched (``vmap_fold``) only with fixed steps:
+        # the adaptive solver's steps depend on the whole batch ("auto" is fixed under vmap)
+        self.vmap_fold = isinstance(self.steps, int)
         self.method = str(method)
         self.ode = MLP(self.features + self.context + 2 * self.freqs, self.features, **kwargs)
         manual_ok = type(self.ode.act) in ACTIVATION_DERIVATIVES and not self.ode.normalize

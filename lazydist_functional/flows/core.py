@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..distributions import NormalizingFlow
+from ..distributions.vmap_fold import fold_plan, holds_only_context, is_batched_at
 from ..nn import is_meta
 from ..spec import Spec
 from ..trees import tree_cast
@@ -62,6 +63,16 @@ class Composite(Spec):
 
     def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:
         return self._each(lambda p: p.init_state(dtype=dtype, device=device))
+
+
+def _folds(spec: Spec) -> bool:
+    r"""Whether no part of ``spec`` opts out of the vmap fold (``vmap_fold = False``: a part
+    whose batched call is not the stack of its per-sample calls, e.g. an adaptive ODE solver)."""
+
+    if not getattr(spec, "vmap_fold", True):
+        return False
+    parts = spec.parts() if isinstance(spec, Composite) else {}
+    return all(_folds(p) for part in parts.values() for p in (part if isinstance(part, tuple) else (part,)))
 
 
 def subtree(tree: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
@@ -203,6 +214,26 @@ class Flow(Composite):
         self.context = max(transform.context, base.context)
 
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> NormalizingFlow:
+        flow = self._build(params, c, state)
+        # Inside a ``vmap`` over contexts, log_prob runs as the batched call (``vmap_fold``)
+        plan = fold_plan(params, state, c, lambda cp: self._build(params, cp, state))
+        flow._fold_plan = plan if plan is not None and self._foldable(flow, c, plan.level) else None
+        return flow
+
+    def _foldable(self, flow: NormalizingFlow, c: Tensor | None, level: int) -> bool:
+        r"""Whether this flow's ``log_prob`` may fold (``vmap_fold``): not with batch-statistics
+        layers (in training mode, statistics over the batch), nor when the apply computes
+        from the context (the fold's rebuild would compute it twice). Structural, so cached."""
+
+        foldable = self.__dict__.get("_foldable_cache")
+        if foldable is None:
+            if c is None or not is_batched_at(c, level):  # nothing to learn from this call
+                return self.in_mode("eval") is self
+            foldable = self.in_mode("eval") is self and _folds(self) and holds_only_context(flow, c, level)
+            self.__dict__["_foldable_cache"] = foldable
+        return foldable
+
+    def _build(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> NormalizingFlow:
         transform = self.transform._apply(subtree(params, "transform"), c, subtree(state, "transform"))
         base_c = c if self.base.context else None
         base = self.base._apply(subtree(params, "base"), base_c, subtree(state, "base"))

@@ -42,12 +42,19 @@ class MonotonicAffineTransform(FunctionalTransform):
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         log_scale = self.log_scale
         y = x * log_scale.exp() + self.shift
-        return y, log_scale.expand(y.shape)
+        return y, _expanded(log_scale, y.shape)
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         log_scale = self.log_scale
         x = (y - self.shift) * torch.exp(-log_scale)
-        return x, (-log_scale).expand(x.shape)
+        return x, _expanded(-log_scale, x.shape)
+
+
+def _expanded(t: Tensor, shape: torch.Size) -> Tensor:
+    r"""``t`` expanded to ``shape``; ``t`` itself when it has that shape (an ``expand`` to
+    the same shape is still one operation, two under ``vmap``)."""
+
+    return t if t.shape == shape else t.expand(shape)
 
 
 @register_pytree_class(children=("shift",))

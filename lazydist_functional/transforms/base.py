@@ -228,10 +228,11 @@ class ComposedTransform(FunctionalTransform):
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         dim = self._event_dims[0]
-        total = 0
+        total = None  # not 0: ``0 + ladj`` is one more operation (three under ``vmap``)
         for t in self.transforms:
             x, ladj = call_and_ladj(t, x)
-            total = total + sum_rightmost(ladj, dim - _event_dim(t.domain))
+            ladj = sum_rightmost(ladj, dim - _event_dim(t.domain))
+            total = ladj if total is None else total + ladj
             dim += _event_dim(t.codomain) - _event_dim(t.domain)
         return x, total
 
