@@ -50,6 +50,7 @@ __all__ = ["FoldPlan", "disabled", "fold_plan", "folded_log_prob", "holds_only_c
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +84,8 @@ class FoldPlan:
     context: Tensor | None
 
 
-_ENABLED = [True]
+#: Whether folding is on in this thread or task (:func:`disabled` turns it off locally).
+_ENABLED: ContextVar[bool] = ContextVar("lazydist_functional_vmap_fold", default=True)
 
 
 @contextmanager
@@ -96,11 +98,11 @@ def disabled() -> Iterator[None]:
         ...     pass
     """
 
-    previous, _ENABLED[0] = _ENABLED[0], False
+    token = _ENABLED.set(False)
     try:
         yield
     finally:
-        _ENABLED[0] = previous
+        _ENABLED.reset(token)
 
 
 def is_batched_at(t: Any, level: int) -> bool:
@@ -113,7 +115,7 @@ def _vmap_level() -> int | None:
     r"""The level of the innermost transform when it is a ``vmap`` (and nothing is being
     compiled), else ``None``."""
 
-    if torch.compiler.is_compiling() or not _ENABLED[0]:
+    if torch.compiler.is_compiling() or not _ENABLED.get():
         return None
     interpreter = peek_interpreter_stack()
     if interpreter is None or interpreter.key() != TransformType.Vmap:
