@@ -153,17 +153,18 @@ class TailProblem(NamedTuple):
     the smallest normal number when :math:`y` lies outside the image of :math:`f`); ``z``
     the unclipped quantile (detached); ``slope`` :math:`\pm e^{a_k} / \sqrt 2` and
     ``offset`` :math:`\pm b_k / \sqrt 2`, shape :math:`(K, n, M)`; ``log_scale``
-    :math:`a_k`, shape :math:`(K, n, 1)` (only for the log-space sums, else ``None``)."""
+    :math:`a_k`, shape :math:`(K, n, 1)` (the density's terms are
+    :math:`e^{a_k - w_k^2} = \sqrt 2 |\text{slope}_k| e^{-w_k^2}`, one ``exp`` each)."""
 
     sign: Tensor
     level: Tensor
     z: Tensor
     slope: Tensor
     offset: Tensor
-    log_scale: Tensor | None
+    log_scale: Tensor
 
     def detach(self) -> TailProblem:
-        return TailProblem(*(None if t is None else t.detach() for t in self))
+        return TailProblem(*(t.detach() for t in self))
 
 
 def tail_problem(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float) -> TailProblem:
@@ -184,7 +185,7 @@ def tail_problem(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float) -> Ta
     z = (root - _C) * sign
     slope = (torch.exp(log_scale) * _SQRT_HALF).T[..., None]  # (K, n, 1)
     offset = (shift * _SQRT_HALF).T[..., None]
-    return TailProblem(sign, level, z, slope * sign, offset * sign, None if clip > 0 else log_scale.T[..., None])
+    return TailProblem(sign, level, z, slope * sign, offset * sign, log_scale.T[..., None])
 
 
 def newton_delta(p: TailProblem, x: Tensor, log_space: bool = False) -> Tensor:
@@ -204,8 +205,8 @@ def newton_delta(p: TailProblem, x: Tensor, log_space: bool = False) -> Tensor:
         return (log_mass - p.level) * torch.exp(log_mass - log_density) * (p.sign * math.sqrt(math.pi / 2))
     w = w.clamp_max(_ERFC_CAP)
     mass = torch.special.erfc(w).sum(dim=0)
-    density = (torch.exp(-(w * w)) * p.slope).sum(dim=0)
-    return (torch.log(mass) - p.level) * mass / density * (math.sqrt(math.pi) / 2)
+    density = torch.exp(torch.addcmul(p.log_scale, w, w, value=-1)).sum(dim=0)  # sqrt 2 |D|
+    return (torch.log(mass) - p.level) * mass / density * (p.sign * math.sqrt(math.pi / 2))
 
 
 def newton_step(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor,
