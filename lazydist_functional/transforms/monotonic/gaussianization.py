@@ -118,12 +118,18 @@ class GaussianizationTransform(MonotonicTransform):
         (the shrunk CDF stays at least :math:`c / 2` away from 0 and 1), each side from
         its own tail so that :math:`1 - m` never cancels."""
 
+        # One erfc per component: erfc(-t) = 2 - erfc(t) (bit for bit as torch's erfc of a
+        # negative argument), the smaller tail erfc(|u| / sqrt 2) computed directly.
         c = self.clip
-        p = (1 - c) * (0.5 * torch.special.erfc(-u / math.sqrt(2))).mean(dim=-1) + c / 2
-        q = (1 - c) * (0.5 * torch.special.erfc(u / math.sqrt(2))).mean(dim=-1) + c / 2
+        small = torch.special.erfc(u.abs() / math.sqrt(2))
+        large = 2 - small
+        upper = u >= 0
+        p = (1 - c) * (torch.where(upper, large, small).mean(dim=-1) * 0.5) + c / 2
+        q = (1 - c) * (torch.where(upper, small, large).mean(dim=-1) * 0.5) + c / 2
+        # One quantile: of the smaller of p and q (<= 1/2, finite), mirrored.
         lower = p < 0.5
-        half = torch.full_like(p, 0.5)
-        return torch.where(lower, ndtri(torch.where(lower, p, half)), -ndtri(torch.where(lower, half, q)))
+        z = ndtri(torch.where(lower, p, q))
+        return torch.where(lower, z, -z)
 
     def _unclipped(self, u: Tensor) -> Tensor:
         r""":math:`\Phi^{-1}(m)` in log space, far into both tails."""
@@ -132,9 +138,8 @@ class GaussianizationTransform(MonotonicTransform):
         log_p = torch.logsumexp(log_ndtr(u), dim=-1) - math.log(K)
         log_q = torch.logsumexp(log_ndtr(-u), dim=-1) - math.log(K)
         lower = log_p < LOG_HALF
-        half = torch.full_like(log_p, LOG_HALF)
-        return torch.where(lower, ndtri_exp(torch.where(lower, log_p, half)),
-                           -ndtri_exp(torch.where(lower, half, log_q)))
+        z = ndtri_exp(torch.where(lower, log_p, log_q))  # the smaller tail's quantile, mirrored
+        return torch.where(lower, z, -z)
 
     def _value(self, u: Tensor) -> Tensor:
         return self._clipped(u) if self.clip > 0 else self._unclipped(u)
