@@ -2,9 +2,11 @@ r"""Every flow of the catalogue against Zuko 1.6, same weights, side by side in 
 
 For each flow of :data:`lazydist_functional.catalogue.FLOWS` (3 features, 2 context
 features, Zuko's default sizes; Zuko's weights loaded with ``spec.split_state_dict``)
-and N = 1024: ``log_prob`` time ours / Zuko (module path), and vmap of the pure apply
-over per-sample contexts / our module path. Zuko's ``vmap`` is not timed: it fails for
-most of these flows (``benchmarks/zuko_failures.py``).
+and N = 1024: ``log_prob`` time ours / Zuko (module path), vmap of the pure apply
+over per-sample contexts / our module path, and ``sample()`` of the N contexts' flows
+(one draw per context, i.e. the inverse with per-sample parameters) ours / Zuko (module
+path; same weights, not the same random numbers). Zuko's ``vmap`` is not timed: it fails
+for most of these flows (``benchmarks/zuko_failures.py``).
 
 Usage: ``python benchmarks/catalogue.py [--quick]``; writes ``results/catalogue.json``.
 """
@@ -33,10 +35,12 @@ def bench(name: str, n: int, t_min: float, rounds: int) -> dict:
             "ours": lambda: ours(c).log_prob(x),
             "vmap": lambda: vmap(lambda ci, xi: spec.apply(params, ci, state=state).log_prob(xi))(c, x),
         }, t_min, rounds)
+        s = compare({"zuko": lambda: ref(c).sample(), "ours": lambda: ours(c).sample()}, t_min, rounds)
     row = {"flow": name, "n": n, "max_abs_diff": err, **{f"{k}_s": v for k, v in t.items()},
-           "ours_over_zuko": t["ours"] / t["zuko"], "vmap_over_module": t["vmap"] / t["ours"]}
+           "ours_over_zuko": t["ours"] / t["zuko"], "vmap_over_module": t["vmap"] / t["ours"],
+           "sample_zuko_s": s["zuko"], "sample_ours_s": s["ours"], "sample_ours_over_zuko": s["ours"] / s["zuko"]}
     print(f"{name:8s} ours/zuko {row['ours_over_zuko']:5.2f}  vmap/module {row['vmap_over_module']:5.2f}  "
-          f"|diff| {err:.1e}", flush=True)
+          f"sample ours/zuko {row['sample_ours_over_zuko']:5.2f}  |diff| {err:.1e}", flush=True)
     return row
 
 
@@ -47,8 +51,9 @@ def main() -> None:
     t_min = setup(args)
     rows = [bench(name, args.n, t_min, 1 if args.quick else 3) for name in ZUKO_FLOWS]
     print()
-    print(markdown_table(rows, ["flow", "ours_over_zuko", "vmap_over_module", "max_abs_diff"],
-                         ["flow", "log_prob ours / Zuko", "vmap / module", "max abs diff vs Zuko"]))
+    print(markdown_table(rows, ["flow", "ours_over_zuko", "vmap_over_module", "sample_ours_over_zuko", "max_abs_diff"],
+                         ["flow", "log_prob ours / Zuko", "vmap / module", "sample ours / Zuko",
+                          "max abs diff vs Zuko"]))
     write_json("catalogue", {"quick": args.quick, "rows": rows}, args.out)
 
 

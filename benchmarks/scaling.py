@@ -18,7 +18,8 @@ in N and K; in features, the masked networks' first and last layers grow linearl
       NAF/UNAF the floor also holds the GEMMs of their monotonic networks (weights
       stacked over features, one batched matmul per layer): the first layer's
       signal part once on N rows, the other layers on R N rows, R = 2 for NAF (value and
-      tangent) and R = 33 for UNAF (32 Gauss-Legendre nodes and g(x)).
+      tangent) and R = 33 for UNAF (32 Gauss-Legendre nodes and g(x)). For GF
+      (:data:`ELEMENTWISE_FLOOR`) ``--floor`` also times the element-wise work alone.
 
 Usage: ``python benchmarks/scaling.py [--quick]``; writes ``results/scaling.json`` and
 ``results/scaling.png``.
@@ -95,6 +96,12 @@ def stacked_layers(params: Any) -> list[tuple[str, Tensor, Tensor | None]]:
 #: sample read from a network output), the cost a fully vectorized element-wise kernel would have.
 FLOOR_OPTIONS = {"cpp.enable_tiling_heuristics": False}
 
+#: Flows whose networks all run at ``apply`` (element-wise transforms of the context): with
+#: ``--floor`` their element-wise work alone is timed too, ``log_prob`` of the distribution built
+#: beforehand, compiled (no GEMM left in it but the :math:`D \times D` rotations); the floor is
+#: (GEMMs + that) / GEMMs, what the compiled ``log_prob`` costs if nothing overlaps.
+ELEMENTWISE_FLOOR = ("GF",)
+
 
 def gemm_ratio(name: str, n: int, t_min: float, rounds: int, compiled: bool, floor: bool = False) -> dict:
     spec = FLOWS[name].cls(5, CONTEXT)
@@ -131,6 +138,15 @@ def gemm_ratio(name: str, n: int, t_min: float, rounds: int, compiled: bool, flo
                 vectorized = torch.compile(all_vectorized, dynamic=False, options=FLOOR_OPTIONS)
                 vectorized(c, x)
                 fns["vectorized"] = lambda: vectorized(c, x)
+            if floor and name in ELEMENTWISE_FLOOR:
+                built = spec.apply(params, c, state=state)
+
+                def elementwise(x: Tensor) -> Tensor:
+                    return built.log_prob(x)
+
+                alone = torch.compile(elementwise, dynamic=False)
+                alone(x)
+                fns["elementwise"] = lambda: alone(x)
         t = compare(fns, t_min, rounds)
     row = {"flow": name, "n": n, "layers": len(layers) + len(stacked), **{f"{k}_s": v for k, v in t.items()},
            "log_prob_over_gemm": t["log_prob"] / t["gemm"]}
@@ -138,6 +154,10 @@ def gemm_ratio(name: str, n: int, t_min: float, rounds: int, compiled: bool, flo
         row["compiled_over_gemm"] = t["compiled"] / t["gemm"]
     if "vectorized" in t:
         row["vectorized_over_gemm"] = t["vectorized"] / t["gemm"]
+    if "elementwise" in t:
+        row["floor_over_gemm"] = (t["gemm"] + t["elementwise"]) / t["gemm"]
+        print(f"{name:8s} element-wise work alone (compiled) {t['elementwise'] / t['gemm']:.2f} x the GEMMs: "
+              f"floor (GEMMs + it) / GEMMs {row['floor_over_gemm']:.2f}", flush=True)
     print(f"{name:8s} N={n} log_prob/GEMM {row['log_prob_over_gemm']:6.2f}, compiled "
           f"{row.get('compiled_over_gemm', float('nan')):6.2f}, all kernels vectorized "
           f"{row.get('vectorized_over_gemm', float('nan')):6.2f} ({row['layers']} layers)", flush=True)
@@ -170,9 +190,10 @@ def main() -> None:
                          ["flow", "growth in", "log-log slope (upper half)", "slope (all sizes)"]))
     print()
     print(markdown_table(gemm, ["flow", "n", "layers", "log_prob_s", "gemm_s", "log_prob_over_gemm", "compiled_over_gemm",
-                                "vectorized_over_gemm"],
+                                "vectorized_over_gemm", "floor_over_gemm"],
                          ["flow", "N", "linear layers", "log_prob (s)", "GEMMs (s)", "eager / GEMM", "compiled / GEMM",
-                          "compiled, all kernels vectorized / GEMM (--floor)"]))
+                          "compiled, all kernels vectorized / GEMM (--floor)",
+                          "(GEMMs + compiled element-wise work alone) / GEMM (--floor, GF)"]))
     write_json("scaling" if sweeps else "scaling_gemm", {"quick": q, "sweeps": sweeps, "gemm": gemm}, args.out)
     if not sweeps:
         return

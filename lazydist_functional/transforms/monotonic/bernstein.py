@@ -4,7 +4,6 @@ from __future__ import annotations
 
 __all__ = ["BernsteinTransform", "BoundedBernsteinTransform"]
 
-import functools
 import math
 
 import torch
@@ -13,19 +12,7 @@ from torch import Tensor
 
 from ...pytree import register_pytree_class
 from .base import MonotonicTransform
-
-
-@functools.lru_cache(maxsize=64)
-def _constants(order: int) -> tuple[tuple[float, ...], ...]:
-    r"""The powers :math:`i` and :math:`M - i` and :math:`\log \binom{M}{i}`, :math:`i = 0..M`
-    (Python floats)."""
-
-    lgamma = math.lgamma
-    return (
-        tuple(float(k) for k in range(order + 1)),
-        tuple(float(order - k) for k in range(order + 1)),
-        tuple(lgamma(order + 1) - lgamma(k + 1) - lgamma(order - k + 1) for k in range(order + 1)),
-    )
+from .bernstein_inverse import _constants, solve_unit
 
 
 def _bernstein(t: Tensor, order: int) -> tuple[Tensor, Tensor]:
@@ -150,14 +137,14 @@ class BernsteinTransform(MonotonicTransform):
         y, dy = self.value_and_derivative(x, unrolled=torch.compiler.is_compiling())
         return y, dy.log()
 
-    def _initial_guess(self, y: Tensor) -> Tensor:
-        r"""The inverse of the control polygon: the coefficients :math:`\theta_i` are the
-        values of a piecewise-linear increasing function at :math:`t = i / M`, which the
-        polynomial follows to :math:`O(1/M)`; its inverse at :math:`y` starts Newton's
-        method next to the root (coefficients of a trained flow are steep, and from
-        :math:`x = y` the iterations spend themselves on bisecting)."""
+    def _polygon(self, y: Tensor) -> Tensor:
+        r"""The inverse of the control polygon, in unit coordinates: the coefficients
+        :math:`\theta_i` are the values of a piecewise-linear increasing function at
+        :math:`t = i / M`, which the polynomial follows to :math:`O(1/M)`; its inverse at
+        :math:`y` starts Newton's method next to the root (coefficients of a trained flow
+        are steep, and from :math:`x = y` the iterations spend themselves on bisecting)."""
 
-        theta = self.theta
+        theta = self.theta.detach()
         M = self.order
         # The segment [theta_k, theta_k+1] of y (the end segments beyond the ends).
         k = (theta[..., 1:-1] <= y[..., None]).sum(dim=-1, keepdim=True)
@@ -165,16 +152,37 @@ class BernsteinTransform(MonotonicTransform):
         lo, hi = theta.gather(-1, k).squeeze(-1), theta.gather(-1, k + 1).squeeze(-1)
         # (Increments that round to 0 in float32 would give 0 / 0: a positive floor.)
         u = ((y - lo) / (hi - lo).clamp_min(torch.finfo(y.dtype).tiny)).clamp(0.0, 1.0)
-        t = (k.squeeze(-1) + u) / M
-        return (2 * t - 1) * self.bound
+        return (k.squeeze(-1) + u) / M
+
+    def _initial_guess(self, y: Tensor) -> Tensor:
+        r"""The inverse of the control polygon (see :meth:`_polygon`) at :math:`y`."""
+
+        return (2 * self._polygon(y) - 1) * self.bound
 
     def _solve(self, y: Tensor) -> Tensor:
+        r"""The polynomial's root on its proven bracket :math:`t \in [\epsilon, 1 - \epsilon]`
+        (:func:`~lazydist_functional.transforms.monotonic.bernstein_inverse.solve_unit`, from
+        the control polygon's inverse), the tangent lines' inverses beyond the ends; with
+        gradients enabled, one differentiable Newton step from that (detached) root, whose
+        value is the root and whose gradients are the implicit-function theorem's:
+        :math:`\partial x / \partial y = 1 / f'(x)`, :math:`\partial x / \partial \phi =
+        -(\partial f / \partial \phi) / f'(x)`."""
+
         (v0, v1), (s0, s1) = self._ends()
         B, eps = self.bound, self.eps
-        x = super()._solve(y)
-        x0 = ((y - v0) / s0 + eps) * 2 * B - B
-        x1 = ((y - v1) / s1 - eps + 1) * 2 * B - B
-        return torch.where(y <= v0, x0, torch.where(y >= v1, x1, x))
+        y_ = y.detach()
+        t = solve_unit(y_, self.theta, self._polygon(y_), eps, self.iterations)
+        x = (2 * t - 1) * B
+        if isinstance(v0, Tensor):
+            v0, v1, s0, s1 = v0.detach(), v1.detach(), s0.detach(), s1.detach()
+        x0 = ((y_ - v0) / s0 + eps) * 2 * B - B
+        x1 = ((y_ - v1) / s1 - eps + 1) * 2 * B - B
+        x = torch.where(y_ <= v0, x0, torch.where(y_ >= v1, x1, x))
+        if not torch.is_grad_enabled():
+            return x
+        fx, dfx = self.value_and_derivative(x)
+        step = (y - fx) / dfx
+        return x + (step - step.detach())
 
 
 @register_pytree_class(children=("theta",), static=("bound", "eps", "iterations"))

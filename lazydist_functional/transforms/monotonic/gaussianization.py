@@ -11,24 +11,10 @@ import math
 import torch
 from torch import Tensor
 
-from ...pytree import Partial, register_pytree_class
-from ...roots import newton_bisection
+from ...pytree import register_pytree_class
 from .base import MonotonicTransform
 from .gaussianization_inverse import Table, solve
 from .normal_tails import LOG_HALF, log_ndtr, ndtri, ndtri_exp
-
-
-def _log_tail_mass(sign: Tensor, log_scale: Tensor, shift: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    r""":math:`h(x) = \mp \log \frac1K \sum_k \Phi(\mp u_k)` and :math:`h'(x)`, with
-    :math:`u_k = e^{a_k} x + b_k` and the sign :math:`\pm` of the nearer tail: increasing,
-    and cheaper than :math:`f` (one ``erfc`` and one ``exp`` per component, no
-    :math:`\Phi^{-1}`); :math:`f(x) = y` iff :math:`h(x) = \mp \log \frac{\Phi(-|y|) - c/2}{1 - c}`."""
-
-    scale = torch.exp(log_scale)
-    v = -sign[..., None] * (x[..., None] * scale + shift)
-    mass = (0.5 * torch.special.erfc(-v / math.sqrt(2))).mean(dim=-1)
-    density = (scale * torch.exp(-v * v / 2)).mean(dim=-1) / math.sqrt(2 * math.pi)
-    return -sign * torch.log(mass), density / mass
 
 
 @register_pytree_class(children=("shift", "log_scale", "table"),
@@ -57,8 +43,10 @@ class GaussianizationTransform(MonotonicTransform):
         scale: the unconstrained scales :math:`a`, shape :math:`(*, K)`.
         clip: the shrinkage :math:`c` (Zuko's :math:`10^{-6}` by default; 0: none).
         bound, eps: as for :class:`MonotonicTransform`.
-        iterations: the safeguarded Newton iterations of the inverse when it is not
-            tabulated (per-sample parameters, e.g. a conditional flow).
+        iterations: the bracketed Newton iterations of the inverse when it is not
+            tabulated (per-sample parameters, e.g. a conditional flow), from the
+            components' own roots (a proven bracket, see
+            :func:`~lazydist_functional.transforms.monotonic.gaussianization_inverse.component_bracket`).
         nodes: the table's nodes per component (:math:`K \cdot` ``nodes`` per parameter
             set; 0: never tabulate). The inverse is tabulated when the parameters are
             shared by at least as many targets as the table has nodes (see
@@ -98,16 +86,6 @@ class GaussianizationTransform(MonotonicTransform):
         new.table = table
         return new
 
-    def _initial_guess(self, y: Tensor) -> Tensor:
-        r"""The inverse of the moment-matched Gaussian, :math:`x_0 = \mu + \sigma y`: the
-        mixture's components have means :math:`-b_k e^{-a_k}` and scales :math:`e^{-a_k}`."""
-
-        s = torch.exp(-self.log_scale.detach())
-        means = -self.shift.detach() * s
-        mu = means.mean(dim=-1)
-        sigma = (s.square() + means.square()).mean(dim=-1).sub(mu.square()).clamp_min(0).sqrt()
-        return mu + sigma * y
-
     def tabulates(self, y: Tensor) -> bool:
         r"""Whether the inverse at ``y`` starts from a table (a static choice, from shapes):
         when the table (``nodes`` per component, :math:`K` components, per parameter set)
@@ -123,21 +101,12 @@ class GaussianizationTransform(MonotonicTransform):
         return math.prod(P) * self.shift.shape[-1] * self.nodes <= math.prod(targets)
 
     def _solve(self, y: Tensor) -> Tensor:
+        # Tabulated guess (shared parameters) or the components' roots as guess and
+        # bracket (per-element parameters); bracketed Newton on the log tail mass, one
+        # implicit step.
         if self.tabulates(y):
-            # Tabulated guess, bracketed Newton on the log tail mass, one implicit step.
             return solve(y, self.shift, self.log_scale, self.clip, self.nodes, self.polish, self.table)
-        # Per-element parameters: safeguarded Newton on h = +-log(tail mass of the
-        # mixture) from the moment-matched guess; the final, differentiable Newton step is
-        # on f itself.
-        c = self.clip
-        sign = torch.where(y < 0, -torch.ones_like(y), torch.ones_like(y))
-        tail = 0.5 * torch.special.erfc(sign * y / math.sqrt(2))  # Phi(-|y|)
-        mass = ((tail - c / 2) / (1 - c)).clamp_min(torch.finfo(y.dtype).tiny)
-        fixed = Partial(_log_tail_mass, (sign, self.log_scale.detach(), self.shift.detach()))
-        B = self.bound
-        x = newton_bisection(fixed, -sign * torch.log(mass.detach()), -B, B, iterations=self.iterations,
-                             x0=self._initial_guess(y), implicit=False)
-        return newton_bisection(self.value_and_derivative, y, -B, B, iterations=0, x0=x)
+        return solve(y, self.shift, self.log_scale, self.clip, iterations=self.iterations, tabulated=False)
 
     def _standardized(self, x: Tensor) -> Tensor:
         r"""The component arguments :math:`u_k = e^{a_k} x + b_k`, shape :math:`(*, K)`."""
@@ -149,12 +118,18 @@ class GaussianizationTransform(MonotonicTransform):
         (the shrunk CDF stays at least :math:`c / 2` away from 0 and 1), each side from
         its own tail so that :math:`1 - m` never cancels."""
 
+        # One erfc per component: erfc(-t) = 2 - erfc(t) (bit for bit as torch's erfc of a
+        # negative argument), the smaller tail erfc(|u| / sqrt 2) computed directly.
         c = self.clip
-        p = (1 - c) * (0.5 * torch.special.erfc(-u / math.sqrt(2))).mean(dim=-1) + c / 2
-        q = (1 - c) * (0.5 * torch.special.erfc(u / math.sqrt(2))).mean(dim=-1) + c / 2
+        small = torch.special.erfc(u.abs() / math.sqrt(2))
+        large = 2 - small
+        upper = u >= 0
+        p = (1 - c) * (torch.where(upper, large, small).mean(dim=-1) * 0.5) + c / 2
+        q = (1 - c) * (torch.where(upper, small, large).mean(dim=-1) * 0.5) + c / 2
+        # One quantile: of the smaller of p and q (<= 1/2, finite), mirrored.
         lower = p < 0.5
-        half = torch.full_like(p, 0.5)
-        return torch.where(lower, ndtri(torch.where(lower, p, half)), -ndtri(torch.where(lower, half, q)))
+        z = ndtri(torch.where(lower, p, q))
+        return torch.where(lower, z, -z)
 
     def _unclipped(self, u: Tensor) -> Tensor:
         r""":math:`\Phi^{-1}(m)` in log space, far into both tails."""
@@ -163,9 +138,8 @@ class GaussianizationTransform(MonotonicTransform):
         log_p = torch.logsumexp(log_ndtr(u), dim=-1) - math.log(K)
         log_q = torch.logsumexp(log_ndtr(-u), dim=-1) - math.log(K)
         lower = log_p < LOG_HALF
-        half = torch.full_like(log_p, LOG_HALF)
-        return torch.where(lower, ndtri_exp(torch.where(lower, log_p, half)),
-                           -ndtri_exp(torch.where(lower, half, log_q)))
+        z = ndtri_exp(torch.where(lower, log_p, log_q))  # the smaller tail's quantile, mirrored
+        return torch.where(lower, z, -z)
 
     def _value(self, u: Tensor) -> Tensor:
         return self._clipped(u) if self.clip > 0 else self._unclipped(u)

@@ -28,6 +28,10 @@ dominates and :math:`x` is nearly affine in :math:`\zeta`). The node pair around
 above (each component alone has its root at :math:`\mu_k + \sigma_k z`, the mixture's
 lies between the extreme ones, and :math:`|z| \le |\zeta| + C`).
 
+**Without a table** (parameters not shared: a conditional flow's per-sample parameters)
+the components' own roots give the start and a proven bracket (:func:`component_bracket`),
+and ``iterations`` bracketed steps follow (:func:`newton_steps`).
+
 **Newton.** Steps on the log tail mass of the nearer tail,
 :math:`h(x) = \mp \log \frac1K \sum_k \Phi(\mp u_k)` (:math:`\pm` the sign of :math:`y`),
 increasing and well conditioned far into the tails (one ``erfc`` and one ``exp`` per
@@ -54,8 +58,8 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["Table", "TailProblem", "implicit_step", "newton_delta", "newton_step", "solve", "table_guess",
-           "tabulate", "tail_problem"]
+__all__ = ["Table", "TailProblem", "component_bracket", "implicit_step", "last_step", "newton_delta", "newton_step",
+           "newton_steps", "solve", "table_guess", "tabulate", "tail_problem"]
 
 import math
 from typing import NamedTuple
@@ -63,7 +67,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .normal_tails import log_ndtr
+from .normal_tails import log_ndtr, ndtri
 
 _SQRT_HALF = math.sqrt(0.5)
 _ERFC_CAP = 9.0  # erfc(9) = 4e-37 and exp(-81) = 7e-36 stay normal in float32
@@ -143,6 +147,25 @@ def table_guess(table: Table, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return torch.clamp(guess, lo, hi), lo, hi
 
 
+def component_bracket(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Without a table (parameters not shared, e.g. a conditional flow): a guess and a
+    bracket of the root from the components' own roots :math:`x_k = (z - b_k) e^{-a_k}`
+    (:math:`u_k(x_k) = z`, the unclipped quantile, here exact: one :math:`\Phi^{-1}` per
+    target). At :math:`\min_k x_k` every :math:`u_k \le z`, so :math:`m \le \Phi(z)`, and at
+    :math:`\max_k x_k` the reverse: the root lies between them. The guess is their mean.
+    Targets :math:`(n, M)`, parameters :math:`(n, K)`; everything detached."""
+
+    y, b, a = y.detach(), shift.detach(), log_scale.detach()
+    if clip > 0:
+        # the shrunk tail mass (Phi(-|y|) - c/2) / (1 - c), of the sign of y
+        mass = (torch.special.erfc(y.abs() * _SQRT_HALF) - clip) * (0.5 / (1 - clip))
+        z = ndtri(mass.clamp(torch.finfo(y.dtype).tiny, 0.5)).abs().copysign(y)
+    else:
+        z = y
+    roots = (z - b.T[..., None]) * torch.exp(-a).T[..., None]  # (K, n, M)
+    return roots.mean(dim=0), roots.amin(dim=0), roots.amax(dim=0)
+
+
 class TailProblem(NamedTuple):
     r"""The equation :math:`h(x) = \mp \log M` of the nearer tail for targets of shape
     :math:`(n, M)`, :math:`\pm` the sign of :math:`y`, :math:`h(x) = \mp \log \frac1K
@@ -153,17 +176,18 @@ class TailProblem(NamedTuple):
     the smallest normal number when :math:`y` lies outside the image of :math:`f`); ``z``
     the unclipped quantile (detached); ``slope`` :math:`\pm e^{a_k} / \sqrt 2` and
     ``offset`` :math:`\pm b_k / \sqrt 2`, shape :math:`(K, n, M)`; ``log_scale``
-    :math:`a_k`, shape :math:`(K, n, 1)` (only for the log-space sums, else ``None``)."""
+    :math:`a_k`, shape :math:`(K, n, 1)` (the density's terms are
+    :math:`e^{a_k - w_k^2} = \sqrt 2 |\text{slope}_k| e^{-w_k^2}`, one ``exp`` each)."""
 
     sign: Tensor
     level: Tensor
     z: Tensor
     slope: Tensor
     offset: Tensor
-    log_scale: Tensor | None
+    log_scale: Tensor
 
     def detach(self) -> TailProblem:
-        return TailProblem(*(None if t is None else t.detach() for t in self))
+        return TailProblem(*(t.detach() for t in self))
 
 
 def tail_problem(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float) -> TailProblem:
@@ -184,7 +208,7 @@ def tail_problem(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float) -> Ta
     z = (root - _C) * sign
     slope = (torch.exp(log_scale) * _SQRT_HALF).T[..., None]  # (K, n, 1)
     offset = (shift * _SQRT_HALF).T[..., None]
-    return TailProblem(sign, level, z, slope * sign, offset * sign, None if clip > 0 else log_scale.T[..., None])
+    return TailProblem(sign, level, z, slope * sign, offset * sign, log_scale.T[..., None])
 
 
 def newton_delta(p: TailProblem, x: Tensor, log_space: bool = False) -> Tensor:
@@ -204,8 +228,8 @@ def newton_delta(p: TailProblem, x: Tensor, log_space: bool = False) -> Tensor:
         return (log_mass - p.level) * torch.exp(log_mass - log_density) * (p.sign * math.sqrt(math.pi / 2))
     w = w.clamp_max(_ERFC_CAP)
     mass = torch.special.erfc(w).sum(dim=0)
-    density = (torch.exp(-(w * w)) * p.slope).sum(dim=0)
-    return (torch.log(mass) - p.level) * mass / density * (math.sqrt(math.pi) / 2)
+    density = torch.exp(torch.addcmul(p.log_scale, w, w, value=-1)).sum(dim=0)  # sqrt 2 |D|
+    return (torch.log(mass) - p.level) * mass / density * (p.sign * math.sqrt(math.pi / 2))
 
 
 def newton_step(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor,
@@ -221,6 +245,24 @@ def newton_step(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor,
     return torch.where(torch.clamp(step, lo, hi) == step, step, torch.lerp(lo, hi, 0.5)), lo, hi
 
 
+def newton_steps(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor, iterations: int,
+                 log_space: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    r"""``iterations`` bracketed Newton steps (as :func:`newton_step`), where a step that
+    crosses more than half of the narrowed bracket is replaced by bisection too: steps
+    bouncing between the two sides of a kink of :math:`h` (components of very different
+    scales) would otherwise shrink the bracket arbitrarily slowly. Returns the last point
+    and the bracket."""
+
+    for _ in range(iterations):
+        delta = newton_delta(p, x, log_space)
+        up = delta > 0
+        lo, hi = torch.where(up, x, lo), torch.where(up, hi, x)
+        step = x + delta
+        newton = (torch.clamp(step, lo, hi) == step) & (2 * delta.abs() <= hi - lo)
+        x = torch.where(newton, step, torch.lerp(lo, hi, 0.5))
+    return x, lo, hi
+
+
 def implicit_step(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor, log_space: bool = False) -> Tensor:
     r"""One last Newton step from ``x`` (detached), kept when it is finite and stays in the
     bracket :math:`[l, h]`, with the implicit-function-theorem gradients w.r.t. :math:`y` and
@@ -230,12 +272,21 @@ def implicit_step(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor, log_space: 
     \text{target}(f(x))`). A rejected step (e.g. a saturated target) sends no gradient:
     its lanes are masked before the differentiable evaluation, so that no NaN flows back."""
 
+    value, accept = last_step(p, x, lo, hi, log_space)
+    masked = TailProblem(p.sign, torch.where(accept, p.level, 0), p.z, p.slope, p.offset, p.log_scale)
+    step = newton_delta(masked, torch.where(accept, value, 0), log_space)
+    return value + torch.where(accept, step - step.detach(), 0)
+
+
+def last_step(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor, log_space: bool = False) -> tuple[Tensor, Tensor]:
+    r"""The value of :func:`implicit_step` (bit for bit, without its gradients): one Newton
+    step from ``x`` (detached), kept when it is finite and stays in :math:`[l, h]`; and
+    where it was kept."""
+
     x = x.detach()
     refined = x + newton_delta(p.detach(), x, log_space)
     accept = torch.isfinite(refined) & (refined >= lo) & (refined <= hi)
-    masked = TailProblem(p.sign, torch.where(accept, p.level, 0), p.z, p.slope, p.offset, p.log_scale)
-    step = newton_delta(masked, torch.where(accept, refined, 0), log_space)
-    return torch.where(accept, refined, x) + torch.where(accept, step - step.detach(), 0)
+    return torch.where(accept, refined, x), accept
 
 
 def _flatten(y: Tensor, shift: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor, Tensor, tuple[int, ...]]:
@@ -257,31 +308,30 @@ def _flatten(y: Tensor, shift: Tensor, log_scale: Tensor) -> tuple[Tensor, Tenso
 
 
 def solve(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float, nodes: int = 16, iterations: int = 0,
-          table: Table | None = None) -> Tensor:
+          table: Table | None = None, tabulated: bool = True) -> Tensor:
     r"""Solves :math:`f(x) = y` for parameters of shape :math:`(*P, K)` shared by targets
-    ``y`` whose shape ends with :math:`P` (up to broadcasting): the tabulated guess, then
-    ``iterations`` bracketed Newton steps and one last step; with gradients enabled at
-    least one bracketed step, then :func:`implicit_step` (exact gradients at the refined
-    root). ``table``: :func:`tabulate` of the parameters as :math:`(n, K)`, if already
-    computed."""
+    ``y`` whose shape ends with :math:`P` (up to broadcasting): the tabulated guess (or,
+    with ``tabulated=False``, the :func:`component_bracket`), then ``iterations``
+    bracketed Newton steps and one last step; with gradients enabled at least one
+    bracketed step, then :func:`implicit_step` (exact gradients at the refined root).
+    ``table``: :func:`tabulate` of the parameters as :math:`(n, K)`, if already computed."""
 
     y, shift, log_scale, batch = _flatten(y, shift, log_scale)
     log_space = clip == 0
     p = tail_problem(y, shift, log_scale, clip)
-    if table is None or table.z.shape[0] != shift.shape[0]:
-        table = tabulate(shift, log_scale, nodes)
-    x, lo, hi = table_guess(table, p.z)
+    if not tabulated:
+        x, lo, hi = component_bracket(y, shift, log_scale, clip)
+    else:
+        if table is None or table.z.shape[0] != shift.shape[0]:
+            table = tabulate(shift, log_scale, nodes)
+        x, lo, hi = table_guess(table, p.z)
     if torch.is_grad_enabled():
         # one step more than without gradients: they are exact at a converged root
-        fixed = p.detach()
-        for _ in range(max(iterations, 1)):
-            x, lo, hi = newton_step(fixed, x, lo, hi, log_space)
+        x, lo, hi = newton_steps(p.detach(), x, lo, hi, max(iterations, 1), log_space)
         x = implicit_step(p, x, lo, hi, log_space)
-    elif iterations > 0:
-        fixed = p.detach()
-        for _ in range(iterations):
-            x, lo, hi = newton_step(fixed, x, lo, hi, log_space)
-        x = newton_step(fixed, x, lo, hi, log_space)[0]
+    elif iterations > 0:  # the same value as with gradients
+        x, lo, hi = newton_steps(p.detach(), x, lo, hi, iterations, log_space)
+        x = last_step(p, x, lo, hi, log_space)[0]
     else:  # one plain step, kept in the bracket
         x = torch.clamp(x + newton_delta(p, x, log_space), lo, hi)
     return x.T.reshape(batch)
