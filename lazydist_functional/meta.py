@@ -36,6 +36,7 @@ from torch._C._functorch import is_functorch_wrapped_tensor, maybe_current_level
 from torch.func import grad, vmap
 
 from . import random
+from .checks import ShapeError
 from .optim import Optimizer
 from .pytree import flatten_names, tree_flatten, tree_map, tree_unflatten, unflatten_names
 from .spec import Spec
@@ -276,16 +277,36 @@ def param_count(spec: Spec) -> int:
     return sum(math.prod(s) for s in spec.param_shapes.values())
 
 
-def unravel(spec: Spec, flat: Tensor) -> Tree:
+def unravel(spec: Spec, flat: Tensor, dim: int = -1) -> Tree:
     r"""A flat vector of :func:`param_count` numbers as the spec's parameter tree
-    (in the order of ``spec.param_shapes``)."""
+    (in the order of ``spec.param_shapes``), the vector along axis ``dim`` of ``flat``.
+
+    With per-sample parameters laid out samples-last (``flat`` of shape
+    :math:`(P, N)`, ``dim=0``), every leaf has the samples last, :math:`(*\text{shape}, N)`,
+    for ``vmap(..., in_dims=-1)``: under ``torch.compile`` the fused flow then runs its
+    loops over contiguous samples (vectorized), where samples-first parameters (``(N, P)``)
+    make inductor vectorize over the tiny per-sample matrices (3.5x slower).
+
+    Example:
+        >>> from lazydist_functional.flows import MAF
+        >>> spec = MAF(2, 0, transforms=1, hidden_features=[4])
+        >>> flat = torch.randn(5, param_count(spec))  # 5 samples' parameters
+        >>> a, b = unravel(spec, flat), unravel(spec, flat.mT.contiguous(), dim=0)
+        >>> all(torch.equal(u, v.movedim(-1, 0)) for u, v in zip(flatten_names(a).values(), flatten_names(b).values()))
+        True
+    """
 
     shapes = list(spec.param_shapes.items())
     sizes = [math.prod(s) for _, s in shapes]
-    if flat.shape[-1] != sum(sizes):
-        raise ValueError(f"unravel: expected a vector of {sum(sizes)} parameters, got {flat.shape[-1]}")
-    parts = flat.split(sizes, dim=-1)
-    return unflatten_names({name: part.reshape(*flat.shape[:-1], *shape) for (name, shape), part in zip(shapes, parts, strict=True)})
+    d = dim % flat.dim() if flat.dim() else 0
+    if flat.dim() == 0 or flat.shape[d] != sum(sizes):
+        got = flat.shape[d] if flat.dim() else "a scalar"
+        raise ShapeError(f"unravel: expected a vector of {sum(sizes)} parameters, got {got} "
+                         f"(dim {dim} of a tensor of shape {tuple(flat.shape)})")
+    parts = flat.split(sizes, dim=d)
+    before, after = flat.shape[:d], flat.shape[d + 1:]
+    return unflatten_names({name: part.reshape(*before, *shape, *after)
+                            for (name, shape), part in zip(shapes, parts, strict=True)})
 
 
 def hypernet_log_prob(
