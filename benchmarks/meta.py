@@ -4,7 +4,7 @@ r"""Meta-learning, ensembles, hypernetworks, per-sample gradients: vmapped vs lo
       over tasks; beside it Zuko + ``functional_call`` (runs, but ignores the params:
       zero meta-gradient) and ``higher`` (cannot wrap a Zuko-style module: MRO clash).
 (ii)  Ensemble of K=32 flows, one training step: vmap over stacked params + functional
-      Adam vs a loop over 32 modules with ``torch.optim.Adam``.
+      Adam vs a loop over 32 modules with ``torch.optim.Adam`` (CPU time, as (iii)).
 (iii) Hypernetwork conditioning at N=4096: per-sample params in one vmap vs the
       shared-params batched path, beside the floor (the bare per-sample GEMVs vs the
       shared GEMMs) and, unless ``--quick``, both compiled with inductor.
@@ -21,7 +21,8 @@ import math
 
 import torch
 import zuko
-from common import compare, figure, markdown_table, median_time, parser, save_figure, setup, write_json
+from common import figure, markdown_table, median_time, parser, save_figure, setup, write_json
+from conditioning import cpu_compare
 from torch.func import functional_call, grad, vmap
 
 import lazydist_functional as L
@@ -108,8 +109,8 @@ def bench_ensemble(t_min: float) -> dict:
 
     g = grads()
     update = getattr(opt, "update_stacked", None) or vmap(opt.update)  # (also runs on older versions)
-    t = compare({"loop": loop, "vmap": lambda: M.ensemble_step(spec, opt, stacked, opt_state, c, x),
-                 "vmap_grad": grads, "stacked_adam": lambda: update(g, opt_state, stacked)}, t_min)
+    t = cpu_compare({"loop": loop, "vmap": lambda: M.ensemble_step(spec, opt, stacked, opt_state, c, x),
+                     "vmap_grad": grads, "stacked_adam": lambda: update(g, opt_state, stacked)}, t_min, 5)
     return {"vmap_s": t["vmap"], "loop_s": t["loop"], "loop_over_vmap": t["loop"] / t["vmap"],
             "grad_only_s": t["vmap_grad"], "stacked_adam_s": t["stacked_adam"],
             "loop_over_grad_only": t["loop"] / t["vmap_grad"]}
@@ -167,7 +168,7 @@ def bench_hypernet(t_min: float, n: int = 4096, compiled: bool = True) -> dict:
             fns["flow_compiled"] = lambda: flow_c(P, x)
             fns["flow_last_compiled"] = lambda: last_c(P_last, x)
             fns["shared_compiled"] = lambda: shared_c(shared_params, c, x)
-        t = compare(fns, t_min)
+        t = cpu_compare(fns, t_min, 5)
     floor = t["shared"] - t["shared_gemms"] + t["per_sample_gemms"]
     out = {"n": n, "params_per_sample": M.param_count(per_sample), "per_sample_flow_vmap_s": t["flow"],
            "hypernet_and_flow_vmap_s": t["all"], "shared_batched_s": t["shared"],
