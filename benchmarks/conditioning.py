@@ -28,6 +28,7 @@ import torch
 import zuko
 from common import ZUKO_FLOWS, compare, figure, markdown_table, parser, save_figure, setup, write_json
 from torch.func import vmap
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import lazydist_functional.adapters as Z
 from lazydist_functional.catalogue import FLOWS, sample_input
@@ -56,6 +57,24 @@ def bench_flow(name: str, sizes: list[int], t_min: float, rounds: int) -> list[d
         print(f"{name:8s} N={n:5d} vmap/module {rows[-1]['vmap_over_module']:5.2f}  "
               f"ours/zuko {rows[-1]['ours_over_zuko']:5.2f}", flush=True)
     return rows
+
+
+class _Ops(TorchDispatchMode):
+    r"""Counts the ATen operations dispatched while active."""
+
+    calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def aten_ops(fn) -> int:  # noqa: ANN001
+    r"""How many ATen operations one call of ``fn`` dispatches."""
+
+    with torch.no_grad(), _Ops() as ops:
+        fn()
+    return ops.calls
 
 
 def cpu_compare(fns: dict, t_min: float, rounds: int) -> dict[str, float]:
@@ -97,12 +116,16 @@ def bench_params(name: str, t_min: float, rounds: int, k: int = 32, m: int = 64)
     # The work of the K*m samples in one call with one parameter set: what a vmap over
     # parameters could cost at best, so loop / one_call bounds the attainable speed-up.
     # vmap / one_call: what the vmap over parameter sets costs beyond the same work in one call
-    # (per-operation batching, the batched layers' layouts); loop / vmap = bound / this.
+    # (per-operation batching, the batched layers' layouts); loop / vmap = bound / this. Spread
+    # over the ATen operations of one call: microseconds per operation.
+    ops = aten_ops(lambda: modules[0](cf).log_prob(xf))
     row = {"flow": name, "k": k, "m": m, "loop_over_vmap": t["loop"] / t["vmap"],
            "loop_over_one_call": t["loop"] / t["one_call"], "vmap_over_one_call": t["vmap"] / t["one_call"],
+           "aten_ops": ops, "vmap_excess_us_per_op": 1e6 * (t["vmap"] - t["one_call"]) / ops,
            **{f"{k}_s": v for k, v in t.items()}}
     print(f"{name:8s} K={k} x {m}: loop/vmap {row['loop_over_vmap']:5.2f}  bound loop/one call "
-          f"{row['loop_over_one_call']:5.2f}  vmap/one call {row['vmap_over_one_call']:5.2f}", flush=True)
+          f"{row['loop_over_one_call']:5.2f}  vmap/one call {row['vmap_over_one_call']:5.2f}  "
+          f"({ops} ops, {row['vmap_excess_us_per_op']:.1f} us/op)", flush=True)
     return row
 
 
@@ -121,9 +144,11 @@ def main() -> None:
                          ["flow", "N", "vmap / module (b)/(a)", "ours / Zuko (a)/(e)", "max abs diff vs Zuko"]))
     if params_rows:
         print()
-        print(markdown_table(params_rows, ["flow", "loop_over_vmap", "loop_over_one_call", "vmap_over_one_call"],
+        print(markdown_table(params_rows, ["flow", "loop_over_vmap", "loop_over_one_call", "vmap_over_one_call",
+                                           "aten_ops", "vmap_excess_us_per_op"],
                              ["flow", "K=32 x 64: loop / vmap (goal >= 5)", "bound: loop / one call on K*64 samples",
-                              "vmap / one call (1 = vmap free)"]))
+                              "vmap / one call (1 = vmap free)", "ATen ops of one call",
+                              "(vmap - one call) per op (us)"]))
     write_json("conditioning_params" if args.only_params else "conditioning", {"quick": args.quick, "features": FEATURES, "context": CONTEXT,
                                 "rows": rows, "params_rows": params_rows}, args.out)
     if args.only_params:
