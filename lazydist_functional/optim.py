@@ -123,6 +123,10 @@ def adam(lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float
             torch._fused_adam_(new, g, m, v, [], [step[0]] * len(new), lr=lr, beta1=b1, beta2=b2,
                                weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
             return unflat(new), {"step": step, "m": unflat(m), "v": unflat(v)}
+        if any(is_functorch_wrapped_tensor(t) for ts in (leaves, g, m, v) for t in ts):
+            # under an outer torch.func transform (vmap, grad): the foreach operations have
+            # no batching rules, the per-member update has
+            return torch.func.vmap(update)(grads, state, params)
         t = step.double()
         s = -lr / (1 - b1**t)
         a, e = torch.rsqrt(1 - b2**t) / s, eps / s

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ...pytree import Partial, register_pytree_class
@@ -71,49 +70,51 @@ class SOSPolynomialTransform(UnconstrainedMonotonicTransform):
         self.slope = float(slope)
 
     def _coefficients(self) -> Tensor:
-        r"""Coefficients :math:`c_m` (ascending) of :math:`g(x) = \sum_m c_m (x / B)^m`."""
+        r"""Coefficients :math:`c_m` (ascending) of :math:`g(x) = \sum_m c_m (x / B)^m`, shape
+        :math:`(*, 2L + 1)`."""
 
-        a = self.a
-        L1 = a.shape[-1]
-        p = a + F.one_hot(torch.zeros((), dtype=torch.long, device=a.device), L1).to(a.dtype)
-        outer = (p[..., :, None] * p[..., None, :]).flatten(-2)
-        i = torch.arange(L1, device=a.device)
-        scatter = F.one_hot((i[:, None] + i[None, :]).flatten(), 2 * L1 - 1).to(a.dtype)
-        c = (outer @ scatter).mean(dim=-2)
-        return c + F.one_hot(torch.zeros((), dtype=torch.long, device=a.device), 2 * L1 - 1).to(a.dtype) * self.slope
+        return torch.stack(self._coefficient_rows(), dim=-1)
+
+    def _coefficient_rows(self) -> list[Tensor]:
+        r"""The coefficients :math:`c_m = \frac{1}{K} \sum_i \sum_{j + l = m} p_{i,j} p_{i,l}`
+        (:math:`p_{i,j} = [j = 0] + a_{i,j}`) as :math:`2L + 1` tensors of shape :math:`(*)`.
+
+        The schedule: :math:`a` with the polynomial index :math:`i` and power :math:`j` moved
+        in front (eagerly one copy, so that the :math:`L + 1` planes of shape :math:`(K, *)`
+        are contiguous; ``torch.compile`` fuses it away), the :math:`(L + 1)(L + 2) / 2`
+        distinct products :math:`p_{\cdot,j} p_{\cdot,l}` of those planes and one mean over
+        :math:`K` per coefficient, then Horner's scheme on the planes. No
+        :math:`(*, K, (L + 1)^2)` outer product is materialized: that product and a matrix
+        product over it cost as much as the conditioner's largest layer (under ``vmap`` over
+        parameter sets, in the batched linear layers' transposed layout, twice that). One
+        schedule eagerly and compiled, for the forward and the inverse."""
+
+        L1 = self.a.shape[-1]
+        a = self.a.movedim((-2, -1), (0, 1))
+        if not torch.compiler.is_compiling():
+            a = a.contiguous()
+        p = list(a.unbind(1))  # L + 1 planes (K, *)
+        p[0] = p[0] + 1
+        twice = [2 * pj for pj in p[:-1]]
+        c = []
+        for m in range(2 * L1 - 1):
+            terms = [twice[j] * p[m - j] for j in range(max(0, m - L1 + 1), (m + 1) // 2)]
+            if m % 2 == 0:
+                terms.append(p[m // 2].square())
+            total = terms[0]
+            for term in terms[1:]:
+                total = total + term
+            c.append(total.mean(dim=0))
+        c[0] = c[0] + self.slope
+        return c
 
     def g(self, x: Tensor) -> Tensor:
         u = x / self.bound
         p = 1 + self.a @ (u[..., None] ** torch.arange(self.a.shape[-1], device=x.device))[..., None]
         return p.squeeze(-1).square().mean(dim=-1) + self.slope
 
-    def _coefficient_planes(self) -> list[Tensor]:
-        r"""The coefficients :math:`c_m` of :meth:`_coefficients` as a list of tensors of shape
-        :math:`(*)`, each a sum of products of entries of :math:`a` (no reduction, no matrix
-        product): the schedule for ``torch.compile``, which inductor fuses with Horner's scheme
-        (the eager schedule's small matrix product over the :math:`(L + 1)^2` outer products
-        costs as much as the conditioner's largest layer)."""
-
-        polys = [list(p.unbind(-1)) for p in self.a.unbind(-2)]  # K lists of L + 1 tensors (*)
-        for p in polys:
-            p[0] = p[0] + 1
-        K, L1 = len(polys), len(polys[0])
-        c = []
-        for m in range(2 * L1 - 1):
-            pairs = [(j, m - j) for j in range(max(0, m - L1 + 1), min(m, L1 - 1) + 1)]
-            c.append(sum(p[j] * p[k] for p in polys for j, k in pairs) / K)
-        c[0] = c[0] + self.slope
-        return c
-
     def value_and_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return _sos_horner(self._coefficients(), x, bound=self.bound)
-
-    def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if not torch.compiler.is_compiling():
-            return super().call_and_ladj(x)
-        # the forward only: the inverse (sampling) keeps one schedule, bit for bit as eagerly
-        y, dy = _sos_horner(self._coefficient_planes(), x, bound=self.bound)
-        return y, dy.log()
+        return _sos_horner(self._coefficient_rows(), x, bound=self.bound)
 
     def _solve(self, y: Tensor) -> Tensor:
         c = self._coefficients()  # once per solve, not once per Newton step
