@@ -165,6 +165,35 @@ def test_jacrev_small_batches_use_the_per_element_path():
     assert torch.allclose(torch.einsum("ijij->ij", J), 1 / dy, rtol=1e-4)
 
 
+@pytest.mark.parametrize("per_target", [True, False], ids=["per-element", "tabulated"])
+@pytest.mark.parametrize("clip", [1e-6, 0.0])
+def test_float32_inverse_gradients_are_never_dropped_at_converged_roots(per_target, clip):
+    # At convergence the bracket may shrink to a point; the implicit gradient must still
+    # flow there (a dropped one zeroed columns of a conditional GF's inverse Jacobian).
+    shape = (2000, 3, 8) if per_target else (3, 8)
+    b, a = _params(7, shape)
+    t = GaussianizationTransform(b, a, clip=clip)
+    # inside the image of f (|y| < 4.89 with clip 1e-6)
+    y = (torch.randn(2000, 3, generator=torch.Generator().manual_seed(8)) * 1.5).clamp(-4.5, 4.5)
+    assert t.tabulates(y) is not per_target
+    dx = torch.func.vjp(t.inv, y)[1](torch.ones_like(y))[0]
+    _, dy = t.value_and_derivative(t.inv(y))
+    assert (dx != 0).all()
+    assert torch.allclose(dx, 1 / dy, rtol=1e-3)
+
+
+def test_conditional_flow_inverse_jacobian_is_the_inverse_of_the_forward():
+    # Zuko's own test_flows check, over many seeds
+    for seed in range(30):
+        spec = flows.GF(3, 5)
+        params = spec.init(torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(100 + seed)
+        x, c = torch.randn(3, generator=g), torch.randn(5, generator=g)
+        t = spec.apply(params, c).transform
+        J, J_inv = jacrev(t)(x), jacrev(t.inv)(t(x))
+        assert torch.allclose(J_inv @ J, torch.eye(3), atol=1e-3), seed
+
+
 def test_vmap_over_per_sample_parameters_and_over_targets():
     B, A = _params(6, (16, 3, 8))
     Y = torch.randn(16, 3)

@@ -269,13 +269,19 @@ def implicit_step(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor, log_space: 
     the parameters at that refined point :math:`x^\star`: those of
     :math:`x^\star - (h_\theta(x^\star) - \text{target}(y)) / h_\theta'(x^\star)`
     (:math:`\partial x / \partial y = 1 / f'(x^\star)`, since :math:`h(x) =
-    \text{target}(f(x))`). A rejected step (e.g. a saturated target) sends no gradient:
-    its lanes are masked before the differentiable evaluation, so that no NaN flows back."""
+    \text{target}(f(x))`). Gradients flow wherever :math:`x^\star` is a root to within
+    :math:`\sqrt{\epsilon} (1 + |x^\star|)` (the Newton step there), whether or not the
+    last step was kept (at convergence the bracket may have shrunk to a point, which
+    rejects even a step of one ulp); elsewhere (a saturated target, no root) no gradient,
+    the lanes masked before the differentiable evaluation so that no NaN flows back."""
 
-    value, accept = last_step(p, x, lo, hi, log_space)
-    masked = TailProblem(p.sign, torch.where(accept, p.level, 0), p.z, p.slope, p.offset, p.log_scale)
-    step = newton_delta(masked, torch.where(accept, value, 0), log_space)
-    return value + torch.where(accept, step - step.detach(), 0)
+    value, _ = last_step(p, x, lo, hi, log_space)
+    residual = newton_delta(p.detach(), value, log_space)
+    tol = math.sqrt(torch.finfo(value.dtype).eps) * (1 + value.abs())
+    root = torch.isfinite(residual) & (residual.abs() <= tol)
+    masked = TailProblem(p.sign, torch.where(root, p.level, 0), p.z, p.slope, p.offset, p.log_scale)
+    step = newton_delta(masked, torch.where(root, value, 0), log_space)
+    return value + torch.where(root, step - step.detach(), 0)
 
 
 def last_step(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor, log_space: bool = False) -> tuple[Tensor, Tensor]:
