@@ -20,7 +20,7 @@ counters); for a miss (> 1.05), the heavy operations whose counts differ between
 graphs inductor receives (e.g. ``bmm 9->0, sum.dim_IntList 6->15``: GEMMs lowered to
 reduction loops under vmap).
 
-Usage: ``python benchmarks/compiled_vmap.py [--quick] [--flows MAF,NSF,hypernet] [--sizes 256,1024] [--sample]``;
+Usage: ``python benchmarks/compiled_vmap.py [--quick] [--flows MAF,NSF,hypernet] [--sizes 256,1024] [--sample | --sample-only]``;
 writes ``results/compiled_vmap.json`` and ``results/compiled_vmap.png``.
 """
 
@@ -216,6 +216,7 @@ def main() -> None:
                         "--quick: MAF,NSF,hypernet)")
     p.add_argument("--sizes", default=None, help="comma-separated batch sizes (default 256,1024,4096; --quick: 256,1024)")
     p.add_argument("--sample", action="store_true", help="also compile and time sample()")
+    p.add_argument("--sample-only", action="store_true", help="only sample() (no log_prob rows)")
     p.add_argument("--backend", default="inductor")
     args = p.parse_args()
     t_min = setup(args)
@@ -227,9 +228,9 @@ def main() -> None:
     rounds = 1 if args.quick else 3
     rows: list[dict] = []
     with torch.no_grad():
-        for name in names:
+        for name in [] if args.sample_only else names:
             rows += run_pair(name, "log_prob", sizes, flow_case(name, "log_prob"), args.backend, t_min, rounds)
-        if args.sample:
+        if args.sample or args.sample_only:
             for name in names:
                 rows += run_pair(name, "sample", sizes, flow_case(name, "sample"), args.backend, t_min, rounds)
     if hypernet:

@@ -18,8 +18,11 @@ in N and K; in features, the masked networks' first and last layers grow linearl
       NAF/UNAF the floor also holds the GEMMs of their monotonic networks (weights
       stacked over features, one batched matmul per layer): the first layer's
       signal part once on N rows, the other layers on R N rows, R = 2 for NAF (value and
-      tangent) and R = 33 for UNAF (32 Gauss-Legendre nodes and g(x)). For GF
-      (:data:`ELEMENTWISE_FLOOR`) ``--floor`` also times the element-wise work alone.
+      tangent) and R = 33 for UNAF (32 Gauss-Legendre nodes and g(x)); their last column is
+      the compiled call against those GEMMs plus one in-place ELU over every hidden output
+      of the monotonic networks (the activation pass any evaluation of them needs: an exp
+      per element), the floor that fits these flows. For GF (:data:`ELEMENTWISE_FLOOR`)
+      ``--floor`` also times the element-wise work alone.
 
 Usage: ``python benchmarks/scaling.py [--quick]``; writes ``results/scaling.json`` and
 ``results/scaling.png``.
@@ -120,10 +123,21 @@ def gemm_ratio(name: str, n: int, t_min: float, rounds: int, compiled: bool, flo
         out = [torch.addmm(b, h, w.T) if b is not None else h @ w.T for (w, b), h in zip(layers, inputs)]
         return out + [torch.baddbmm(b[:, None], h, wt) if b is not None else torch.bmm(h, wt) for wt, b, h in stacked]
 
+    def gemms_and_activations() -> list[Tensor]:
+        # NAF/UNAF floor: their GEMMs, and the one activation pass (ELU, in place: an exp per
+        # element) that every hidden output of their monotonic networks needs at least.
+        out = gemms()
+        for y, (wt, _, _) in zip(out[len(layers):], stacked):
+            if wt.shape[-1] > 1:  # a hidden layer (the last one has one output)
+                torch.nn.functional.elu_(y)
+        return out
+
     def log_prob(c: Tensor, x: Tensor) -> Tensor:
         return spec.apply(params, c, state=state).log_prob(x)
 
     fns = {"log_prob": lambda: log_prob(c, x), "gemm": gemms}
+    if stacked:
+        fns["gemm_act"] = gemms_and_activations
     with torch.no_grad():
         if compiled:
             fast = torch.compile(log_prob, dynamic=False)
@@ -158,9 +172,12 @@ def gemm_ratio(name: str, n: int, t_min: float, rounds: int, compiled: bool, flo
         row["floor_over_gemm"] = (t["gemm"] + t["elementwise"]) / t["gemm"]
         print(f"{name:8s} element-wise work alone (compiled) {t['elementwise'] / t['gemm']:.2f} x the GEMMs: "
               f"floor (GEMMs + it) / GEMMs {row['floor_over_gemm']:.2f}", flush=True)
+    if "gemm_act" in t and compiled:
+        row["compiled_over_gemm_act"] = t["compiled"] / t["gemm_act"]
     print(f"{name:8s} N={n} log_prob/GEMM {row['log_prob_over_gemm']:6.2f}, compiled "
           f"{row.get('compiled_over_gemm', float('nan')):6.2f}, all kernels vectorized "
-          f"{row.get('vectorized_over_gemm', float('nan')):6.2f} ({row['layers']} layers)", flush=True)
+          f"{row.get('vectorized_over_gemm', float('nan')):6.2f}, compiled / (GEMMs + ELUs) "
+          f"{row.get('compiled_over_gemm_act', float('nan')):6.2f} ({row['layers']} layers)", flush=True)
     return row
 
 
@@ -190,10 +207,11 @@ def main() -> None:
                          ["flow", "growth in", "log-log slope (upper half)", "slope (all sizes)"]))
     print()
     print(markdown_table(gemm, ["flow", "n", "layers", "log_prob_s", "gemm_s", "log_prob_over_gemm", "compiled_over_gemm",
-                                "vectorized_over_gemm", "floor_over_gemm"],
+                                "vectorized_over_gemm", "floor_over_gemm", "compiled_over_gemm_act"],
                          ["flow", "N", "linear layers", "log_prob (s)", "GEMMs (s)", "eager / GEMM", "compiled / GEMM",
                           "compiled, all kernels vectorized / GEMM (--floor)",
-                          "(GEMMs + compiled element-wise work alone) / GEMM (--floor, GF)"]))
+                          "(GEMMs + compiled element-wise work alone) / GEMM (--floor, GF)",
+                          "compiled / (GEMMs + hidden ELUs), NAF/UNAF"]))
     write_json("scaling" if sweeps else "scaling_gemm", {"quick": q, "sweeps": sweeps, "gemm": gemm}, args.out)
     if not sweeps:
         return

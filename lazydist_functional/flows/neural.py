@@ -18,10 +18,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 from torch import Tensor
+from torch._C._functorch import is_batchedtensor
 from torch.distributions import Transform
 
 from ..nn import MLP, linear
 from ..nn.monotonic import MonotonicMLP, fold_signs, folded_value_and_tangent, folded_value_and_tangent_inplace
+from ..nn.monotonic import per_operator, per_operator_linear
 from ..pytree import Partial, tree_map
 from ..spec import Parametric, Spec
 from ..transforms import AdditiveTransform, ComposedTransform, DependentTransform, soft_bound, take
@@ -38,7 +40,7 @@ def _first_layer(layer: Mapping[str, Tensor], signal: Tensor, monotonic: bool) -
     and the column of :math:`x`: :math:`z = s + w x`."""
 
     W = layer["weight"].abs() if monotonic else layer["weight"]
-    s = linear(signal, W[..., 1:], layer.get("bias"))
+    s = per_operator_linear(signal, W[..., 1:], layer.get("bias"))
     return s, W[..., 0]
 
 
@@ -115,7 +117,7 @@ class MNN(Parametric):
             first["weight"], first.get("bias"), [net[n]["weight"] for n in names[1:]],
             [net[n].get("bias") for n in names[1:]],
         )
-        s = linear(signal, W0[..., 1:], b0)
+        s = per_operator_linear(signal, W0[..., 1:], b0)
         args = (s, W0[..., 0], tuple(Ws), tuple(bs))
         return MonotonicTransform(
             Partial(_mnn_f, args), f_and_df=Partial(_mnn_f_and_df, args), bound=self.bound,
@@ -125,9 +127,18 @@ class MNN(Parametric):
 
 def _umnn_g(s: Tensor, w: Tensor, weights: tuple, biases: tuple, x: Tensor, *, act: Callable) -> Tensor:
     z = s + w * x[..., None]
-    for W, b in zip(weights, biases, strict=True):
-        z = linear(act(z), W, b)
-    dx = z.squeeze(-1)
+    if per_operator(z, weights) and not any(b is not None and is_batchedtensor(b) for b in biases):
+        # Compiled vmap over the inputs: each feature's network alone, plain GEMMs (see
+        # ``per_operator``); the slice goes through the activation first, so the GEMM's
+        # operand is contiguous and folds the vmapped dim into its rows.
+        zs = [z[..., i, :] for i in range(weights[0].shape[0])]
+        for W, b in zip(weights, biases, strict=True):
+            zs = [linear(act(zi), W[i], None if b is None else b[i]) for i, zi in enumerate(zs)]
+        dx = torch.cat(zs, dim=-1)
+    else:
+        for W, b in zip(weights, biases, strict=True):
+            z = linear(act(z), W, b)
+        dx = z.squeeze(-1)
     return torch.exp(soft_bound(dx, 7.0))
 
 

@@ -2,13 +2,14 @@ r"""Pure monotonic multi-layer perceptron (positive Jacobian), with optional sta
 
 from __future__ import annotations
 
-__all__ = ["MonotonicMLP", "stacked_linear", "two_way_elu"]
+__all__ = ["MonotonicMLP", "per_operator", "per_operator_linear", "stacked_linear", "two_way_elu"]
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch._C._functorch import is_batchedtensor
 
 from .layers import two_way_elu
 from .linear import init_linear, linear
@@ -113,6 +114,55 @@ def fold_signs(
     return W0, b0, Ws, bs
 
 
+def per_operator(x: Tensor, weights: Sequence[Tensor]) -> bool:
+    r"""Whether stacked products of ``x`` with ``weights`` (:math:`S` operators, ``(S, O, I)``)
+    are best made one operator at a time: while ``torch.compile`` traces a ``vmap`` that
+    batches ``x`` but not the weights.
+
+    There the batching rule of a stacked product (``bmm``) copies the weights once per
+    sample, and its replacement, a product and a sum, is a reduction loop (16 ms for a
+    NAF transform at N = 1024 against 1.5 ms of ``bmm``). One operator at a time, each
+    product is a plain ``F.linear`` whose batching rule folds the vmapped dim into the
+    GEMM's rows: the batched module's GEMM, without a copy.
+    """
+
+    return (
+        torch.compiler.is_compiling()
+        and is_batchedtensor(x)
+        and all(W.dim() == 3 and W.shape[0] > 1 and not is_batchedtensor(W) for W in weights)
+    )
+
+
+def per_operator_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    r""":func:`~lazydist_functional.nn.linear` of a stacked weight, one operator at a time
+    where :func:`per_operator` says so (the same values)."""
+
+    if not per_operator(x, (weight,)) or (bias is not None and is_batchedtensor(bias)):
+        return linear(x, weight, bias)
+    # Each operator's rows are copied first: a strided slice would not fold into the GEMM's
+    # rows (``matmul`` folds only inputs whose leading dims are contiguous), and the
+    # product would fall back to a ``bmm`` on the weight expanded per sample.
+    return torch.stack(
+        [linear(x[..., i, :].clone(), weight[i], None if bias is None else bias[i]) for i in range(weight.shape[0])],
+        dim=-2,
+    )
+
+
+def _per_operator_network(
+    fn: Any, v: Tensor, dv: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor | None]
+) -> tuple[Tensor, Tensor]:
+    r"""``fn`` (a folded network) applied to each operator of the stack alone (its one-network
+    GEMMs), the outputs concatenated: for :func:`per_operator`'s case."""
+
+    def part(i: int) -> tuple[Tensor, ...]:
+        sl = slice(i, i + 1)
+        return (v[..., sl, :], dv[..., sl, :] if dv.dim() >= 2 else dv, [W[sl] for W in weights],
+                [None if b is None else b[sl] for b in biases])
+
+    outs = [fn(*part(i)) for i in range(weights[0].shape[0])]
+    return torch.cat([o[0] for o in outs], dim=-2), torch.cat([o[1] for o in outs], dim=-2)
+
+
 def _one_network(
     v: Tensor, dv: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor | None]
 ) -> tuple[bool, Tensor, Tensor, Sequence[Tensor], Sequence[Tensor | None]]:
@@ -133,6 +183,8 @@ def folded_value_and_tangent(
     the folded layers of :func:`fold_signs` (analytic forward-mode derivative):
     :math:`v' = W \mathrm{ELU}(v) + b`, :math:`dv' = W (\mathrm{ELU}'(v) \odot dv)`."""
 
+    if per_operator(v, weights) and not any(b is not None and is_batchedtensor(b) for b in biases):
+        return _per_operator_network(folded_value_and_tangent, v, dv, weights, biases)
     single, v, dv, weights, biases = _one_network(v, dv, weights, biases)
     for W, b in zip(weights, biases, strict=True):
         e = torch.exp(torch.clamp(v, max=0.0))  # ELU'(v)

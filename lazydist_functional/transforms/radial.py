@@ -13,6 +13,14 @@ from ..pytree import register_pytree_class
 from .base import FunctionalTransform, check_input
 
 
+def _minus_one(x: Tensor) -> Tensor:
+    r""":math:`D - 1` for inputs of :math:`D` features, as a 0-d tensor: under
+    ``torch.compile(vmap(...), dynamic=True)`` a symbolic size times a batched tensor is
+    refused by the batching rule ("x must be Tensor or scalar, got SymInt")."""
+
+    return torch.full((), x.shape[-1] - 1, dtype=x.dtype, device=x.device)
+
+
 @register_pytree_class(children=("z0", "alpha", "beta"))
 class RadialTransform(FunctionalTransform):
     r"""Radial transform :math:`f(z) = z + \frac{\beta}{\alpha + r} (z - z_0)`,
@@ -72,7 +80,7 @@ class RadialTransform(FunctionalTransform):
         d = z - self.z0
         r = torch.linalg.vector_norm(d, dim=-1)
         bh = beta / (alpha + r)
-        ladj = (z.shape[-1] - 1) * torch.log1p(bh) + torch.log1p(alpha * beta / (alpha + r) ** 2)
+        ladj = torch.log1p(bh) * _minus_one(z) + torch.log1p(alpha * beta / (alpha + r) ** 2)
         return z + bh.unsqueeze(-1) * d, ladj
 
     def _radius(self, rho: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
@@ -88,5 +96,5 @@ class RadialTransform(FunctionalTransform):
         d = y - self.z0
         r = self._radius(torch.linalg.vector_norm(d, dim=-1), alpha, beta)
         bh = beta / (alpha + r)
-        ladj = (y.shape[-1] - 1) * torch.log1p(bh) + torch.log1p(alpha * beta / (alpha + r) ** 2)
+        ladj = torch.log1p(bh) * _minus_one(y) + torch.log1p(alpha * beta / (alpha + r) ** 2)
         return self.z0 + d / (1 + bh).unsqueeze(-1), -ladj
