@@ -140,6 +140,9 @@ def gemm_ratio(name: str, n: int, t_min: float, rounds: int, compiled: bool, flo
         fns["gemm_act"] = gemms_and_activations
     with torch.no_grad():
         if compiled:
+            # every flow compiles ``log_prob``'s one code object: without a reset, dynamo's
+            # recompilation limit (8) is passed at the ninth flow, which then runs eagerly
+            torch._dynamo.reset()
             fast = torch.compile(log_prob, dynamic=False)
             fast(c, x)
             fns["compiled"] = lambda: fast(c, x)
