@@ -46,7 +46,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["FoldPlan", "disabled", "fold_plan", "folded_log_prob", "holds_only_context", "is_batched_at"]
+__all__ = ["FoldPlan", "disabled", "fold_plan", "folded_log_prob", "holds_only_context"]
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,7 +60,6 @@ from torch import Tensor
 from torch._C._functorch import (
     TransformType,
     _add_batch_dim,
-    _unwrap_batched,
     get_interpreter_stack,
     is_batchedtensor,
     maybe_get_level,
@@ -69,6 +68,7 @@ from torch._C._functorch import (
 from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
 from torch.distributions import Distribution
 
+from ..functorch_levels import is_batched_at, physical
 from ..pytree import NAMESPACE
 
 
@@ -103,12 +103,6 @@ def disabled() -> Iterator[None]:
         yield
     finally:
         _ENABLED.reset(token)
-
-
-def is_batched_at(t: Any, level: int) -> bool:
-    r"""Whether ``t`` is a tensor batched by the ``vmap`` of ``level``."""
-
-    return isinstance(t, Tensor) and is_batchedtensor(t) and maybe_get_level(t) == level
 
 
 def _vmap_level() -> int | None:
@@ -183,11 +177,6 @@ def _below() -> Iterator[None]:
             yield
 
 
-def _physical(t: Tensor, level: int) -> Tensor:
-    inner, bdim = _unwrap_batched(t, level)
-    return inner.movedim(bdim, 0) if bdim != 0 else inner
-
-
 def folded_log_prob(
     dist: Distribution, x: Tensor, log_prob: Callable[[Distribution, Tensor], Tensor]
 ) -> Tensor | None:
@@ -212,12 +201,12 @@ def folded_log_prob(
         xb, cb = x.shape[: x.dim() - event], c.shape[:-1]
         if len(xb) < len(cb):
             x = x.expand(*torch.broadcast_shapes(xb, cb), *x.shape[x.dim() - event :])
-        cp = _physical(c, level)
+        cp = physical(c, level)
         if len(xb) > len(cb):
             cp = cp.reshape(cp.shape[0], *(1,) * (len(xb) - len(cb)), *cp.shape[1:])
-    xp = _physical(x, level) if x_b else x.expand(cp.shape[0], *x.shape)
+    xp = physical(x, level) if x_b else x.expand(cp.shape[0], *x.shape)
     with _below():
         # nothing of ``dist`` is batched at ``level`` when the context is not
-        physical = plan.rebuild(cp) if c_b else dist
-        out = log_prob(physical, xp)
+        batched = plan.rebuild(cp) if c_b else dist
+        out = log_prob(batched, xp)
     return _add_batch_dim(out, 0, level)

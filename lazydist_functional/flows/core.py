@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from ..distributions import NormalizingFlow
-from ..distributions.vmap_fold import fold_plan, holds_only_context, is_batched_at
+from ..distributions.vmap_fold import fold_plan, holds_only_context
+from ..functorch_levels import is_batched_at
 from ..nn import is_meta
 from ..spec import Spec
 from ..trees import tree_cast

@@ -9,8 +9,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch._C._functorch import _add_batch_dim, _unwrap_batched, is_batchedtensor, maybe_current_level, maybe_get_level
+from torch._C._functorch import _add_batch_dim, is_batchedtensor, maybe_current_level
 
+from ..functorch_levels import is_batched_at, physical
 from .gaussian import GaussianWeight
 from .init import uniform
 
@@ -57,25 +58,12 @@ def _vmapped_level(x: Tensor, weight: Tensor, bias: Tensor | None) -> int | None
     level = maybe_current_level()
     if level is None:
         return None
-    x_b, w_b, b_b = (_batched_at(t, level) for t in (x, weight, bias))
+    x_b, w_b, b_b = (is_batched_at(t, level) for t in (x, weight, bias))
     if w_b:
         return level if weight.dim() == 2 and x.dim() >= 1 else None
     if x_b and not b_b and x.dim() >= weight.dim() - 1:
         return level
     return None
-
-
-def _batched_at(t: Tensor | None, level: int) -> bool:
-    r"""Whether ``t`` is batched by the ``vmap`` of ``level``."""
-
-    return t is not None and is_batchedtensor(t) and maybe_get_level(t) == level
-
-
-def _physical(t: Tensor, level: int) -> Tensor:
-    r"""The tensor under the ``vmap`` of ``level``, vmapped dim first."""
-
-    inner, bdim = _unwrap_batched(t, level)
-    return inner.movedim(bdim, 0) if bdim != 0 else inner
 
 
 def _linear_folded(x: Tensor, weight: Tensor, bias: Tensor | None, level: int) -> Tensor:
@@ -99,13 +87,13 @@ def _linear_folded(x: Tensor, weight: Tensor, bias: Tensor | None, level: int) -
     ``grad(vmap(f))`` differentiates plain GEMMs instead of batching rules.
     """
 
-    if not _batched_at(weight, level):
-        return _add_batch_dim(linear(_physical(x, level), weight, bias), 0, level)
-    w = _physical(weight, level)  # (B, out, in)
-    b = _physical(bias, level) if _batched_at(bias, level) else bias
+    if not is_batched_at(weight, level):
+        return _add_batch_dim(linear(physical(x, level), weight, bias), 0, level)
+    w = physical(weight, level)  # (B, out, in)
+    b = physical(bias, level) if is_batched_at(bias, level) else bias
     n, o, i = w.shape
-    if _batched_at(x, level):
-        xp = _physical(x, level)  # (B, *rows, in)
+    if is_batched_at(x, level):
+        xp = physical(x, level)  # (B, *rows, in)
         rows = xp.reshape(n, -1, i)
     else:  # shared x, read by every member (an expanded view: no copy)
         xp = x.expand(n, *x.shape)

@@ -1,0 +1,35 @@
+r"""Reading ``torch.func.vmap``'s batched tensors at one level: whether a tensor is batched
+by the ``vmap`` of a level, and the tensor underneath (the vmapped dim first). Shared by
+:func:`~lazydist_functional.nn.linear.linear`'s fold of batched weights and the
+:mod:`~lazydist_functional.distributions.vmap_fold` of per-sample ``log_prob``.
+
+Example:
+    >>> from torch.func import vmap
+    >>> from torch._C._functorch import maybe_current_level
+    >>> out = vmap(lambda t: torch.tensor(float(is_batched_at(t, maybe_current_level()))))(torch.zeros(3))
+    >>> out
+    tensor([1., 1., 1.])
+"""
+
+from __future__ import annotations
+
+__all__ = ["is_batched_at", "physical"]
+
+from typing import Any
+
+from torch import Tensor
+from torch._C._functorch import _unwrap_batched, is_batchedtensor, maybe_get_level
+
+
+def is_batched_at(t: Any, level: int) -> bool:
+    r"""Whether ``t`` is a tensor batched by the ``vmap`` of ``level``."""
+
+    return isinstance(t, Tensor) and is_batchedtensor(t) and maybe_get_level(t) == level
+
+
+def physical(t: Tensor, level: int) -> Tensor:
+    r"""The tensor under the ``vmap`` of ``level`` (``t`` batched at that level), vmapped
+    dim first."""
+
+    inner, bdim = _unwrap_batched(t, level)
+    return inner.movedim(bdim, 0) if bdim != 0 else inner
