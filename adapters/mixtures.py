@@ -25,6 +25,7 @@ from ..flows._conditioner import unpack  # noqa: F401
 from ..pytree import flatten_names as _flatten_names
 from .lazy import LazyDistribution  # noqa: F401
 from .lazy import SpecDistribution as _SpecDistribution
+from .module import NoSpecError as _NoSpecError
 from .nn import MLP  # noqa: F401
 
 
@@ -59,12 +60,12 @@ class GMM(_SpecDistribution):
 
     @property
     def covariance_type(self) -> str:
-        return self.spec.covariance_type
+        return self._built_spec.covariance_type
 
     @covariance_type.setter
     def covariance_type(self, value: str) -> None:
         # as in Zuko, an invalid type set here is reported by ``forward``/``initialize``
-        spec = _copy.copy(self.spec)
+        spec = _copy.copy(self._built_spec)
         spec.covariance_type = value
         self.__dict__["_spec"] = spec
 
@@ -74,8 +75,18 @@ class GMM(_SpecDistribution):
         sizes, means and covariances from the clusters (see
         :meth:`lazydist_functional.flows.GMM.initialize`)."""
 
+        try:
+            spec = self.spec
+        except _NoSpecError:  # a child replaced or hooked: write where Zuko writes
+            values = self._built_spec.initial_values(x, strategy)
+            if self._built_spec.hyper is not None:
+                self.hyper[-1].weight.mul_(1e-2)
+                self.hyper[-1].bias.copy_(torch.cat([v.flatten() for v in values]))
+            else:
+                for p, v in zip(self.phi, values, strict=True):
+                    p.copy_(v)
+            return
         params, _ = self.trees()
-        new = self.spec.initialize(params, x, strategy)
         current = dict(self.named_parameters())
-        for name, value in _flatten_names(new).items():
+        for name, value in _flatten_names(spec.initialize(params, x, strategy)).items():
             current[name].copy_(value)

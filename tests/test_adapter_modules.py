@@ -299,3 +299,41 @@ def test_a_parametrized_monotonic_network(name, net):
     reachable = (d.transform(x) - z).abs().amax(-1) < 1e-3  # base points inside the flow's image
     assert reachable.any()
     torch.testing.assert_close(log_p[reachable], d.log_prob(x)[reachable], atol=1e-3, rtol=1e-3)
+
+
+def torch_linears(model: nn.Module) -> None:
+    r"""Replaces every ``zuko.nn.Linear``-like layer by a plain ``nn.Linear`` sharing its
+    tensors (a pattern of published code that prepares Zuko flows for other tools)."""
+
+    for name, child in model.named_children():
+        torch_linears(child)
+        if type(child).__name__ == "Linear" and not isinstance(child, nn.Linear):
+            plain = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+            plain.weight = child.weight
+            if child.bias is not None:
+                plain.bias = child.bias
+            setattr(model, name, plain)
+
+
+@pytest.mark.parametrize("name", ["CNF", "GMM"])
+def test_layers_replaced_by_plain_linears(name):
+    theirs, mine = pair(name)
+    for flow in (theirs, mine):
+        torch_linears(flow)
+    assert not any(type(m).__name__ == "Linear" and not isinstance(m, nn.Linear) for m in mine.modules())
+    same_log_prob(theirs, mine, atol=1e-4)  # CNF: its hand-written JVP knew only its own MLP
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diagonal"])
+def test_gmm_initialize_on_an_edited_tree_writes_where_zuko_writes(covariance_type):
+    edited, plain = pair("GMM", covariance_type=covariance_type)[1], pair("GMM", covariance_type=covariance_type)[1]
+    torch_linears(edited)
+    with pytest.raises(NoSpecError):
+        edited.spec
+    x = torch.randn(40, 3)
+    for flow in (edited, plain):
+        torch.manual_seed(2)
+        flow.initialize(x, "kmeans")
+    assert edited.covariance_type == covariance_type
+    c, y = torch.randn(6, 2), torch.randn(6, 3)
+    torch.testing.assert_close(edited(c).log_prob(y), plain(c).log_prob(y))

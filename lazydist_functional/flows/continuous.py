@@ -193,7 +193,8 @@ class FFJTransform(Spec):
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> FreeFormJacobianTransform:
         times = state["times"]  # (*, 2): leading dims if the trees are stacked
         args = (params["ode"], state["freqs"], c)
-        manual = self.divergence == "manual"
+        # the hand-written JVP knows this spec's MLP only (the adapter may stand a user's network in)
+        manual = self.divergence == "manual" and type(self.ode) is MLP
         return FreeFormJacobianTransform(
             Partial(self.vector_field, args),
             times[..., 0],

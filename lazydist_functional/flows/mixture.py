@@ -128,17 +128,21 @@ class GMM(Spec):
 
     # -- fitting helper (not a torch.func transform target) ------------------------------
     @torch.no_grad()
-    def initialize(
+    def initial_values(
         self,
-        params: Mapping[str, Any],
         x: Tensor,
         strategy: Literal["random", "kmeans", "kmeans++"] = "kmeans++",
         generator: torch.Generator | None = None,
-    ) -> dict[str, Any]:
-        r"""Returns new parameters whose components are fitted to clusters of ``x`` (N, D):
-        weights from cluster sizes, means from cluster means, covariances from the
-        weighted cluster covariances. Conditional GMMs set the last layer's bias to
-        these values and shrink its weight (as Zuko does)."""
+    ) -> list[Tensor]:
+        r"""The component parameters fitted to clusters of ``x`` (N, D), in the order of
+        ``phi`` (logits, means, then the covariance's parameters): weights from cluster
+        sizes, means from cluster means, covariances from the weighted cluster covariances.
+
+        Example:
+            >>> gmm = GMM(2, components=3)
+            >>> [tuple(v.shape) for v in gmm.initial_values(torch.randn(50, 2), "kmeans")]
+            [(3,), (3, 2), (3, 2), (3, 1)]
+        """
 
         _check_option("covariance type", self.covariance_type, COVARIANCE_TYPES)
         _check_option("clustering strategy", strategy, STRATEGIES)
@@ -167,6 +171,21 @@ class GMM(Spec):
             # the model's scale is exp(phi.2): store log standard deviations (Zuko 1.6 stores
             # log variances here, which makes its initial components too narrow)
             values = [logits, means, 0.5 * var.log()]
+        return values
+
+    @torch.no_grad()
+    def initialize(
+        self,
+        params: Mapping[str, Any],
+        x: Tensor,
+        strategy: Literal["random", "kmeans", "kmeans++"] = "kmeans++",
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Any]:
+        r"""Returns new parameters whose components are :meth:`initial_values` of ``x``.
+        Conditional GMMs set the last layer's bias to these values and shrink its weight
+        (as Zuko does)."""
+
+        values = self.initial_values(x, strategy, generator)
         if self.hyper is None:
             return {"phi": {str(i): v.to(params["phi"][str(i)].dtype) for i, v in enumerate(values)}}
         hyper = {k: dict(v) for k, v in params["hyper"].items()}
