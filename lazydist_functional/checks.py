@@ -121,13 +121,13 @@ SEEN_LIMIT = 16
 
 
 def _most_common(values: list[Any]) -> Any:
-    r"""The most frequent value (the first one seen on ties); plain loops, so it traces."""
+    r"""The most frequent value (the first one seen on ties); plain loops, so it traces, and
+    by equality only: hashing a shape with a symbolic size (``torch.compile(dynamic=True)``)
+    would specialize that size and recompile for every batch size."""
 
-    counts: dict[Any, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
     best, most = None, 0
-    for value, n in counts.items():  # not ``max(key=...)``: dynamo graph-breaks on it
+    for value in values:  # not ``max(key=...)``: dynamo graph-breaks on it
+        n = sum(1 for other in values if other == value)
         if n > most:
             best, most = value, n
     return best
