@@ -20,6 +20,7 @@ from ..pytree import register_pytree_class
 from ..spec import Spec
 from ..transforms import ComposedTransform, DependentTransform, GaussianizationTransform, RotationTransform
 from ..transforms.base import call_and_ladj, sum_rightmost
+from ..transforms.rotation import skew_exp
 from ..transforms.monotonic.gaussianization_inverse import Table, tabulate
 from .common import standard_base
 from .core import Flow, UnconditionalTransform
@@ -29,7 +30,8 @@ from .elementwise import ElementWiseTransform
 @register_pytree_class(children=("transform", "base"))
 class GaussianizationFlow(NormalizingFlow):
     r"""The distribution of a :class:`GF`: a :class:`NormalizingFlow` whose sampling
-    tabulates the inverses of all its Gaussianization layers at once.
+    tabulates the inverses of all its Gaussianization layers at once (and computes its
+    rotations' matrices at once).
 
     Each layer's inverse starts from a table of its own parameters
     (:mod:`~lazydist_functional.transforms.monotonic.gaussianization_inverse`); when the
@@ -65,8 +67,11 @@ class GaussianizationFlow(NormalizingFlow):
         D = shape[0]
         for j, (i, g) in enumerate(zip(layers, gs, strict=True)):
             layer = copy.copy(transforms[i])
-            layer.base = g.with_table(Table(table.z[j * D:(j + 1) * D], table.rows[:, j * D:(j + 1) * D]))
+            rows = slice(j * D, (j + 1) * D)
+            assert table.newton is not None
+            layer.base = g.with_table(Table(table.z[rows], table.rows[:, rows], table.newton[:, :, rows]))
             transforms[i] = layer
+        _rotate_at_once(transforms)
         return ComposedTransform(*transforms)
 
     def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
@@ -76,6 +81,36 @@ class GaussianizationFlow(NormalizingFlow):
         z = draw(self.base, Size(sample_shape), self._draws(key))
         x, ladj = call_and_ladj(self._tabulated(Size(sample_shape)).inv, z)
         return x, self.base.log_prob(z) - sum_rightmost(ladj, self.reinterpreted)
+
+
+class _Rotation(RotationTransform):
+    r"""A :class:`RotationTransform` whose matrix :math:`R` is given (computed for several
+    layers at once by :func:`_rotate_at_once`); internal to :class:`GaussianizationFlow`'s
+    sampling."""
+
+    def __init__(self, A: Tensor, R: Tensor) -> None:
+        super().__init__(A)
+        self._R = R
+
+    @property
+    def R(self) -> Tensor:
+        return self._R
+
+
+def _rotate_at_once(transforms: list[Transform]) -> None:
+    r"""Replaces, in place in the list, the rotations that share one :math:`(D, D)` matrix
+    shape by :class:`_Rotation` s whose matrices come from one :func:`skew_exp` of the
+    stacked generators (same values as each layer's own)."""
+
+    layers = [i for i, t in enumerate(transforms) if type(t) is RotationTransform]
+    if len(layers) < 2:
+        return
+    As = [transforms[i].A for i in layers]  # type: ignore[attr-defined]
+    if As[0].dim() != 2 or any(A.shape != As[0].shape for A in As):
+        return
+    A = torch.stack(As)
+    for i, a, R in zip(layers, As, skew_exp(A - A.mT).unbind(), strict=True):
+        transforms[i] = _Rotation(a, R)
 
 
 class GF(Flow):
