@@ -255,6 +255,13 @@ def test_flow_tabulates_all_layers_at_once_with_the_same_values():
     torch.manual_seed(2)
     x2, lp2 = plain.rsample_and_log_prob((512,))
     assert torch.equal(x, x2) and torch.allclose(lp, lp2)
+    # sample: the layers called directly, same values
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            torch.manual_seed(3)
+            s = d.sample((512,))
+            torch.manual_seed(3)
+            assert torch.equal(s, plain.sample((512,)))
     # few draws: no shared table (each layer would not tabulate either)
     assert d._tabulated(torch.Size([4])) is d.transform
     # vmapped over parameter sets: the distribution is a pytree

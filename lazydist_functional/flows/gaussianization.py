@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Size, Tensor
 from torch.distributions import Transform
 
@@ -21,7 +22,7 @@ from ..spec import Spec
 from ..transforms import ComposedTransform, DependentTransform, GaussianizationTransform, RotationTransform
 from ..transforms.base import call_and_ladj, sum_rightmost
 from ..transforms.rotation import skew_exp
-from ..transforms.monotonic.gaussianization_inverse import Table, tabulate
+from ..transforms.monotonic.gaussianization_inverse import Table, solve, tabulate
 from .common import standard_base
 from .core import Flow, UnconditionalTransform
 from .elementwise import ElementWiseTransform
@@ -75,7 +76,13 @@ class GaussianizationFlow(NormalizingFlow):
         return ComposedTransform(*transforms)
 
     def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
-        return self._tabulated(Size(sample_shape)).inv(draw(self.base, sample_shape, draws))
+        transform = self._tabulated(Size(sample_shape))
+        x = draw(self.base, sample_shape, draws)
+        if not isinstance(transform, ComposedTransform):
+            return transform.inv(x)
+        for t in reversed(transform.transforms):  # the values of transform.inv(x)
+            x = _inverse(t, x)
+        return x
 
     def rsample_and_log_prob(self, sample_shape: Size = Size(), *, key: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z = draw(self.base, Size(sample_shape), self._draws(key))
@@ -111,6 +118,20 @@ def _rotate_at_once(transforms: list[Transform]) -> None:
     A = torch.stack(As)
     for i, a, R in zip(layers, As, skew_exp(A - A.mT).unbind(), strict=True):
         transforms[i] = _Rotation(a, R)
+
+
+def _inverse(t: Transform, y: Tensor) -> Tensor:
+    r"""``t.inv(y)`` inside :meth:`GaussianizationFlow._draw`, where ``y`` comes from the
+    base or the previous layer (the right shape): the tabulated Gaussianization layers and
+    the given rotations are called directly (the same function as their inverses,
+    without the wrappers' shape checks)."""
+
+    if type(t) is DependentTransform and type(t.base) is GaussianizationTransform and t.base.table is not None:
+        g = t.base
+        return solve(y, g.shift, g.log_scale, g.clip, g.nodes, g.polish, g.table)
+    if type(t) is _Rotation:
+        return F.linear(y, t.R.mT)
+    return t.inv(y)
 
 
 class GF(Flow):
