@@ -103,40 +103,41 @@ def tabulate(shift: Tensor, log_scale: Tensor, nodes: int = 16, reach: float = 6
     b, a = shift.detach(), log_scale.detach()
     n, K = b.shape
     scale = torch.exp(a)
-    sigma = scale.reciprocal()
     t = torch.linspace(-reach, reach, nodes, dtype=b.dtype, device=b.device)
-    x = ((t - b[..., None]) * sigma[..., None]).view(n, K * nodes).sort(dim=-1).values  # (n, G)
-    # components first, (K, n, G); u clamped where a component's CDF is 0 or 1 to float
-    # precision (no subnormals)
-    bT, aT = b.T[..., None], a.T[..., None]
-    u = torch.addcmul(bT, x, scale.T[..., None]).clamp(-12.0, 12.0)
-    p = torch.special.erfc(u * -_SQRT_HALF).sum(dim=0)  # 2K m(x)
-    q = torch.special.erfc(u * _SQRT_HALF).sum(dim=0)  # 2K (1 - m(x))
+    x = torch.sub(t, b[..., None]).div_(scale[..., None]).view(n, K * nodes).sort(dim=-1).values  # (n, G)
+    # the Newton step's parameters, components first (K, n, 1); also this function's
+    newton = torch.stack([scale * _SQRT_HALF, b * _SQRT_HALF, a - _LOG_C]).transpose(1, 2)[..., None]
+    slope, offset, log_scale = newton.unbind()
+    # v = u / sqrt 2, (K, n, G), clamped where a component's CDF is 0 or 1 to float
+    # precision (no subnormals); most operations below in place on fresh temporaries
+    v = torch.addcmul(offset, x, slope).clamp_(-12.0 * _SQRT_HALF, 12.0 * _SQRT_HALF)
+    p = torch.neg(v).erfc_().sum(dim=0)  # 2K m(x)
+    q = torch.special.erfc(v).sum(dim=0)  # 2K (1 - m(x))
+    density = torch.addcmul(log_scale, v, v, value=-1).exp_().sum(dim=0)  # K 2 m'(x)
     tail = torch.minimum(p, q)  # 2K min(m, 1 - m)
-    root = torch.sqrt(torch.log(tail) * -2 + (2 * math.log(K) + _C * _C))  # |zeta| + C
-    z = torch.copysign(root - _C, p - q)  # zeta
-    density = torch.exp(torch.addcmul(aT, u, u, value=-0.5)).sum(dim=0)  # K sqrt(2 pi) m'(x)
-    slope = root * tail / density * math.sqrt(math.pi / 2)  # dx/dzeta
+    root = torch.log(tail).mul_(-2).add_(2 * math.log(K) + _C * _C).sqrt_()  # |zeta| + C
+    z = (root - _C).copysign_(p.sub_(q))  # zeta
+    slope = root.mul_(tail).div_(density)  # dx/dzeta
     # Cubic Hermite in z on each interval (one of zero width, where m is flat in floating
     # point, is never selected): with e0 = delta - d0, e1 = d1 - delta,
     # c2 = (2 e0 - e1) / h, c3 = (e1 - e0) / h^2.
     z0, x0, d0 = z[:, :-1], x[:, :-1], slope[:, :-1]
-    h = (z[:, 1:] - z0).clamp_min(torch.finfo(z.dtype).tiny)
-    delta = (x[:, 1:] - x0) / h
+    h = (z[:, 1:] - z0).clamp_min_(torch.finfo(z.dtype).tiny)
+    delta = (x[:, 1:] - x0).div_(h)
     e0 = delta - d0
-    e = slope[:, 1:] - delta - e0  # e1 - e0
+    e = (slope[:, 1:] - delta).sub_(e0)  # e1 - e0
     zero = torch.zeros_like(z0)
-    inner = torch.stack([z0, x0, zero, x[:, 1:], zero, x0, d0, (e0 - e) / h, e / (h * h)])  # (9, n, G - 1)
+    inner = torch.stack([z0, x0, zero, x[:, 1:], zero, x0, d0, (e0 - e).div_(h), e.div_(h).div_(h)])  # (9, n, G - 1)
     # Outside: linear continuation with the widest component's slope (the asymptotic one:
     # far out the mixture's tail is that component's), bracketed by the end node and
     # that component's line.
-    s_max = sigma.amax(dim=-1, keepdim=True)
+    s_max = scale.amin(dim=-1, keepdim=True).reciprocal_()
     zero = zero[:, :1]
     x_first, x_last = x[:, :1], x[:, -1:]
-    below = torch.stack([z[:, :1], x_first + (reach - _C) * s_max, s_max, x_first,
+    below = torch.stack([z[:, :1], torch.add(x_first, s_max, alpha=reach - _C), s_max, x_first,
                          zero, x_first, s_max, zero, zero])
-    above = torch.stack([z[:, -1:], x_last, zero, x_last - (reach - _C) * s_max, s_max, x_last, s_max, zero, zero])
-    newton = torch.stack([scale * _SQRT_HALF, b * _SQRT_HALF, a - _LOG_C]).transpose(1, 2)[..., None]
+    above = torch.stack([z[:, -1:], x_last, zero, torch.add(x_last, s_max, alpha=_C - reach), s_max, x_last, s_max,
+                         zero, zero])
     return Table(z, torch.cat([below, inner, above], dim=-1), newton)
 
 
