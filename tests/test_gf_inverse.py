@@ -255,13 +255,22 @@ def test_flow_tabulates_all_layers_at_once_with_the_same_values():
     torch.manual_seed(2)
     x2, lp2 = plain.rsample_and_log_prob((512,))
     assert torch.equal(x, x2) and torch.allclose(lp, lp2)
-    # sample: the layers called directly, same values
+    # sample: the layers called directly (without gradients, on (D, N) targets from the
+    # base draws to the end), same values
     for grad in (False, True):
         with torch.set_grad_enabled(grad):
             torch.manual_seed(3)
             s = d.sample((512,))
             torch.manual_seed(3)
-            assert torch.equal(s, plain.sample((512,)))
+            s2 = plain.sample((512,))
+            assert torch.equal(s, s2) if grad else torch.allclose(s, s2, rtol=1e-4, atol=1e-5)
+    # compiled default sampling (one graph, the same values)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        s = d.sample((512,))
+        torch.manual_seed(3)
+        compiled = torch.compile(lambda: d.sample((512,)), backend="aot_eager", fullgraph=True)()
+        assert torch.allclose(compiled, s, rtol=1e-4, atol=1e-5)
     # few draws: no shared table (each layer would not tabulate either)
     assert d._tabulated(torch.Size([4])) is d.transform
     # vmapped over parameter sets: the distribution is a pytree

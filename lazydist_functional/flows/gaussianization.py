@@ -22,7 +22,7 @@ from ..spec import Spec
 from ..transforms import ComposedTransform, DependentTransform, GaussianizationTransform, RotationTransform
 from ..transforms.base import call_and_ladj, sum_rightmost
 from ..transforms.rotation import skew_exp
-from ..transforms.monotonic.gaussianization_inverse import Table, solve, tabulate
+from ..transforms.monotonic.gaussianization_inverse import Table, solve, tabulate, tabulated_step
 from .common import standard_base
 from .core import Flow, UnconditionalTransform
 from .elementwise import ElementWiseTransform
@@ -47,42 +47,75 @@ class GaussianizationFlow(NormalizingFlow):
         ('GaussianizationFlow', torch.Size([512, 3]))
     """
 
-    def _tabulated(self, sample_shape: Size) -> Transform:
-        r"""The transform with its Gaussianization layers' tables attached (itself when
-        there is nothing to share)."""
+    def _shared_table(self, sample_shape: Size) -> tuple[list[int], Table] | None:
+        r"""The indices of the Gaussianization layers and their stacked table (layer
+        :math:`j`'s rows :math:`j D` to :math:`(j + 1) D`), when they share the shape
+        :math:`(D, K)` and tabulate; else ``None``."""
 
         if not isinstance(self.transform, ComposedTransform):
-            return self.transform
+            return None
         layers = [i for i, t in enumerate(self.transform.transforms)
                   if isinstance(t, DependentTransform) and isinstance(t.base, GaussianizationTransform)]
         if len(layers) < 2:
-            return self.transform
+            return None
         gs = [self.transform.transforms[i].base for i in layers]
         shape, nodes = gs[0].shift.shape, gs[0].nodes
         targets = math.prod(sample_shape) * math.prod(self.batch_shape) * math.prod(self.event_shape)
         if (len(shape) != 2 or nodes == 0 or shape[0] * shape[1] * nodes > targets
                 or any(g.shift.shape != shape or g.log_scale.shape != shape or g.nodes != nodes for g in gs)):
+            return None
+        return layers, tabulate(torch.cat([g.shift for g in gs]), torch.cat([g.log_scale for g in gs]), nodes)
+
+    def _tabulated(self, sample_shape: Size) -> Transform:
+        r"""The transform with its Gaussianization layers' tables attached (itself when
+        there is nothing to share)."""
+
+        shared = self._shared_table(sample_shape)
+        if shared is None:
             return self.transform
-        table = tabulate(torch.cat([g.shift for g in gs]), torch.cat([g.log_scale for g in gs]), nodes)
+        layers, table = shared
         transforms = list(self.transform.transforms)
-        D = shape[0]
-        for j, (i, g) in enumerate(zip(layers, gs, strict=True)):
+        D = transforms[layers[0]].base.shift.shape[0]
+        for j, i in enumerate(layers):
             layer = copy.copy(transforms[i])
-            rows = slice(j * D, (j + 1) * D)
-            assert table.newton is not None
-            layer.base = g.with_table(Table(table.z[rows], table.rows[:, rows], table.newton[:, :, rows]))
+            layer.base = layer.base.with_table(_rows(table, j, D))
             transforms[i] = layer
         _rotate_at_once(transforms)
         return ComposedTransform(*transforms)
 
     def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
-        transform = self._tabulated(Size(sample_shape))
+        shared = self._shared_table(Size(sample_shape))
         x = draw(self.base, sample_shape, draws)
-        if not isinstance(transform, ComposedTransform):
-            return transform.inv(x)
-        for t in reversed(transform.transforms):  # the values of transform.inv(x)
-            x = _inverse(t, x)
-        return x
+        if shared is None:
+            return self.transform.inv(x)
+        transforms = list(self.transform.transforms)
+        layers, table = shared
+        gs = [transforms[i].base for i in layers]
+        D = gs[0].shift.shape[0]
+        if (torch.is_grad_enabled() or self.batch_shape != () or any(g.clip <= 0 or g.polish != 0 for g in gs)
+                or any(type(t) is not RotationTransform or t.A.shape != (D, D)
+                       for i, t in enumerate(transforms) if i not in layers)):
+            for j, i in enumerate(layers):  # the layers with their tables, then their inverses in turn
+                layer = copy.copy(transforms[i])
+                layer.base = layer.base.with_table(_rows(table, j, D))
+                transforms[i] = layer
+            _rotate_at_once(transforms)
+            for t in reversed(transforms):  # the values of ComposedTransform(*transforms).inv(x)
+                x = _inverse(t, x)
+            return x
+        # Default sampling: every layer the one-step tabulated inverse, on targets laid out
+        # as (D, N) from the base draws to the end, the rotations applied on that side
+        # (x R becomes R^T x^T).
+        rotations = [i for i in range(len(transforms)) if i not in layers]
+        R = dict(zip(rotations, _matrices([transforms[i] for i in rotations]), strict=True))
+        xT = x.reshape(-1, D).T.contiguous()
+        for i in reversed(range(len(transforms))):
+            if i in R:
+                xT = torch.mm(R[i].mT, xT)
+            else:
+                j = layers.index(i)
+                xT = tabulated_step(xT, _rows(table, j, D), gs[j].clip)
+        return xT.T.reshape(x.shape)
 
     def rsample_and_log_prob(self, sample_shape: Size = Size(), *, key: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z = draw(self.base, Size(sample_shape), self._draws(key))
@@ -104,20 +137,35 @@ class _Rotation(RotationTransform):
         return self._R
 
 
+def _rows(table: Table, j: int, D: int) -> Table:
+    r"""Layer ``j``'s part of a table stacked over layers of :math:`D` features each."""
+
+    assert table.newton is not None
+    rows = slice(j * D, (j + 1) * D)
+    return Table(table.z[rows], table.rows[:, rows], table.newton[:, :, rows])
+
+
+def _matrices(rotations: list[Transform]) -> list[Tensor]:
+    r"""The rotations' matrices :math:`R`, from one :func:`skew_exp` of the stacked
+    generators when they share one :math:`(D, D)` shape (same values as each one's)."""
+
+    As = [t.A for t in rotations]  # type: ignore[attr-defined]
+    if not As:
+        return []
+    if As[0].dim() != 2 or any(A.shape != As[0].shape for A in As):
+        return [t.R for t in rotations]  # type: ignore[attr-defined]
+    A = torch.stack(As)
+    return list(skew_exp(A - A.mT).unbind())
+
+
 def _rotate_at_once(transforms: list[Transform]) -> None:
     r"""Replaces, in place in the list, the rotations that share one :math:`(D, D)` matrix
     shape by :class:`_Rotation` s whose matrices come from one :func:`skew_exp` of the
     stacked generators (same values as each layer's own)."""
 
     layers = [i for i, t in enumerate(transforms) if type(t) is RotationTransform]
-    if len(layers) < 2:
-        return
-    As = [transforms[i].A for i in layers]  # type: ignore[attr-defined]
-    if As[0].dim() != 2 or any(A.shape != As[0].shape for A in As):
-        return
-    A = torch.stack(As)
-    for i, a, R in zip(layers, As, skew_exp(A - A.mT).unbind(), strict=True):
-        transforms[i] = _Rotation(a, R)
+    for i, R in zip(layers, _matrices([transforms[i] for i in layers]), strict=True):
+        transforms[i] = _Rotation(transforms[i].A, R)  # type: ignore[attr-defined]
 
 
 def _inverse(t: Transform, y: Tensor) -> Tensor:
