@@ -39,6 +39,11 @@ class GaussianizationFlow(NormalizingFlow):
     layers share the shape :math:`(D, K)` and are tabulated (enough draws per parameter
     set), one :func:`tabulate` call on their stacked parameters builds every table, since
     the tables depend on the parameters only. Same values as the layer-by-layer inverse.
+    By default (no gradients, ``clip`` :math:`> 0`, ``polish`` 0, unbatched), sampling runs
+    every layer's one-step tabulated inverse
+    (:func:`~lazydist_functional.transforms.monotonic.gaussianization_inverse.tabulated_step`)
+    on the draws laid out as :math:`(D, N)` from the base to the end, the rotations applied
+    as :math:`R^T x^T` (same values to rounding).
 
     Example:
         >>> flow = GF(3)
@@ -73,15 +78,20 @@ class GaussianizationFlow(NormalizingFlow):
         shared = self._shared_table(sample_shape)
         if shared is None:
             return self.transform
-        layers, table = shared
+        return ComposedTransform(*self._with_tables(*shared))
+
+    def _with_tables(self, layers: list[int], table: Table) -> list[Transform]:
+        r"""The transforms, the Gaussianization layers with their parts of the table and
+        the rotations with their matrices computed at once."""
+
         transforms = list(self.transform.transforms)
-        D = transforms[layers[0]].base.shift.shape[0]
+        D = transforms[layers[0]].base.shift.shape[0]  # type: ignore[attr-defined]
         for j, i in enumerate(layers):
             layer = copy.copy(transforms[i])
-            layer.base = layer.base.with_table(_rows(table, j, D))
+            layer.base = layer.base.with_table(_rows(table, j, D))  # type: ignore[attr-defined]
             transforms[i] = layer
         _rotate_at_once(transforms)
-        return ComposedTransform(*transforms)
+        return transforms
 
     def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
         shared = self._shared_table(Size(sample_shape))
@@ -95,12 +105,7 @@ class GaussianizationFlow(NormalizingFlow):
         if (torch.is_grad_enabled() or self.batch_shape != () or any(g.clip <= 0 or g.polish != 0 for g in gs)
                 or any(type(t) is not RotationTransform or t.A.shape != (D, D)
                        for i, t in enumerate(transforms) if i not in layers)):
-            for j, i in enumerate(layers):  # the layers with their tables, then their inverses in turn
-                layer = copy.copy(transforms[i])
-                layer.base = layer.base.with_table(_rows(table, j, D))
-                transforms[i] = layer
-            _rotate_at_once(transforms)
-            for t in reversed(transforms):  # the values of ComposedTransform(*transforms).inv(x)
+            for t in reversed(self._with_tables(layers, table)):  # the values of self._tabulated(...).inv(x)
                 x = _inverse(t, x)
             return x
         # Default sampling: every layer the one-step tabulated inverse, on targets laid out
