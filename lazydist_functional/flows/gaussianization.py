@@ -21,8 +21,8 @@ from ..pytree import register_pytree_class
 from ..spec import Spec
 from ..transforms import ComposedTransform, DependentTransform, GaussianizationTransform, RotationTransform
 from ..transforms.base import call_and_ladj, sum_rightmost
-from ..transforms.rotation import skew_exp
 from ..transforms.monotonic.gaussianization_inverse import Table, solve, tabulate, tabulated_step
+from ..transforms.rotation import skew_exp
 from .common import standard_base
 from .core import Flow, UnconditionalTransform
 from .elementwise import ElementWiseTransform
