@@ -255,9 +255,60 @@ def test_flow_tabulates_all_layers_at_once_with_the_same_values():
     torch.manual_seed(2)
     x2, lp2 = plain.rsample_and_log_prob((512,))
     assert torch.equal(x, x2) and torch.allclose(lp, lp2)
+    # sample: the layers called directly (without gradients, on (D, N) targets from the
+    # base draws to the end), same values
+    # (sample); with gradients (rsample) the tabulated layers' inverses in turn
+    torch.manual_seed(3)
+    s = d.sample((512,))
+    torch.manual_seed(3)
+    assert torch.allclose(s, plain.sample((512,)), rtol=1e-4, atol=1e-5)
+    torch.manual_seed(3)
+    r = d.rsample((512,))
+    torch.manual_seed(3)
+    assert torch.equal(r, plain.rsample((512,)))
+    # compiled default sampling (one graph, the same values)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        s = d.sample((512,))
+        torch.manual_seed(3)
+        compiled = torch.compile(lambda: d.sample((512,)), backend="aot_eager", fullgraph=True)()
+        assert torch.allclose(compiled, s, rtol=1e-4, atol=1e-5)
     # few draws: no shared table (each layer would not tabulate either)
     assert d._tabulated(torch.Size([4])) is d.transform
     # vmapped over parameter sets: the distribution is a pytree
     draws = vmap(lambda p: spec.apply(p).sample((256,)), randomness="different")(
         torch.utils._pytree.tree_map(lambda t: t.expand(2, *t.shape), spec.init()))
     assert draws.shape == (2, 256, 3) and torch.isfinite(draws).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tabulated_step_is_the_generic_one_step_inverse(dtype):
+    # the default sampling path (no grad, clip > 0) against tail_problem + table_guess +
+    # newton_delta, eager, vmapped over targets or parameter sets, and compiled
+    from lazydist_functional.transforms.monotonic.gaussianization_inverse import newton_delta, tabulated_step
+
+    b, a = _params(4, dtype=dtype)
+    y = GaussianizationTransform(b, a)(_targets(n=64, seed=4).to(dtype)).T.contiguous()
+    table = tabulate(b, a)
+
+    def generic(y, b, a):
+        p = tail_problem(y, b, a, 1e-6)
+        x, lo, hi = table_guess(tabulate(b, a), p.z)
+        return torch.clamp(x + newton_delta(p, x), lo, hi)
+
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    with torch.no_grad():
+        ref = generic(y, b, a)
+        assert torch.allclose(tabulated_step(y.clone(), table, 1e-6), ref, atol=tol)
+        cols = vmap(lambda v: tabulated_step(v[:, None], table, 1e-6)[:, 0], in_dims=1, out_dims=1)(y)
+        assert torch.allclose(cols, ref, atol=tol)
+        B, A = torch.stack([b, b.flip(0)]), torch.stack([a, a.flip(0)])
+        sets = vmap(lambda b, a: tabulated_step(y, tabulate(b, a), 1e-6))(B, A)
+        assert torch.allclose(sets[0], ref, atol=tol)
+        assert torch.allclose(sets[1], generic(y, b.flip(0), a.flip(0)), atol=tol)
+        compiled = torch.compile(lambda y: tabulated_step(y, table, 1e-6), backend="aot_eager", fullgraph=True)
+        assert torch.allclose(compiled(y), ref, atol=tol)
+        # y itself is left as it was (the in-place operations act on temporaries)
+        y0 = y.clone()
+        tabulated_step(y, table, 1e-6)
+        assert torch.equal(y, y0)

@@ -59,7 +59,7 @@ Example:
 from __future__ import annotations
 
 __all__ = ["Table", "TailProblem", "component_bracket", "implicit_step", "last_step", "newton_delta", "newton_step",
-           "newton_steps", "solve", "table_guess", "tabulate", "tail_problem"]
+           "newton_steps", "solve", "table_guess", "tabulate", "tabulated_step", "tail_problem"]
 
 import math
 from typing import NamedTuple
@@ -72,6 +72,7 @@ from .normal_tails import log_ndtr, ndtri
 _SQRT_HALF = math.sqrt(0.5)
 _ERFC_CAP = 9.0  # erfc(9) = 4e-37 and exp(-81) = 7e-36 stay normal in float32
 _C = math.sqrt(2 / math.pi)  # zeta = z + O(z^2) at 0
+_LOG_C = 0.5 * math.log(math.pi / 2)  # log sqrt(pi / 2): folds the Newton step's constant into its density
 
 
 class Table(NamedTuple):
@@ -81,10 +82,13 @@ class Table(NamedTuple):
     ``rows``: per interval (:math:`G + 1` per set: below, between and above the nodes)
     the anchor :math:`z_0`, the bracket as lines :math:`l_0 + l_1 z` and :math:`h_0 + h_1 z`,
     and the cubic :math:`c_0 + s (c_1 + s (c_2 + s c_3))` in :math:`s = z - z_0`, shape
-    :math:`(9, n, G + 1)`."""
+    :math:`(9, n, G + 1)`; ``newton`` (optional): the parameters of the tabulated Newton
+    step (:func:`tabulated_step`), :math:`e^{a_k} / \sqrt 2`, :math:`b_k / \sqrt 2` and
+    :math:`a_k - \log \sqrt{\pi / 2}`, shape :math:`(3, K, n, 1)`."""
 
     z: Tensor
     rows: Tensor
+    newton: Tensor | None = None
 
 
 def tabulate(shift: Tensor, log_scale: Tensor, nodes: int = 16, reach: float = 6.0) -> Table:
@@ -99,40 +103,42 @@ def tabulate(shift: Tensor, log_scale: Tensor, nodes: int = 16, reach: float = 6
     b, a = shift.detach(), log_scale.detach()
     n, K = b.shape
     scale = torch.exp(a)
-    sigma = scale.reciprocal()
     t = torch.linspace(-reach, reach, nodes, dtype=b.dtype, device=b.device)
-    x = ((t - b[..., None]) * sigma[..., None]).view(n, K * nodes).sort(dim=-1).values  # (n, G)
-    # components first, (K, n, G); u clamped where a component's CDF is 0 or 1 to float
-    # precision (no subnormals)
-    bT, aT = b.T[..., None], a.T[..., None]
-    u = torch.addcmul(bT, x, scale.T[..., None]).clamp(-12.0, 12.0)
-    p = torch.special.erfc(u * -_SQRT_HALF).sum(dim=0)  # 2K m(x)
-    q = torch.special.erfc(u * _SQRT_HALF).sum(dim=0)  # 2K (1 - m(x))
+    x = torch.sub(t, b[..., None]).div_(scale[..., None]).view(n, K * nodes).sort(dim=-1).values  # (n, G)
+    # the Newton step's parameters, components first (K, n, 1); also this function's
+    newton = torch.stack([scale * _SQRT_HALF, b * _SQRT_HALF, a - _LOG_C]).transpose(1, 2)[..., None]
+    slope, offset, log_scale = newton.unbind()
+    # v = u / sqrt 2, (K, n, G), clamped where a component's CDF is 0 or 1 to float
+    # precision (no subnormals); most operations below in place on fresh temporaries
+    v = torch.addcmul(offset, x, slope).clamp_(-12.0 * _SQRT_HALF, 12.0 * _SQRT_HALF)
+    p = torch.neg(v).erfc_().sum(dim=0)  # 2K m(x)
+    q = torch.special.erfc(v).sum(dim=0)  # 2K (1 - m(x))
+    density = torch.addcmul(log_scale, v, v, value=-1).exp_().sum(dim=0)  # K 2 m'(x)
     tail = torch.minimum(p, q)  # 2K min(m, 1 - m)
-    root = torch.sqrt(torch.log(tail) * -2 + (2 * math.log(K) + _C * _C))  # |zeta| + C
-    z = torch.copysign(root - _C, p - q)  # zeta
-    density = torch.exp(torch.addcmul(aT, u, u, value=-0.5)).sum(dim=0)  # K sqrt(2 pi) m'(x)
-    slope = root * tail / density * math.sqrt(math.pi / 2)  # dx/dzeta
+    root = torch.log(tail).mul_(-2).add_(2 * math.log(K) + _C * _C).sqrt_()  # |zeta| + C
+    z = (root - _C).copysign_(p.sub_(q))  # zeta
+    slope = root.mul_(tail).div_(density)  # dx/dzeta
     # Cubic Hermite in z on each interval (one of zero width, where m is flat in floating
     # point, is never selected): with e0 = delta - d0, e1 = d1 - delta,
     # c2 = (2 e0 - e1) / h, c3 = (e1 - e0) / h^2.
     z0, x0, d0 = z[:, :-1], x[:, :-1], slope[:, :-1]
-    h = (z[:, 1:] - z0).clamp_min(torch.finfo(z.dtype).tiny)
-    delta = (x[:, 1:] - x0) / h
+    h = (z[:, 1:] - z0).clamp_min_(torch.finfo(z.dtype).tiny)
+    delta = (x[:, 1:] - x0).div_(h)
     e0 = delta - d0
-    e = slope[:, 1:] - delta - e0  # e1 - e0
+    e = (slope[:, 1:] - delta).sub_(e0)  # e1 - e0
     zero = torch.zeros_like(z0)
-    inner = torch.stack([z0, x0, zero, x[:, 1:], zero, x0, d0, (e0 - e) / h, e / (h * h)])  # (9, n, G - 1)
+    inner = torch.stack([z0, x0, zero, x[:, 1:], zero, x0, d0, (e0 - e).div_(h), e.div_(h).div_(h)])  # (9, n, G - 1)
     # Outside: linear continuation with the widest component's slope (the asymptotic one:
     # far out the mixture's tail is that component's), bracketed by the end node and
     # that component's line.
-    s_max = sigma.amax(dim=-1, keepdim=True)
+    s_max = scale.amin(dim=-1, keepdim=True).reciprocal_()
     zero = zero[:, :1]
     x_first, x_last = x[:, :1], x[:, -1:]
-    below = torch.stack([z[:, :1], x_first + (reach - _C) * s_max, s_max, x_first,
+    below = torch.stack([z[:, :1], torch.add(x_first, s_max, alpha=reach - _C), s_max, x_first,
                          zero, x_first, s_max, zero, zero])
-    above = torch.stack([z[:, -1:], x_last, zero, x_last - (reach - _C) * s_max, s_max, x_last, s_max, zero, zero])
-    return Table(z, torch.cat([below, inner, above], dim=-1))
+    above = torch.stack([z[:, -1:], x_last, zero, torch.add(x_last, s_max, alpha=_C - reach), s_max, x_last, s_max,
+                         zero, zero])
+    return Table(z, torch.cat([below, inner, above], dim=-1), newton)
 
 
 def table_guess(table: Table, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -295,6 +301,31 @@ def last_step(p: TailProblem, x: Tensor, lo: Tensor, hi: Tensor, log_space: bool
     return torch.where(accept, refined, x), accept
 
 
+def tabulated_step(y: Tensor, table: Table, clip: float) -> Tensor:
+    r"""The default sampling path (no gradients, ``clip`` :math:`> 0`, ``iterations`` 0):
+    the tabulated guess and one plain Newton step on the log tail mass, kept in the
+    bracket, for targets :math:`(n, M)`; the values of :func:`tail_problem`,
+    :func:`table_guess` and :func:`newton_delta` (to rounding: the constant
+    :math:`\sqrt{\pi / 2}` sits in the density's exponent) in fewer operations, most of
+    them in place on fresh temporaries (each one's operands depend on the targets, or on
+    the targets and the parameters, so that ``vmap`` over either batches ``self``). The
+    Newton parameters come from ``table.newton``."""
+
+    assert table.newton is not None
+    slope, offset, log_scale = table.newton.unbind()
+    K = slope.shape[0]
+    # level log(2K M), M = (Phi(-|y|) - c/2) / (1 - c); zeta = +-(sqrt(2 log K + C^2 - 2 level) - C)
+    level = (y.abs().mul_(_SQRT_HALF).erfc_().sub_(clip).mul_(K / (1 - clip))
+             .clamp_min_(2 * K * torch.finfo(y.dtype).tiny).log_())
+    sign = torch.ones((), dtype=y.dtype, device=y.device).copysign(y)
+    z = (level * -2).add_(2 * math.log(K) + _C * _C).sqrt_().sub_(_C).mul_(sign)
+    x, lo, hi = table_guess(table, z)
+    w = torch.addcmul(offset, x, slope).mul_(sign).clamp_max_(_ERFC_CAP)  # (K, n, M)
+    density = torch.addcmul(log_scale, w, w, value=-1).exp_().sum(dim=0)  # sqrt(2 / pi) |D|
+    mass = w.erfc_().sum(dim=0)
+    return x.add_(torch.log(mass).sub_(level).mul_(mass).div_(density).mul_(sign)).clamp_(lo, hi)
+
+
 def _flatten(y: Tensor, shift: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor, Tensor, tuple[int, ...]]:
     r"""Targets as :math:`(n, M)` and parameters as :math:`(n, K)`, :math:`n` the number of
     parameter sets, and the targets' broadcast shape."""
@@ -324,6 +355,10 @@ def solve(y: Tensor, shift: Tensor, log_scale: Tensor, clip: float, nodes: int =
 
     y, shift, log_scale, batch = _flatten(y, shift, log_scale)
     log_space = clip == 0
+    if tabulated and not log_space and iterations == 0 and not torch.is_grad_enabled():
+        if table is None or table.z.shape[0] != shift.shape[0] or table.newton is None:
+            table = tabulate(shift, log_scale, nodes)
+        return tabulated_step(y, table, clip).T.reshape(batch)
     p = tail_problem(y, shift, log_scale, clip)
     if not tabulated:
         x, lo, hi = component_bracket(y, shift, log_scale, clip)
