@@ -96,14 +96,15 @@ class CouplingTransform(FunctionalTransform):
     def __repr__(self) -> str:
         return f"CouplingTransform(features_b={self.features_b})"
 
-    def _run(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+    def _run(self, x: Tensor, inverse: bool, with_ladj: bool = True) -> tuple[Tensor, Tensor | None]:
         check_input(self, x, self.mask.shape[-1:])
         mask, nb = self.mask.bool(), self.features_b
         # A stable sort of the mask lists the False entries (x_b) first, then the True ones (x_a).
         perm = torch.argsort(mask, dim=-1, stable=True)
         x_b, x_a = take(x, perm[..., :nb]), take(x, perm[..., nb:])
         f = self.meta(x_a)
-        y_b, ladj = f.inv.call_and_ladj(x_b) if inverse else f.call_and_ladj(x_b)
+        f = f.inv if inverse else f
+        y_b, ladj = f.call_and_ladj(x_b) if with_ladj else (f(x_b), None)
         return _merge(x, y_b, mask, perm[..., :nb]), ladj
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -111,6 +112,12 @@ class CouplingTransform(FunctionalTransform):
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         return self._run(y, inverse=True)
+
+    def _call(self, x: Tensor) -> Tensor:  # the value alone (sampling): no log-determinant
+        return self._run(x, inverse=False, with_ladj=False)[0]
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return self._run(y, inverse=True, with_ladj=False)[0]
 
 
 def _merge(x: Tensor, y_b: Tensor, mask: Tensor, index_b: Tensor) -> Tensor:
