@@ -144,11 +144,13 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
 
     d = module.__dict__
     built = d.get("_built_layout")
-    if (built is None or d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"]
-            or d["_backward_pre_hooks"] or runs_as_zuko(module)):  # _hooked, inlined (hot path)
-        return None
-    pkeys, bkeys, children, settings = built
     P, B, M = d["_parameters"], d["_buffers"], d["_modules"]
+    if (built is None or d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"]
+            or d["_backward_pre_hooks"]):  # _hooked, inlined (hot path)
+        return None
+    if (getattr(type(module), "_zuko_hooks", None) or "univariate" in M) and runs_as_zuko(module):
+        return None  # (runs_as_zuko needs one of the two: most modules skip the call)
+    pkeys, bkeys, children, settings = built
     if len(M) != len(children) or tuple(P) != pkeys or tuple(B) != bkeys:
         return None
     if not (P or B or M):
