@@ -101,11 +101,12 @@ class CouplingTransform(FunctionalTransform):
         mask, nb = self.mask.bool(), self.features_b
         # A stable sort of the mask lists the False entries (x_b) first, then the True ones (x_a).
         perm = torch.argsort(mask, dim=-1, stable=True)
-        x_b, x_a = take(x, perm[..., :nb]), take(x, perm[..., nb:])
+        index_b = perm[..., :nb]
+        x_b, x_a = take(x, index_b), take(x, perm[..., nb:])
         f = self.meta(x_a)
         f = f.inv if inverse else f
         y_b, ladj = f.call_and_ladj(x_b) if with_ladj else (f(x_b), None)
-        return _merge(x, y_b, mask, perm[..., :nb]), ladj
+        return _merge(x, y_b, mask, index_b), ladj
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._run(x, inverse=False)
@@ -132,10 +133,10 @@ def _merge(x: Tensor, y_b: Tensor, mask: Tensor, index_b: Tensor) -> Tensor:
     size under ``torch.compile(dynamic=True)``, indexing and ``where`` do not.
     """
 
-    batch = torch.broadcast_shapes(x.shape[:-1], y_b.shape[:-1])
     if index_b.dim() == 1 and not torch.compiler.is_compiling():
-        if y_b.shape[:-1] != batch:
-            y_b = y_b.expand(*batch, y_b.shape[-1])
-        return x.expand(*batch, x.shape[-1]).index_copy(-1, index_b, y_b)
+        if x.shape[:-1] != y_b.shape[:-1]:  # (an expand to the same shape is still an operation)
+            batch = torch.broadcast_shapes(x.shape[:-1], y_b.shape[:-1])
+            x, y_b = x.expand(*batch, x.shape[-1]), y_b.expand(*batch, y_b.shape[-1])
+        return x.index_copy(-1, index_b, y_b)
     rank_b = (torch.cumsum(~mask, dim=-1) - 1).clamp_min(0)  # True entries read any valid index
     return torch.where(mask, x, take(y_b, rank_b))
