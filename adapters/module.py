@@ -130,13 +130,6 @@ def _owner(cls: type, name: str) -> type:
     return next(c for c in cls.__mro__ if name in vars(c))
 
 
-def _hooked(module: nn.Module) -> bool:
-    r"""Whether a hook would run if the module were called (then it must be called)."""
-
-    d = module.__dict__
-    return bool(d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d["_backward_pre_hooks"])
-
-
 def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
     r"""The module's current ``(params, state)`` trees if it is as built (see
     :func:`_freeze`), has no hooks and does not run through Zuko's methods (see
@@ -146,7 +139,7 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
     built = d.get("_built_layout")
     P, B, M = d["_parameters"], d["_buffers"], d["_modules"]
     if (built is None or d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"]
-            or d["_backward_pre_hooks"]):  # _hooked, inlined (hot path)
+            or d["_backward_pre_hooks"]):  # a hook would run if it were called (then it must be)
         return None
     if (getattr(type(module), "_zuko_hooks", None) or "univariate" in M) and runs_as_zuko(module):
         return None  # (runs_as_zuko needs one of the two: most modules skip the call)
