@@ -94,6 +94,8 @@ def custom_hooks(module: nn.Module) -> tuple[str, ...]:
 
     cls = type(module)
     names = getattr(cls, "_zuko_hooks", ())
+    if not names:  # the hot path (every module of a tree, at every call): nothing to look up
+        return ()
     return tuple(n for n in names if "_zuko_hooks" not in vars(_owner(cls, n)))
 
 
@@ -116,21 +118,16 @@ def runs_as_zuko(module: nn.Module) -> bool:
 
     if custom_hooks(module):
         return True
+    if "univariate" not in module._modules:
+        return False
     spec = module.__dict__.get("_spec")
-    return "univariate" in module._modules and spec is not None and spec.part("univariate") is None
+    return spec is not None and spec.part("univariate") is None
 
 
 def _owner(cls: type, name: str) -> type:
     r"""The class of ``cls``'s MRO that defines ``name``."""
 
     return next(c for c in cls.__mro__ if name in vars(c))
-
-
-def _hooked(module: nn.Module) -> bool:
-    r"""Whether a hook would run if the module were called (then it must be called)."""
-
-    d = module.__dict__
-    return bool(d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d["_backward_pre_hooks"])
 
 
 def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -140,10 +137,13 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
 
     d = module.__dict__
     built = d.get("_built_layout")
-    if built is None or _hooked(module) or runs_as_zuko(module):
-        return None
-    pkeys, bkeys, children, settings = built
     P, B, M = d["_parameters"], d["_buffers"], d["_modules"]
+    if (built is None or d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"]
+            or d["_backward_pre_hooks"]):  # a hook would run if it were called (then it must be)
+        return None
+    if (getattr(type(module), "_zuko_hooks", None) or "univariate" in M) and runs_as_zuko(module):
+        return None  # (runs_as_zuko needs one of the two: most modules skip the call)
+    pkeys, bkeys, children, settings = built
     if len(M) != len(children) or tuple(P) != pkeys or tuple(B) != bkeys:
         return None
     if not (P or B or M):

@@ -99,8 +99,8 @@ CASES = {
 #: The classes that override ``_call`` / ``_inverse``, each for a reason: a value-only path
 #: that skips work (an ODE's trace; the conditioner pass and forward of the log-determinant;
 #: one evaluation of f'), or the structural transforms forwarding their parts' paths.
-CHEAP_PATHS = {"ComposedTransform", "DependentTransform", "InverseTransform", "FreeFormJacobianTransform",
-               "GroupedAutoregressiveTransform", "MonotonicTransform"}
+CHEAP_PATHS = {"ComposedTransform", "CouplingTransform", "DependentTransform", "InverseTransform",
+               "FreeFormJacobianTransform", "GroupedAutoregressiveTransform", "MonotonicTransform"}
 
 
 def _input(name: str) -> torch.Tensor:

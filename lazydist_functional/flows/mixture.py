@@ -14,6 +14,7 @@ from torch import Tensor
 from ..distributions import DiagNormal, Mixture, MultivariateNormal
 from ..nn import MLP, on_device
 from ..spec import Spec
+from ..transforms.base import take
 from ._conditioner import unpack
 
 
@@ -98,6 +99,7 @@ class GMM(Spec):
         self.total = sum(prod(s) for s in self.shapes)
         self.hyper = MLP(context, self.total, **kwargs) if context > 0 else None
         self.tril = torch.tril_indices(features, features, offset=-1)
+        self._fill = _fill_maps(self.features)
 
     def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
         if self.hyper is not None:
@@ -117,13 +119,7 @@ class GMM(Spec):
         logits, loc, diag = phi[0], phi[1], phi[2]
         if self.covariance_type != "full":
             return Mixture(DiagNormal(loc, diag.exp() + self.epsilon), logits)
-        d = self.features
-        scale = torch.diag_embed(diag.exp() + self.epsilon)
-        lower = phi[3]
-        flat_index = (self.tril[0] * d + self.tril[1]).to(lower.device)
-        filled = torch.zeros(*lower.shape[:-1], d * d, dtype=lower.dtype, device=lower.device)
-        filled = filled.scatter(-1, flat_index.expand(*lower.shape[:-1], -1), lower)
-        scale = scale + filled.reshape(*lower.shape[:-1], d, d)
+        scale = _scale_tril(diag.exp() + self.epsilon, phi[3], self._fill)
         return Mixture(MultivariateNormal(loc, scale_tril=scale), logits)
 
     # -- fitting helper (not a torch.func transform target) ------------------------------
@@ -192,6 +188,46 @@ class GMM(Spec):
         last = self.hyper.names[-1]
         hyper[last] = {"weight": hyper[last]["weight"] * 1e-2, "bias": torch.cat([v.flatten() for v in values])}
         return {"hyper": hyper}
+
+
+def _fill_maps(d: int) -> tuple[Tensor, ...]:
+    r"""Fixed index maps of the :math:`d^2` entries of a :math:`d \times d` factor:
+    ``(flat, below, on_diagonal, is_below, is_diagonal)``, where ``flat`` lists the strict
+    lower entries row-major (as ``tril_indices``), ``below[e]`` is entry ``e``'s position
+    in that list (0 off it) and ``on_diagonal[e]`` its diagonal position (any valid index
+    off it)."""
+
+    entry = torch.arange(d * d)
+    row, col = entry // d, entry % d
+    tril = torch.tril_indices(d, d, offset=-1)
+    below = torch.where(row > col, row * (row - 1) // 2 + col, 0)
+    return tril[0] * d + tril[1], below, entry // (d + 1), row > col, row == col
+
+
+def _scale_tril(diagonal: Tensor, lower: Tensor, maps: tuple[Tensor, ...]) -> Tensor:
+    r"""The lower-triangular :math:`(*, d, d)` factor with ``diagonal`` (:math:`(*, d)`) on
+    its diagonal and ``lower`` (:math:`(*, d(d-1)/2)`, row-major as ``tril_indices``)
+    below it; ``maps`` from :func:`_fill_maps`.
+
+    Eagerly: a ``scatter`` into zeros plus ``diag_embed``. While compiling: a ``where`` of
+    the two vectors gathered to :math:`d^2` entries by the fixed maps (``scatter``'s
+    ``vmap`` rule specializes the vmapped size under ``torch.compile(dynamic=True)``,
+    indexing and ``where`` do not). Both copy the values exactly.
+
+    Example:
+        >>> _scale_tril(torch.tensor([1.0, 2.0]), torch.tensor([3.0]), _fill_maps(2))
+        tensor([[1., 0.],
+                [3., 2.]])
+    """
+
+    d = diagonal.shape[-1]
+    if torch.compiler.is_compiling() and d > 1:
+        _, below, on_diagonal, is_below, is_diagonal = (m.to(lower.device) for m in maps)
+        filled = torch.where(is_below, take(lower, below), torch.where(is_diagonal, take(diagonal, on_diagonal), 0.0))
+        return filled.reshape(*filled.shape[:-1], d, d)
+    batch, flat = lower.shape[:-1], maps[0].to(lower.device)
+    filled = lower.new_zeros(*batch, d * d).scatter(-1, flat.expand(*batch, -1), lower)
+    return torch.diag_embed(diagonal) + filled.reshape(*batch, d, d)
 
 
 def _cluster(x: Tensor, k: int, strategy: str, generator: torch.Generator | None) -> Tensor:

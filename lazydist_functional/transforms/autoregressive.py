@@ -96,23 +96,47 @@ class CouplingTransform(FunctionalTransform):
     def __repr__(self) -> str:
         return f"CouplingTransform(features_b={self.features_b})"
 
-    def _run(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+    def _run(self, x: Tensor, inverse: bool, with_ladj: bool = True) -> tuple[Tensor, Tensor | None]:
         check_input(self, x, self.mask.shape[-1:])
-        # Stable argsort puts the False entries (x_b) first, then the True ones (x_a).
-        perm = torch.argsort(self.mask.to(torch.uint8), dim=-1, stable=True)
-        nb = self.features_b
-        xp = take(x, perm)
-        x_a, x_b = xp[..., nb:], xp[..., :nb]
+        mask, nb = self.mask.bool(), self.features_b
+        # A stable sort of the mask lists the False entries (x_b) first, then the True ones (x_a).
+        perm = torch.argsort(mask, dim=-1, stable=True)
+        index_b = perm[..., :nb]
+        x_b, x_a = take(x, index_b), take(x, perm[..., nb:])
         f = self.meta(x_a)
-        y_b, ladj = f.inv.call_and_ladj(x_b) if inverse else f.call_and_ladj(x_b)
-        # x_a may have fewer batch dims than y_b (one x, a batch of contexts): broadcast.
-        batch = torch.broadcast_shapes(x_a.shape[:-1], y_b.shape[:-1])
-        parts = (y_b.expand(*batch, y_b.shape[-1]), x_a.expand(*batch, x_a.shape[-1]))
-        y = take(torch.cat(parts, dim=-1), torch.argsort(perm))
-        return y, ladj
+        f = f.inv if inverse else f
+        y_b, ladj = f.call_and_ladj(x_b) if with_ladj else (f(x_b), None)
+        return _merge(x, y_b, mask, index_b), ladj
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._run(x, inverse=False)
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         return self._run(y, inverse=True)
+
+    def _call(self, x: Tensor) -> Tensor:  # the value alone (sampling): no log-determinant
+        return self._run(x, inverse=False, with_ladj=False)[0]
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return self._run(y, inverse=True, with_ladj=False)[0]
+
+
+def _merge(x: Tensor, y_b: Tensor, mask: Tensor, index_b: Tensor) -> Tensor:
+    r""":math:`y` with :math:`y_a = x_a` (``mask`` True) and the features ``index_b`` from
+    ``y_b``. ``x`` may have fewer batch dimensions than ``y_b`` (one ``x``, a batch of
+    contexts): they broadcast.
+
+    Eagerly (one mask) a single ``index_copy`` into ``x``. While compiling, or for masks
+    stacked over parameter sets, a ``where`` over ``y_b`` gathered back to :math:`D`
+    features (feature :math:`i` reads ``y_b[rank of i among the False entries]``): the
+    ``index_copy``, ``cat`` and ``index_select`` batching rules specialize the ``vmap``
+    size under ``torch.compile(dynamic=True)``, indexing and ``where`` do not.
+    """
+
+    if index_b.dim() == 1 and not torch.compiler.is_compiling():
+        if x.shape[:-1] != y_b.shape[:-1]:  # (an expand to the same shape is still an operation)
+            batch = torch.broadcast_shapes(x.shape[:-1], y_b.shape[:-1])
+            x, y_b = x.expand(*batch, x.shape[-1]), y_b.expand(*batch, y_b.shape[-1])
+        return x.index_copy(-1, index_b, y_b)
+    rank_b = (torch.cumsum(~mask, dim=-1) - 1).clamp_min(0)  # True entries read any valid index
+    return torch.where(mask, x, take(y_b, rank_b))

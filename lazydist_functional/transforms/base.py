@@ -378,6 +378,8 @@ def take(x: Tensor, index: Tensor, dim: int = -1) -> Tensor:
     """
 
     if index.dim() == 1:
+        if torch.compiler.is_compiling():  # index_select's vmap rule specializes the vmapped size
+            return x[(slice(None),) * (dim % x.dim()) + (index,)]
         return torch.index_select(x, dim, index)  # much cheaper than advanced indexing, also under vmap
     dim = dim % x.dim()
     rest = x.shape[dim + 1 :]
