@@ -14,6 +14,7 @@ r"""The fast paths of the monotonic inverses (NAF's MNN, BPF's Bernstein polynom
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -24,6 +25,7 @@ from lazydist_functional.catalogue import make_spec
 from lazydist_functional.flows import MNN, NAF
 from lazydist_functional.nn.monotonic import fold_signs, folded_value_and_tangent, folded_value_and_tangent_inplace
 from lazydist_functional.transforms import BernsteinTransform, BoundedBernsteinTransform, MonotonicTransform
+from lazydist_functional.transforms.monotonic.bernstein import _poly_planes, _poly_unrolled
 
 
 def _mnn(stack: int, seed: int = 0):
@@ -156,3 +158,25 @@ def test_mnn_default_inverse_converges_for_steep_networks_and_far_roots(scale):
         reference = MonotonicTransform(t.f, f_and_df=t.f_and_df, bound=t.bound, iterations=60).inv(y)
         torch.testing.assert_close(t.inv(y), reference, atol=1e-4, rtol=1e-4)
     assert t.iterations == 8 and t.bound == 100.0
+
+
+def test_bernstein_one_basis_matches_the_definition_and_zuko_lines_beyond_the_bounds():
+    # value = sum_i b_i,M theta_i and slope = d/dt, from the degree M - 1 basis (planes and
+    # unrolled), broadcasting coefficients (3, M + 1) against t (7, 3); float64.
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(3, 9, generator=g, dtype=torch.float64).cumsum(-1)
+    t = torch.rand(7, 3, generator=g, dtype=torch.float64)
+    M = theta.shape[-1] - 1
+    k = torch.arange(M + 1, dtype=torch.float64)
+    binom = torch.tensor([float(math.comb(M, i)) for i in range(M + 1)], dtype=torch.float64)
+    value = lambda s: (binom * s[..., None] ** k * (1 - s[..., None]) ** (M - k) * theta).sum(-1)  # noqa: E731
+    _, slope = torch.func.jvp(value, (t,), (torch.ones_like(t),))
+    for got in (_poly_planes(t, theta), _poly_unrolled(t, theta.unbind(-1))):
+        torch.testing.assert_close(got[0], value(t))
+        torch.testing.assert_close(got[1], slope)
+    # Beyond [-B, B] the bounded transform is Zuko's lines x -/+ 2 B eps, with log-det 0.
+    tr = BoundedBernsteinTransform(torch.randn(4, 12, generator=g, dtype=torch.float64))
+    x = torch.tensor([-9.0, -5.5, 5.5, 12.0], dtype=torch.float64)
+    y, ladj = tr.call_and_ladj(x)
+    torch.testing.assert_close(y, x + torch.sign(x) * 2 * tr.bound * tr.eps, atol=1e-9, rtol=0)
+    torch.testing.assert_close(ladj, torch.zeros_like(ladj), atol=1e-9, rtol=0)
