@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torch._C._functorch import _add_batch_dim, maybe_current_level
+
+from ...functorch_levels import is_batched_at, physical
 from ...pytree import register_pytree_class
 from .base import MonotonicTransform
 from .bernstein_inverse import _constants, solve_unit
@@ -77,6 +80,30 @@ def _poly_unrolled(t: Tensor, theta: tuple[Tensor, ...]) -> tuple[Tensor, Tensor
     return s1 + t * s2, M * s2
 
 
+def _vmapped_level(x: Tensor, theta: Tensor) -> int | None:
+    r"""The level of the innermost ``vmap`` when it batches ``x`` or ``theta`` (not while
+    ``torch.compile`` traces), else ``None``: there the polynomial is evaluated on the
+    physical tensors (element-wise work, whose batching rules only add per-operation cost)."""
+
+    if torch.compiler.is_compiling():
+        return None
+    level = maybe_current_level()
+    if level is None or not (is_batched_at(x, level) or is_batched_at(theta, level)):
+        return None
+    return level
+
+
+def _physical(t: Tensor, level: int, rank: int) -> Tensor:
+    r"""``t`` below the ``vmap`` of ``level`` (vmapped dim first where batched), its own dims
+    padded on the left to ``rank``, so that it broadcasts behind the vmapped dim."""
+
+    pad = (1,) * (rank - t.dim())
+    if is_batched_at(t, level):
+        p = physical(t, level)
+        return p.reshape(p.shape[:1] + pad + p.shape[1:])
+    return t.reshape(pad + t.shape)
+
+
 @register_pytree_class(children=("theta",), static=("bound", "eps", "iterations"))
 class BernsteinTransform(MonotonicTransform):
     r"""Monotonic Bernstein polynomial transform, linearly extrapolated outside :math:`[-B, B]`.
@@ -111,7 +138,12 @@ class BernsteinTransform(MonotonicTransform):
 
     def __init__(self, theta: Tensor, bound: float = 5.0, eps: float = 1e-6, iterations: int = 12) -> None:
         super().__init__(bound=bound, eps=eps, iterations=iterations)
-        self.theta = self._constrain_theta(theta)
+        # Row by row along the last dim: under a ``vmap`` batching ``theta``, on the physical tensor.
+        level = _vmapped_level(theta, theta)
+        if level is None:
+            self.theta = self._constrain_theta(theta)
+        else:
+            self.theta = _add_batch_dim(self._constrain_theta(physical(theta, level)), 0, level)
 
     def _constrain_theta(self, u: Tensor) -> Tensor:
         shift = math.log(2.0) * u.shape[-1] / 2
@@ -143,13 +175,16 @@ class BernsteinTransform(MonotonicTransform):
         return 0.0
 
     def value_and_derivative(self, x: Tensor, unrolled: bool = False) -> tuple[Tensor, Tensor]:
+        return self._evaluate(x, self.theta, unrolled)
+
+    def _evaluate(self, x: Tensor, theta: Tensor, unrolled: bool) -> tuple[Tensor, Tensor]:
         # The polynomial at t clamped into [eps, 1 - eps], continued by its tangent line there:
         # inside, t - inside = 0 and the value is the polynomial's; beyond the ends, the tangent
         # lines at the ends (no ``where``: the slope at the clamped point is the extrapolation's).
         B, eps = self.bound, self.eps
         t = (x + B) / (2 * B)
         inside = t.clamp(eps, 1 - eps)
-        inner, slope = _poly_unrolled(inside, self.theta.unbind(-1)) if unrolled else self._poly(inside)
+        inner, slope = _poly_unrolled(inside, theta.unbind(-1)) if unrolled else _poly_planes(inside, theta)
         beyond = t - inside
         y = inner + slope * beyond
         jump = self._jump()
@@ -163,6 +198,13 @@ class BernsteinTransform(MonotonicTransform):
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         # Under ``torch.compile`` the forward evaluates the polynomial unrolled (the inverse, hence
         # sampling, keeps one schedule; the coefficients agree with the eager ones to rounding).
+        # Under a ``vmap`` that batches x or the coefficients (e.g. over parameter sets), on the
+        # physical tensors below it, the results wrapped back at its level.
+        level = _vmapped_level(x, self.theta)
+        if level is not None:
+            rank = max(x.dim(), self.theta.dim() - 1)
+            y, dy = self._evaluate(_physical(x, level, rank), _physical(self.theta, level, rank + 1), False)
+            return _add_batch_dim(y, 0, level), _add_batch_dim(dy.log(), 0, level)
         y, dy = self.value_and_derivative(x, unrolled=torch.compiler.is_compiling())
         return y, dy.log()
 
