@@ -45,8 +45,9 @@ def _poly_planes(t: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
     # The powers and binomial coefficients as one constant (``torch.compile`` would
     # otherwise fuse and recompute the ``lgamma``\ s for every element).
     i, rest, log_binom = torch.tensor(_constants(M - 1), dtype=t.dtype, device=t.device).reshape(3, M, *(1,) * nd)
-    # (No ``addcmul``: under ``vmap`` its batching rule costs 8 times the operation.)
-    basis = torch.exp(log_binom + i * torch.log(t) + rest * torch.log1p(-t))
+    # (Under ``vmap``, ``addcmul``'s batching rule costs 8 times the operation: BernsteinTransform
+    # calls this on the physical tensors there.)
+    basis = torch.exp(torch.addcmul(torch.addcmul(log_binom, i, torch.log(t)), rest, torch.log1p(-t)))
     low = planes[:-1]
     s1 = (basis * low).sum(dim=0)
     s2 = (basis * (planes[1:] - low)).sum(dim=0)
@@ -282,18 +283,22 @@ class BoundedBernsteinTransform(BernsteinTransform):
         K = u.shape[-1]
         delta = 2 * B / (K + 4)
         # Coefficients first in memory (planes: :func:`_poly_planes` and :func:`_poly_unrolled`
-        # read them contiguously, and reductions over them are vectorized, where over the last
-        # dimension of 17 they cost as much as the rest). With the softmax's terms e_k (max-shifted),
+        # read them contiguously). With the softmax's terms e_k (max-shifted),
         # theta = alpha + (2B - 4 delta) (A e) / sum(e), A[i, k] = [k <= i - 3] (the cumulative sums
         # behind 3 fixed coefficients; the last row, all ones, is the sum) and
-        # alpha = -B + delta (0, 1, 2, ..., 2, 3, 4): one product with a constant (``cumsum``
-        # along planes costs 8 times as much on CPU, ``logsumexp`` an extra ``exp``; no ``cat``).
-        planes = u.movedim(-1, 0).contiguous()
-        e = torch.exp(planes - planes.amax(dim=0)).reshape(K, -1)
+        # alpha = -B + delta (0, 1, 2, ..., 2, 3, 4): one product with a constant, which also
+        # transposes the rows into planes (``cumsum`` along planes costs 8 times as much on CPU,
+        # a transposing copy of u twice as much at N = 16384; no ``cat``).
         lower = torch.ones(K + 5, K, dtype=u.dtype, device=u.device).tril(-3)
-        # Compiled, a product and a sum (one fused reduction): under a compiled ``vmap`` the
-        # product with a constant on the left is one small ``bmm`` per sample.
-        cum = (lower[:, :, None] * e).sum(1) if torch.compiler.is_compiling() else lower @ e
+        if torch.compiler.is_compiling():
+            # A product and a sum (one fused reduction, vectorized along the planes): under a
+            # compiled ``vmap`` the product with a constant on the left is one ``bmm`` per sample.
+            planes = u.movedim(-1, 0)
+            e = torch.exp(planes - planes.amax(dim=0)).reshape(K, -1)
+            cum = (lower[:, :, None] * e).sum(1)
+        else:
+            rows = torch.exp(u - u.amax(dim=-1, keepdim=True)).reshape(-1, K)
+            cum = lower @ rows.mT
         alpha = [-B, delta - B] + [2 * delta - B] * (K + 1) + [3 * delta - B, 4 * delta - B]
         alpha = torch.tensor(alpha, dtype=u.dtype, device=u.device)[:, None]
         theta = alpha + cum * ((2 * B - 4 * delta) / cum[-1])
