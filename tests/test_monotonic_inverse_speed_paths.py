@@ -189,13 +189,15 @@ def test_bernstein_under_vmap_runs_on_physical_tensors_like_a_loop(cls):
     u = torch.randn(3, 4, 2, 9, generator=g, dtype=torch.float64)
     x = 4 * torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
     f = lambda a, b: cls(a).call_and_ladj(b)  # noqa: E731
-    for dims, (a, b) in (((0, 0), (u, x)), ((0, None), (u, x[0])), ((None, 0), (u[0], x)), ((2, 1), (u.movedim(0, 2), x.movedim(0, 1)))):
-        got = vmap(f, in_dims=dims)(a, b)
-        rows = [f(a if da is None else a.select(da, i), b if db is None else b.select(db, i)) for i, (da, db) in enumerate([dims] * 3)]
+    cases = (((0, 0), (u, x)), ((0, None), (u, x[0])), ((None, 0), (u[0], x)), ((2, 1), (u.movedim(0, 2), x.movedim(0, 1))))
+    for (da, db), (a, b) in cases:
+        got = vmap(f, in_dims=(da, db))(a, b)
+        rows = [f(a if da is None else a.select(da, i), b if db is None else b.select(db, i)) for i in range(3)]
         for k in range(2):
             torch.testing.assert_close(got[k], torch.stack([r[k] for r in rows]))
     loss = lambda a, b: f(a, b)[1].sum() + f(a, b)[0].sin().sum()  # noqa: E731
-    torch.testing.assert_close(grad(lambda a: vmap(loss)(a, x).sum())(u), torch.stack([grad(loss)(u[i], x[i]) for i in range(3)]))
-    torch.testing.assert_close(vmap(grad(loss))(u, x), torch.stack([grad(loss)(u[i], x[i]) for i in range(3)]))
+    looped = torch.stack([grad(loss)(u[i], x[i]) for i in range(3)])
+    torch.testing.assert_close(grad(lambda a: vmap(loss)(a, x).sum())(u), looped)
+    torch.testing.assert_close(vmap(grad(loss))(u, x), looped)
     jac = vmap(jacrev(lambda a, b: f(a, b)[0]))(u, x)
     torch.testing.assert_close(jac, torch.stack([jacrev(lambda a: f(a, x[i])[0])(u[i]) for i in range(3)]))

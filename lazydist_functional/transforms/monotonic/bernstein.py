@@ -9,7 +9,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
 from torch._C._functorch import _add_batch_dim, maybe_current_level
 
 from ...functorch_levels import is_batched_at, physical
@@ -45,8 +44,8 @@ def _poly_planes(t: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
     # The powers and binomial coefficients as one constant (``torch.compile`` would
     # otherwise fuse and recompute the ``lgamma``\ s for every element).
     i, rest, log_binom = torch.tensor(_constants(M - 1), dtype=t.dtype, device=t.device).reshape(3, M, *(1,) * nd)
-    # (Under ``vmap``, ``addcmul``'s batching rule costs 8 times the operation: BernsteinTransform
-    # calls this on the physical tensors there.)
+    # (Under ``vmap``, ``addcmul``'s batching rule cost 8 times the operation in a profile:
+    # :class:`BernsteinTransform` calls this on the physical tensors there.)
     basis = torch.exp(torch.addcmul(torch.addcmul(log_binom, i, torch.log(t)), rest, torch.log1p(-t)))
     low = planes[:-1]
     s1 = (basis * low).sum(dim=0)
