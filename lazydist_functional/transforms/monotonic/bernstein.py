@@ -295,9 +295,15 @@ class BoundedBernsteinTransform(BernsteinTransform):
             planes = u.movedim(-1, 0)
             e = torch.exp(planes - planes.amax(dim=0)).reshape(K, -1)
             cum = (lower[:, :, None] * e).sum(1)
-        else:
+        elif u.is_contiguous():
             rows = torch.exp(u - u.amax(dim=-1, keepdim=True)).reshape(-1, K)
             cum = lower @ rows.mT
+        else:
+            # Laid out otherwise (under a vmap over parameter sets, the batched linear layer's
+            # output has the samples innermost), the one copy is into planes: its reductions along
+            # the planes are vectorized, those along a strided last dimension are not.
+            planes = u.movedim(-1, 0).contiguous()
+            cum = lower @ torch.exp(planes - planes.amax(dim=0)).reshape(K, -1)
         alpha = [-B, delta - B] + [2 * delta - B] * (K + 1) + [3 * delta - B, 4 * delta - B]
         alpha = torch.tensor(alpha, dtype=u.dtype, device=u.device)[:, None]
         theta = alpha + cum * ((2 * B - 4 * delta) / cum[-1])
