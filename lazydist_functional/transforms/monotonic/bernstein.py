@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch._C._functorch import _add_batch_dim, is_batchedtensor, maybe_current_level
+from torch._C._functorch import _add_batch_dim, maybe_current_level
 
 from ...functorch_levels import is_batched_at, physical
 from ...pytree import register_pytree_class
@@ -289,13 +289,7 @@ class BoundedBernsteinTransform(BernsteinTransform):
         # transposes the rows into planes (``cumsum`` along planes costs 8 times as much on CPU,
         # a transposing copy of u twice as much at N = 16384; no ``cat``).
         lower = torch.ones(K + 5, K, dtype=u.dtype, device=u.device).tril(-3)
-        if torch.compiler.is_compiling() and is_batchedtensor(u):
-            # Under a compiled ``vmap``, a product and a sum (one fused reduction, vectorized along
-            # the planes): there the product with a constant on the left is one ``bmm`` per sample.
-            planes = u.movedim(-1, 0)
-            e = torch.exp(planes - planes.amax(dim=0)).reshape(K, -1)
-            cum = (lower[:, :, None] * e).sum(1)
-        elif u.is_contiguous():
+        if u.is_contiguous():
             rows = torch.exp(u - u.amax(dim=-1, keepdim=True)).reshape(-1, K)
             cum = lower @ rows.mT
         else:
