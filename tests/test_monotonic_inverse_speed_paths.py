@@ -14,6 +14,7 @@ r"""The fast paths of the monotonic inverses (NAF's MNN, BPF's Bernstein polynom
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -24,6 +25,7 @@ from lazydist_functional.catalogue import make_spec
 from lazydist_functional.flows import MNN, NAF
 from lazydist_functional.nn.monotonic import fold_signs, folded_value_and_tangent, folded_value_and_tangent_inplace
 from lazydist_functional.transforms import BernsteinTransform, BoundedBernsteinTransform, MonotonicTransform
+from lazydist_functional.transforms.monotonic.bernstein import _poly_planes, _poly_unrolled
 
 
 def _mnn(stack: int, seed: int = 0):
@@ -156,3 +158,46 @@ def test_mnn_default_inverse_converges_for_steep_networks_and_far_roots(scale):
         reference = MonotonicTransform(t.f, f_and_df=t.f_and_df, bound=t.bound, iterations=60).inv(y)
         torch.testing.assert_close(t.inv(y), reference, atol=1e-4, rtol=1e-4)
     assert t.iterations == 8 and t.bound == 100.0
+
+
+def test_bernstein_one_basis_matches_the_definition_and_zuko_lines_beyond_the_bounds():
+    # value = sum_i b_i,M theta_i and slope = d/dt, from the degree M - 1 basis (planes and
+    # unrolled), broadcasting coefficients (3, M + 1) against t (7, 3); float64.
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(3, 9, generator=g, dtype=torch.float64).cumsum(-1)
+    t = torch.rand(7, 3, generator=g, dtype=torch.float64)
+    M = theta.shape[-1] - 1
+    k = torch.arange(M + 1, dtype=torch.float64)
+    binom = torch.tensor([float(math.comb(M, i)) for i in range(M + 1)], dtype=torch.float64)
+    value = lambda s: (binom * s[..., None] ** k * (1 - s[..., None]) ** (M - k) * theta).sum(-1)  # noqa: E731
+    _, slope = torch.func.jvp(value, (t,), (torch.ones_like(t),))
+    for got in (_poly_planes(t, theta), _poly_unrolled(t, theta.unbind(-1))):
+        torch.testing.assert_close(got[0], value(t))
+        torch.testing.assert_close(got[1], slope)
+    # Beyond [-B, B] the bounded transform is Zuko's lines x -/+ 2 B eps, with log-det 0.
+    tr = BoundedBernsteinTransform(torch.randn(4, 12, generator=g, dtype=torch.float64))
+    x = torch.tensor([-9.0, -5.5, 5.5, 12.0], dtype=torch.float64)
+    y, ladj = tr.call_and_ladj(x)
+    torch.testing.assert_close(y, x + torch.sign(x) * 2 * tr.bound * tr.eps, atol=1e-9, rtol=0)
+    torch.testing.assert_close(ladj, torch.zeros_like(ladj), atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("cls", [BernsteinTransform, BoundedBernsteinTransform])
+def test_bernstein_under_vmap_runs_on_physical_tensors_like_a_loop(cls):
+    # Parameter sets and/or inputs batched (any in_dims): values, gradients, vmap(grad), jacrev.
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(3, 4, 2, 9, generator=g, dtype=torch.float64)
+    x = 4 * torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
+    f = lambda a, b: cls(a).call_and_ladj(b)  # noqa: E731
+    cases = (((0, 0), (u, x)), ((0, None), (u, x[0])), ((None, 0), (u[0], x)), ((2, 1), (u.movedim(0, 2), x.movedim(0, 1))))
+    for (da, db), (a, b) in cases:
+        got = vmap(f, in_dims=(da, db))(a, b)
+        rows = [f(a if da is None else a.select(da, i), b if db is None else b.select(db, i)) for i in range(3)]
+        for k in range(2):
+            torch.testing.assert_close(got[k], torch.stack([r[k] for r in rows]))
+    loss = lambda a, b: f(a, b)[1].sum() + f(a, b)[0].sin().sum()  # noqa: E731
+    looped = torch.stack([grad(loss)(u[i], x[i]) for i in range(3)])
+    torch.testing.assert_close(grad(lambda a: vmap(loss)(a, x).sum())(u), looped)
+    torch.testing.assert_close(vmap(grad(loss))(u, x), looped)
+    jac = vmap(jacrev(lambda a, b: f(a, b)[0]))(u, x)
+    torch.testing.assert_close(jac, torch.stack([jacrev(lambda a: f(a, x[i])[0])(u[i]) for i in range(3)]))

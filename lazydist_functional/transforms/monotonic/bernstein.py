@@ -9,29 +9,55 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch._C._functorch import _add_batch_dim, maybe_current_level
 
+from ...functorch_levels import is_batched_at, physical
 from ...pytree import register_pytree_class
 from .base import MonotonicTransform
 from .bernstein_inverse import _constants, solve_unit
 
 
-def _bernstein(t: Tensor, order: int) -> tuple[Tensor, Tensor]:
-    r"""Bernstein basis :math:`\binom{M}{i} t^i (1 - t)^{M - i}`, :math:`i = 0..M`, for
-    :math:`t \in (0, 1)`, shape :math:`(*, M + 1)`; and the powers :math:`M - i`."""
+def _poly_planes(t: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+    r"""The Bernstein polynomial's value and slope (in unit coordinates) at :math:`t \in (0, 1)`
+    from one basis of degree :math:`M - 1`, with :math:`b_i = \binom{M-1}{i} t^i (1-t)^{M-1-i}`
+    and :math:`\Delta_i = \theta_{i+1} - \theta_i`:
 
+    .. math:: p(t) = \sum_{i<M} b_i \theta_i + t \sum_{i<M} b_i \Delta_i, \qquad
+        p'(t) = M \sum_{i<M} b_i \Delta_i
+
+    (degree elevation: :math:`B_{i,M} = (1 - t) B_{i,M-1} + t B_{i-1,M-1}`). The basis is built
+    in log space, coefficient index first (planes: the products and the sums over it are
+    element-wise and vectorized), which is where the coefficients of
+    :class:`BoundedBernsteinTransform` lie in memory. ``theta``: shape :math:`(*, M + 1)`,
+    broadcastable against ``t``.
+
+    Example:
+        >>> _poly_planes(torch.tensor([0.25]), torch.tensor([[0.0, 1.0, 2.0]]))  # 2t, 2
+        (tensor([0.5000]), tensor([2.]))
+    """
+
+    M = theta.shape[-1] - 1
+    nd = max(t.dim(), theta.dim() - 1)
+    t = t.reshape((1,) * (nd - t.dim()) + t.shape)
+    planes = theta.movedim(-1, 0)
+    planes = planes.reshape(planes.shape[:1] + (1,) * (nd - theta.dim() + 1) + planes.shape[1:])
     # The powers and binomial coefficients as one constant (``torch.compile`` would
     # otherwise fuse and recompute the ``lgamma``\ s for every element).
-    i, rest, log_binom = torch.tensor(_constants(order), dtype=t.dtype, device=t.device)
-    t = t[..., None]
-    return torch.exp(log_binom + i * torch.log(t) + rest * torch.log1p(-t)), rest
+    i, rest, log_binom = torch.tensor(_constants(M - 1), dtype=t.dtype, device=t.device).reshape(3, M, *(1,) * nd)
+    # (Under ``vmap``, ``addcmul``'s batching rule cost 8 times the operation in a profile:
+    # :class:`BernsteinTransform` calls this on the physical tensors there.)
+    basis = torch.exp(torch.addcmul(torch.addcmul(log_binom, i, torch.log(t)), rest, torch.log1p(-t)))
+    low = planes[:-1]
+    s1 = (basis * low).sum(dim=0)
+    s2 = (basis * (planes[1:] - low)).sum(dim=0)
+    return s1 + t * s2, M * s2
 
 
 def _poly_unrolled(t: Tensor, theta: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-    r"""The Bernstein polynomial's value and slope at :math:`t` from its coefficients
-    :math:`\theta_0, \dots, \theta_M` (a tuple of tensors), the basis built from the powers of
-    :math:`t` and :math:`1 - t` by products: the schedule for ``torch.compile``, which fuses it into
-    one element-wise kernel (the eager schedule's basis of shape :math:`(*, M + 1)` and its sums
-    over 17 to 22 coefficients per row are not vectorized by inductor on CPU).
+    r"""The Bernstein polynomial's value and slope at :math:`t`, as :func:`_poly_planes`, from its
+    coefficients :math:`\theta_0, \dots, \theta_M` (a tuple of tensors), the basis built from the
+    powers of :math:`t` and :math:`1 - t` by products: the schedule for ``torch.compile``, which
+    fuses it into one element-wise kernel.
 
     Example:
         >>> t = torch.tensor([0.25])
@@ -42,13 +68,40 @@ def _poly_unrolled(t: Tensor, theta: tuple[Tensor, ...]) -> tuple[Tensor, Tensor
 
     M = len(theta) - 1
     s = 1 - t
-    tp, sp = [torch.ones_like(t)], [torch.ones_like(t)]
-    for _ in range(M):
+    tp, sp = [1.0, t], [1.0, s]
+    for _ in range(M - 2):
         tp.append(tp[-1] * t)
         sp.append(sp[-1] * s)
-    value = sum(math.comb(M, i) * tp[i] * sp[M - i] * theta[i] for i in range(M + 1))
-    slope = M * sum(math.comb(M - 1, i) * tp[i] * sp[M - 1 - i] * (theta[i + 1] - theta[i]) for i in range(M))
-    return value, slope
+    s1, s2 = 0.0, 0.0
+    for i in range(M):
+        b = math.comb(M - 1, i) * tp[i] * sp[M - 1 - i]
+        s1 = s1 + b * theta[i]
+        s2 = s2 + b * (theta[i + 1] - theta[i])
+    return s1 + t * s2, M * s2
+
+
+def _vmapped_level(x: Tensor, theta: Tensor) -> int | None:
+    r"""The level of the innermost ``vmap`` when it batches ``x`` or ``theta`` (not while
+    ``torch.compile`` traces), else ``None``: there the polynomial is evaluated on the
+    physical tensors (element-wise work, whose batching rules only add per-operation cost)."""
+
+    if torch.compiler.is_compiling():
+        return None
+    level = maybe_current_level()
+    if level is None or not (is_batched_at(x, level) or is_batched_at(theta, level)):
+        return None
+    return level
+
+
+def _physical(t: Tensor, level: int, rank: int) -> Tensor:
+    r"""``t`` below the ``vmap`` of ``level`` (vmapped dim first where batched), its own dims
+    padded on the left to ``rank``, so that it broadcasts behind the vmapped dim."""
+
+    pad = (1,) * (rank - t.dim())
+    if is_batched_at(t, level):
+        p = physical(t, level)
+        return p.reshape(p.shape[:1] + pad + p.shape[1:])
+    return t.reshape(pad + t.shape)
 
 
 @register_pytree_class(children=("theta",), static=("bound", "eps", "iterations"))
@@ -85,7 +138,12 @@ class BernsteinTransform(MonotonicTransform):
 
     def __init__(self, theta: Tensor, bound: float = 5.0, eps: float = 1e-6, iterations: int = 12) -> None:
         super().__init__(bound=bound, eps=eps, iterations=iterations)
-        self.theta = self._constrain_theta(theta)
+        # Row by row along the last dim: under a ``vmap`` batching ``theta``, on the physical tensor.
+        level = _vmapped_level(theta, theta)
+        if level is None:
+            self.theta = self._constrain_theta(theta)
+        else:
+            self.theta = _add_batch_dim(self._constrain_theta(physical(theta, level)), 0, level)
 
     def _constrain_theta(self, u: Tensor) -> Tensor:
         shift = math.log(2.0) * u.shape[-1] / 2
@@ -100,40 +158,53 @@ class BernsteinTransform(MonotonicTransform):
     def _poly(self, t: Tensor) -> tuple[Tensor, Tensor]:
         r"""Polynomial value and derivative (in unit coordinates) at :math:`t`."""
 
-        # One basis for both: M B_{i,M-1}(t) = (M - i) B_{i,M}(t) / (1 - t), so the slope
-        # M sum_i (theta_i+1 - theta_i) B_{i,M-1}(t) is a sum of positive terms as well.
-        M = self.order
-        theta = self.theta
-        basis, rest = _bernstein(t, M)
-        value = (basis * theta).sum(dim=-1)
-        weights = (theta[..., 1:] - theta[..., :-1]) * rest[:-1]
-        slope = (basis[..., :-1] * weights).sum(dim=-1) / (1 - t)
-        return value, slope
+        return _poly_planes(t, self.theta)
 
     def _ends(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
         r"""Values and unit-coordinate slopes at :math:`t = \epsilon` and :math:`1 - \epsilon`."""
 
-        ends = self.theta.new_tensor([self.eps, 1 - self.eps])
-        value, slope = self._poly(ends.expand(*self.theta.shape[:-1], 2).movedim(-1, 0))
-        return (value[0], value[1]), (slope[0], slope[1])
+        batch = self.theta.shape[:-1]
+        (v0, s0), (v1, s1) = (self._poly(self.theta.new_full(batch, end)) for end in (self.eps, 1 - self.eps))
+        return (v0, v1), (s0, s1)
+
+    def _jump(self) -> float:
+        r"""What the extrapolation adds beyond the ends to the tangent lines of the polynomial at
+        :math:`t = \epsilon, 1 - \epsilon` (times the sign of :math:`t - \epsilon`, resp.
+        :math:`t - 1 + \epsilon`): none here."""
+
+        return 0.0
 
     def value_and_derivative(self, x: Tensor, unrolled: bool = False) -> tuple[Tensor, Tensor]:
-        (v0, v1), (s0, s1) = self._ends()
+        return self._evaluate(x, self.theta, unrolled)
+
+    def _evaluate(self, x: Tensor, theta: Tensor, unrolled: bool) -> tuple[Tensor, Tensor]:
+        # The polynomial at t clamped into [eps, 1 - eps], continued by its tangent line there:
+        # inside, t - inside = 0 and the value is the polynomial's; beyond the ends, the tangent
+        # lines at the ends (no ``where``: the slope at the clamped point is the extrapolation's).
         B, eps = self.bound, self.eps
         t = (x + B) / (2 * B)
-        low, high = t <= eps, t >= 1 - eps
-        inside = torch.where(low | high, 0.5, t)
-        inner, inner_slope = _poly_unrolled(inside, self.theta.unbind(-1)) if unrolled else self._poly(inside)
-        y = torch.where(low, s0 * (t - eps) + v0, torch.where(high, s1 * (t - 1 + eps) + v1, inner))
-        dy = torch.where(low, s0, torch.where(high, s1, inner_slope)).expand_as(y) / (2 * B)
-        return y, dy
+        inside = t.clamp(eps, 1 - eps)
+        inner, slope = _poly_unrolled(inside, theta.unbind(-1)) if unrolled else _poly_planes(inside, theta)
+        beyond = t - inside
+        y = inner + slope * beyond
+        jump = self._jump()
+        if jump:
+            y = torch.add(y, torch.sign(beyond), alpha=jump)
+        return y, slope / (2 * B)
 
     def f(self, x: Tensor) -> Tensor:
         return self.value_and_derivative(x)[0]
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         # Under ``torch.compile`` the forward evaluates the polynomial unrolled (the inverse, hence
-        # sampling, keeps one schedule, bit for bit as eagerly).
+        # sampling, keeps one schedule; the coefficients agree with the eager ones to rounding).
+        # Under a ``vmap`` that batches x or the coefficients (e.g. over parameter sets), on the
+        # physical tensors below it, the results wrapped back at its level.
+        level = _vmapped_level(x, self.theta)
+        if level is not None:
+            rank = max(x.dim(), self.theta.dim() - 1)
+            y, dy = self._evaluate(_physical(x, level, rank), _physical(self.theta, level, rank + 1), False)
+            return _add_batch_dim(y, 0, level), _add_batch_dim(dy.log(), 0, level)
         y, dy = self.value_and_derivative(x, unrolled=torch.compiler.is_compiling())
         return y, dy.log()
 
@@ -208,21 +279,34 @@ class BoundedBernsteinTransform(BernsteinTransform):
 
     def _constrain_theta(self, u: Tensor) -> Tensor:
         B = self.bound
-        delta = 2 * B / (u.shape[-1] + 4)
-        # Coefficients first in memory (planes, which :func:`_poly_unrolled` reads contiguously
-        # under ``torch.compile``); the cumulative sums by a product with a constant triangular
-        # matrix (``cumsum`` along a transposed layout costs 3 times a network layer on CPU).
-        # One formula eagerly and compiled, so that sampling agrees bit for bit.
         K = u.shape[-1]
-        lower = torch.ones(K, K, dtype=u.dtype, device=u.device).tril()  # lower[k, j] = [j <= k]
-        rows = torch.exp(u - u.amax(dim=-1, keepdim=True)).reshape(-1, K)  # the softmax, unnormalized
-        cum = (lower @ rows.mT).reshape(K, *u.shape[:-1])
-        cum = cum * ((2 * B - 4 * delta) / cum[-1])
-        ones = torch.ones_like(cum[:2])
-        lead = -B + 2 * delta + cum
-        planes = torch.cat((torch.stack((-B * ones[0], (delta - B) * ones[1])), lead[:1] - cum[:1], lead,
-                            torch.stack((lead[-1] + delta, lead[-1] + 2 * delta))), dim=0)
-        return planes.movedim(0, -1)
+        delta = 2 * B / (K + 4)
+        # Coefficients first in memory (planes: :func:`_poly_planes` and :func:`_poly_unrolled`
+        # read them contiguously). With the softmax's terms e_k (max-shifted),
+        # theta = alpha + (2B - 4 delta) (A e) / sum(e), A[i, k] = [k <= i - 3] (the cumulative sums
+        # behind 3 fixed coefficients; the last row, all ones, is the sum) and
+        # alpha = -B + delta (0, 1, 2, ..., 2, 3, 4): one product with a constant, which also
+        # transposes the rows into planes (``cumsum`` along planes costs 8 times as much on CPU,
+        # a transposing copy of u twice as much at N = 16384; no ``cat``).
+        lower = torch.ones(K + 5, K, dtype=u.dtype, device=u.device).tril(-3)
+        if u.is_contiguous():
+            rows = torch.exp(u - u.amax(dim=-1, keepdim=True)).reshape(-1, K)
+            cum = lower @ rows.mT
+        else:
+            # Laid out otherwise (under a vmap over parameter sets, the batched linear layer's
+            # output has the samples innermost), the one copy is into planes: its reductions along
+            # the planes are vectorized, those along a strided last dimension are not.
+            planes = u.movedim(-1, 0).contiguous()
+            cum = lower @ torch.exp(planes - planes.amax(dim=0)).reshape(K, -1)
+        alpha = [-B, delta - B] + [2 * delta - B] * (K + 1) + [3 * delta - B, 4 * delta - B]
+        alpha = torch.tensor(alpha, dtype=u.dtype, device=u.device)[:, None]
+        theta = alpha + cum * ((2 * B - 4 * delta) / cum[-1])
+        return theta.reshape(K + 5, *u.shape[:-1]).movedim(0, -1)
+
+    def _jump(self) -> float:
+        # Zuko's lines beyond the ends, 2B (t - eps) - B and 2B (t - 1 + eps) + B, against the
+        # polynomial's tangent lines there (p(eps) = -B + 2B eps + O(eps^3), p'(eps) = 2B + O(eps^2)).
+        return 2 * self.bound * self.eps
 
     def _ends(self) -> tuple[tuple[float, float], tuple[float, float]]:
         B = self.bound
