@@ -10,7 +10,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
+from torch._C._functorch import is_batchedtensor
 
 from ..checks import check_batch, check_dtype, check_event
 from ..nn import MLP, linear, on_device
@@ -38,6 +40,28 @@ ACTIVATION_DERIVATIVES: dict[type, Callable[[nn.Module, Tensor, Tensor], Tensor]
         z * m.beta > m.threshold, torch.ones_like(z), torch.sigmoid(z * m.beta)
     ),
 }
+
+
+def _joined(parts: list[Tensor]) -> Tensor:
+    r"""``torch.cat(parts, dim=-1)`` as a sum of zero-padded parts, for a compiled ``vmap``:
+    there the batching rule of ``cat`` specializes the vmapped size (one graph per batch
+    size), while padding and adding keep it symbolic; inductor fuses the sum into one
+    pass, as it does the ``cat``.
+
+    Example:
+        >>> a, b = torch.randn(2, 3), torch.randn(2, 1)
+        >>> torch.equal(_joined([a, b]), torch.cat([a, b], dim=-1))
+        True
+    """
+
+    total = sum(p.shape[-1] for p in parts)
+    out, start = None, 0
+    for p in parts:
+        width = p.shape[-1]
+        padded = F.pad(p, (start, total - start - width))
+        out = padded if out is None else out + padded
+        start += width
+    return out
 
 
 class FFJTransform(Spec):
@@ -156,6 +180,8 @@ class FFJTransform(Spec):
         parts = [embedding.expand(*batch, embedding.shape[-1]), x.expand(*batch, x.shape[-1])]
         if c is not None:
             parts.append(c.expand(*batch, c.shape[-1]))
+        if torch.compiler.is_compiling() and any(is_batchedtensor(p) for p in parts):
+            return _joined(parts)
         return torch.cat(parts, dim=-1)
 
     def vector_field(self, ode: Mapping[str, Any], freqs: Tensor, c: Tensor | None, t: Tensor, x: Tensor) -> Tensor:

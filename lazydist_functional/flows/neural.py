@@ -134,7 +134,9 @@ def _umnn_g(s: Tensor, w: Tensor, weights: tuple, biases: tuple, x: Tensor, *, a
         zs = [z[..., i, :] for i in range(weights[0].shape[0])]
         for W, b in zip(weights, biases, strict=True):
             zs = [linear(act(zi), W[i], None if b is None else b[i]) for i, zi in enumerate(zs)]
-        dx = torch.cat(zs, dim=-1)
+        # ``stack``, not ``cat``: under a compiled vmap the batching rule of ``cat`` specializes
+        # the vmapped size (one graph per batch size); ``stack``'s does not.
+        dx = torch.stack([zi.squeeze(-1) for zi in zs], dim=-1)
     else:
         for W, b in zip(weights, biases, strict=True):
             z = linear(act(z), W, b)
