@@ -162,7 +162,8 @@ class MonotonicRQSTransform(FunctionalTransform):
 
 def _cumulative_planes(e: Tensor) -> Sequence[Tensor]:
     r"""The cumulative sums :math:`c_k = \sum_{j \le k} e_j` of ``e`` (shape :math:`(*, K)`)
-    as planes :math:`(K, *)` (a tensor, or under ``vmap`` a list of :math:`K` tensors), for :meth:`MonotonicRQSTransform._planes` under ``torch.compile``.
+    as planes :math:`(K, *)` (a tensor, or under ``vmap`` a list of :math:`K` tensors), for
+    :meth:`MonotonicRQSTransform._planes` under ``torch.compile``.
 
     Batched, a product with the constant lower-triangular matrix writes them (one small
     GEMM whose output is the planes, contiguous). Under a ``vmap`` that batches ``e``, that
