@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from torch._C._functorch import is_batchedtensor
 
 from ..distributions import DiagNormal, Mixture, MultivariateNormal
 from ..nn import MLP, on_device
@@ -209,10 +210,12 @@ def _scale_tril(diagonal: Tensor, lower: Tensor, maps: tuple[Tensor, ...]) -> Te
     its diagonal and ``lower`` (:math:`(*, d(d-1)/2)`, row-major as ``tril_indices``)
     below it; ``maps`` from :func:`_fill_maps`.
 
-    Eagerly: a ``scatter`` into zeros plus ``diag_embed``. While compiling: a ``where`` of
-    the two vectors gathered to :math:`d^2` entries by the fixed maps (``scatter``'s
-    ``vmap`` rule specializes the vmapped size under ``torch.compile(dynamic=True)``,
-    indexing and ``where`` do not). Both copy the values exactly.
+    A ``scatter`` into zeros plus ``diag_embed``; while compiling under a ``vmap`` that
+    batches the values, a ``where`` of the two vectors gathered to :math:`d^2` entries by
+    the fixed maps (``scatter``'s ``vmap`` rule specializes the vmapped size under
+    ``torch.compile(dynamic=True)``, indexing and ``where`` do not; without ``vmap`` the
+    ``where`` form compiles to a kernel 1.5 times slower at N = 16384). Both copy the
+    values exactly.
 
     Example:
         >>> _scale_tril(torch.tensor([1.0, 2.0]), torch.tensor([3.0]), _fill_maps(2))
@@ -221,7 +224,7 @@ def _scale_tril(diagonal: Tensor, lower: Tensor, maps: tuple[Tensor, ...]) -> Te
     """
 
     d = diagonal.shape[-1]
-    if torch.compiler.is_compiling() and d > 1:
+    if torch.compiler.is_compiling() and d > 1 and (is_batchedtensor(diagonal) or is_batchedtensor(lower)):
         _, below, on_diagonal, is_below, is_diagonal = (m.to(lower.device) for m in maps)
         filled = torch.where(is_below, take(lower, below), torch.where(is_diagonal, take(diagonal, on_diagonal), 0.0))
         return filled.reshape(*filled.shape[:-1], d, d)
