@@ -1,6 +1,7 @@
 r"""Reading ``torch.func.vmap``'s batched tensors at one level: whether a tensor is batched
-by the ``vmap`` of a level, and the tensor underneath (the vmapped dim first). Shared by
-:func:`~lazydist_functional.nn.linear.linear`'s fold of batched weights and the
+by the ``vmap`` of a level, the innermost level that batches some tensors, and the tensor
+underneath (the vmapped dim first). Shared by :func:`~lazydist_functional.nn.linear.linear`'s
+fold of batched weights, the Bernstein transforms' evaluation on physical tensors and the
 :mod:`~lazydist_functional.distributions.vmap_fold` of per-sample ``log_prob``.
 
 Example:
@@ -13,18 +14,31 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["is_batched_at", "physical"]
+__all__ = ["batching_level", "is_batched_at", "physical"]
 
 from typing import Any
 
+import torch
 from torch import Tensor
-from torch._C._functorch import _unwrap_batched, is_batchedtensor, maybe_get_level
+from torch._C._functorch import _unwrap_batched, is_batchedtensor, maybe_current_level, maybe_get_level
 
 
 def is_batched_at(t: Any, level: int) -> bool:
     r"""Whether ``t`` is a tensor batched by the ``vmap`` of ``level``."""
 
     return isinstance(t, Tensor) and is_batchedtensor(t) and maybe_get_level(t) == level
+
+
+def batching_level(*tensors: Any) -> int | None:
+    r"""The level of the innermost ``vmap`` if it batches any of ``tensors``, else ``None``;
+    always ``None`` while ``torch.compile`` traces (the compiler batches the plain calls)."""
+
+    if torch.compiler.is_compiling():
+        return None
+    level = maybe_current_level()
+    if level is None or not any(is_batched_at(t, level) for t in tensors):
+        return None
+    return level
 
 
 def physical(t: Tensor, level: int) -> Tensor:

@@ -9,9 +9,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch._C._functorch import _add_batch_dim, is_batchedtensor, maybe_current_level
+from torch._C._functorch import _add_batch_dim, is_batchedtensor
 
-from ..functorch_levels import is_batched_at, physical
+from ..functorch_levels import batching_level, is_batched_at, physical
 from .gaussian import GaussianWeight
 from .init import uniform
 
@@ -53,9 +53,7 @@ def _vmapped_level(x: Tensor, weight: Tensor, bias: Tensor | None) -> int | None
     traces: the compiler batches and fuses the plain call itself.
     """
 
-    if torch.compiler.is_compiling():
-        return None
-    level = maybe_current_level()
+    level = batching_level(x, weight, bias)
     if level is None:
         return None
     x_b, w_b, b_b = (is_batched_at(t, level) for t in (x, weight, bias))

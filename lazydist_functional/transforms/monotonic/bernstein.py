@@ -9,9 +9,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch._C._functorch import _add_batch_dim, maybe_current_level
+from torch._C._functorch import _add_batch_dim
 
-from ...functorch_levels import is_batched_at, physical
+from ...functorch_levels import batching_level, is_batched_at, physical
 from ...pytree import register_pytree_class
 from .base import MonotonicTransform
 from .bernstein_inverse import _constants, solve_unit
@@ -80,19 +80,6 @@ def _poly_unrolled(t: Tensor, theta: tuple[Tensor, ...]) -> tuple[Tensor, Tensor
     return s1 + t * s2, M * s2
 
 
-def _vmapped_level(x: Tensor, theta: Tensor) -> int | None:
-    r"""The level of the innermost ``vmap`` when it batches ``x`` or ``theta`` (not while
-    ``torch.compile`` traces), else ``None``: there the polynomial is evaluated on the
-    physical tensors (element-wise work, whose batching rules only add per-operation cost)."""
-
-    if torch.compiler.is_compiling():
-        return None
-    level = maybe_current_level()
-    if level is None or not (is_batched_at(x, level) or is_batched_at(theta, level)):
-        return None
-    return level
-
-
 def _physical(t: Tensor, level: int, rank: int) -> Tensor:
     r"""``t`` below the ``vmap`` of ``level`` (vmapped dim first where batched), its own dims
     padded on the left to ``rank``, so that it broadcasts behind the vmapped dim."""
@@ -139,7 +126,7 @@ class BernsteinTransform(MonotonicTransform):
     def __init__(self, theta: Tensor, bound: float = 5.0, eps: float = 1e-6, iterations: int = 12) -> None:
         super().__init__(bound=bound, eps=eps, iterations=iterations)
         # Row by row along the last dim: under a ``vmap`` batching ``theta``, on the physical tensor.
-        level = _vmapped_level(theta, theta)
+        level = batching_level(theta)
         if level is None:
             self.theta = self._constrain_theta(theta)
         else:
@@ -200,7 +187,7 @@ class BernsteinTransform(MonotonicTransform):
         # sampling, keeps one schedule; the coefficients agree with the eager ones to rounding).
         # Under a ``vmap`` that batches x or the coefficients (e.g. over parameter sets), on the
         # physical tensors below it, the results wrapped back at its level.
-        level = _vmapped_level(x, self.theta)
+        level = batching_level(x, self.theta)
         if level is not None:
             rank = max(x.dim(), self.theta.dim() - 1)
             y, dy = self._evaluate(_physical(x, level, rank), _physical(self.theta, level, rank + 1), False)
