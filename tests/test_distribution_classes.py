@@ -74,6 +74,20 @@ def test_diag_normal_is_an_independent_normal():
     assert torch.equal(box.base_dist.high, scale) and repr(box) == repr(zuko.distributions.BoxUniform(-scale, scale))
 
 
+@pytest.mark.parametrize("params_shape, x_shape, ndims", [
+    ((3,), (7, 3), 1),  # unbatched parameters: the normalizer is summed on their own shape
+    ((4, 3), (2, 4, 3), 1),
+    ((2, 3), (5, 2, 3), 2),
+    ((1,), (7, 3), 1),  # an event dim that broadcasts: the per-element form
+    ((4, 1), (4, 3), 1),
+])
+def test_diag_normal_log_prob_is_torchs_for_every_broadcast(params_shape, x_shape, ndims):
+    loc, scale = torch.randn(params_shape, dtype=torch.float64), torch.rand(params_shape, dtype=torch.float64) + 0.5
+    x = torch.randn(x_shape, dtype=torch.float64)
+    ref = T.Independent(Normal(loc, scale), ndims).log_prob(x)
+    torch.testing.assert_close(D.DiagNormal(loc, scale, ndims).log_prob(x), ref, rtol=1e-12, atol=1e-12)
+
+
 def test_multivariate_normal_is_torchs():
     L_ = torch.tril(torch.randn(1, 3, 3), -1) + torch.diag_embed(torch.rand(1, 3) + 1)
     loc = torch.randn(4, 3)

@@ -61,8 +61,14 @@ class DiagNormal(IndependentBase):
 
     def log_prob(self, x: Tensor) -> Tensor:
         z = (x - self.loc) / self.scale
-        lp = -0.5 * z**2 - torch.log(self.scale) - _LOG_SQRT_2PI
-        return self._sum_event(lp)
+        n = self.reinterpreted_batch_ndims
+        if n and z.shape[z.ndim - n :] == self.scale.shape[self.scale.ndim - n :]:
+            # The normalizer sum_i log sigma_i + log sqrt(2 pi) is summed over the event on
+            # sigma's own shape, apart from the quadratic term: once per parameter row rather
+            # than once per value, and, in a compiled vmap with unbatched sigma, one fused
+            # reduction instead of a (N, D) buffer of masked vector loops (issue 15).
+            return self._sum_event(-0.5 * z**2) - self._sum_event(torch.log(self.scale) + _LOG_SQRT_2PI)
+        return self._sum_event(-0.5 * z**2 - torch.log(self.scale) - _LOG_SQRT_2PI)
 
     def _draw(self, sample_shape: Size, draws: Draws) -> Tensor:
         return self.loc + self.scale * draws.normal(sample_shape, self._shape, self.loc)
