@@ -3,7 +3,8 @@ flows whose per-sample code takes compile-only paths under ``vmap``: the stacked
 networks of NAF (a shared weight stack against vmapped rows, :mod:`lazydist_functional.nn.linear`;
 UNAF takes the same path, at several times the tracing cost)
 the fixed-step ODE of CNF, and the splines of NSF/NCSF (cumulative knot sums as a chain of
-additions under ``vmap``, ``transforms/spline.py``). ``backend="aot_eager"`` with ``dynamic=True`` traces what
+additions under ``vmap``, ``transforms/spline.py``), and BPF (its polynomial unrolled while compiling,
+its bounded coefficients through ``matmul``'s batching rule). ``backend="aot_eager"`` with ``dynamic=True`` traces what
 inductor receives (the batching rules run while tracing), in seconds; the benchmark
 ``benchmarks/compiled_vmap.py`` times the inductor version.
 """
@@ -27,7 +28,8 @@ SMALL = {"NAF": dict(transforms=1, hidden_features=[8], signal=4, network={"hidd
          "UNAF": dict(transforms=1, hidden_features=[8], signal=4, network={"hidden_features": [8, 8]}),
          "CNF": dict(hidden_features=[8], steps=2),
          "NSF": dict(transforms=1, hidden_features=[8]),
-         "NCSF": dict(transforms=1, hidden_features=[8])}
+         "NCSF": dict(transforms=1, hidden_features=[8]),
+         "BPF": dict(transforms=1, hidden_features=[8], degree=4)}
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from torch.distributions import Transform
 
 from ..nn import MLP, linear
 from ..nn.monotonic import MonotonicMLP, fold_signs, folded_value_and_tangent, folded_value_and_tangent_inplace
-from ..nn.monotonic import per_operator, per_operator_linear
+from ..nn.monotonic import per_operator, per_operator_linear, unit_output_linear
 from ..pytree import Partial, tree_map
 from ..spec import Parametric, Spec
 from ..transforms import AdditiveTransform, ComposedTransform, DependentTransform, soft_bound, take
@@ -133,7 +133,7 @@ def _umnn_g(s: Tensor, w: Tensor, weights: tuple, biases: tuple, x: Tensor, *, a
         # operand is contiguous and folds the vmapped dim into its rows.
         zs = [z[..., i, :] for i in range(weights[0].shape[0])]
         for W, b in zip(weights, biases, strict=True):
-            zs = [linear(act(zi), W[i], None if b is None else b[i]) for i, zi in enumerate(zs)]
+            zs = [unit_output_linear(act(zi), W[i], None if b is None else b[i]) for i, zi in enumerate(zs)]
         # ``stack``, not ``cat``: under a compiled vmap the batching rule of ``cat`` specializes
         # the vmapped size (one graph per batch size); ``stack``'s does not.
         dx = torch.stack([zi.squeeze(-1) for zi in zs], dim=-1)

@@ -2,7 +2,8 @@ r"""Pure monotonic multi-layer perceptron (positive Jacobian), with optional sta
 
 from __future__ import annotations
 
-__all__ = ["MonotonicMLP", "per_operator", "per_operator_linear", "stacked_linear", "two_way_elu"]
+__all__ = ["MonotonicMLP", "per_operator", "per_operator_linear", "stacked_linear", "two_way_elu",
+           "unit_output_linear"]
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -148,6 +149,25 @@ def per_operator_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -
     )
 
 
+def unit_output_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    r""":func:`~lazydist_functional.nn.linear`; for one network's layer with one output unit
+    (``weight`` :math:`(1, I)`) under ``torch.compile``, :math:`y = \sum_i x_i W_{0i} + b` as a
+    product and a sum, which inductor fuses into the reduction that reads ``x``, where the GEMM
+    would run as a matrix-vector product of its own (under a compiled ``vmap``, one per feature
+    and transform: NAF's compiled vmap / batched 1.25 -> 1.06 at N = 256).
+
+    Example:
+        >>> x, W, b = torch.randn(4, 3), torch.randn(1, 3), torch.randn(1)
+        >>> torch.allclose(unit_output_linear(x, W, b), torch.nn.functional.linear(x, W, b))
+        True
+    """
+
+    if weight.dim() == 2 and weight.shape[0] == 1 and torch.compiler.is_compiling():
+        y = (x * weight[0]).sum(-1, keepdim=True)
+        return y if bias is None else y + bias
+    return linear(x, weight, bias)
+
+
 def _per_operator_network(
     fn: Any, v: Tensor, dv: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor | None]
 ) -> tuple[Tensor, Tensor]:
@@ -195,7 +215,7 @@ def folded_value_and_tangent(
         # 1024 x 64 block took as long as ~50 additions). The in-place sum is on a fresh tensor
         # that autograd does not keep.
         a = (e - 1).add_(torch.relu(v))
-        v, dv = linear(a, W, b), linear(e * dv, W)
+        v, dv = unit_output_linear(a, W, b), unit_output_linear(e * dv, W)
     return (v.unsqueeze(-2), dv.unsqueeze(-2)) if single else (v, dv)
 
 
