@@ -1,8 +1,10 @@
 r"""Reading ``torch.func.vmap``'s batched tensors at one level: whether a tensor is batched
-by the ``vmap`` of a level, the innermost level that batches some tensors, and the tensor
-underneath (the vmapped dim first). Shared by :func:`~lazydist_functional.nn.linear.linear`'s
-fold of batched weights, the Bernstein transforms' evaluation on physical tensors and the
-:mod:`~lazydist_functional.distributions.vmap_fold` of per-sample ``log_prob``.
+by the ``vmap`` of a level, the innermost level that batches some tensors, whether a
+compiled ``vmap`` batches some, and the tensor underneath (the vmapped dim first). Shared
+by :func:`~lazydist_functional.nn.linear.linear`'s fold of batched weights, the Bernstein
+transforms' evaluation on physical tensors, the
+:mod:`~lazydist_functional.distributions.vmap_fold` of per-sample ``log_prob`` and the
+compile-only forms of the GMM, CNF and monotonic-network code.
 
 Example:
     >>> from torch.func import vmap
@@ -14,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["batching_level", "is_batched_at", "physical"]
+__all__ = ["batching_level", "compiling_under_vmap", "is_batched_at", "physical"]
 
 from typing import Any
 
@@ -39,6 +41,14 @@ def batching_level(*tensors: Any) -> int | None:
     if level is None or not any(is_batched_at(t, level) for t in tensors):
         return None
     return level
+
+
+def compiling_under_vmap(*tensors: Any) -> bool:
+    r"""Whether ``torch.compile`` is tracing a ``vmap`` that batches any of ``tensors``: where
+    the per-sample code takes forms whose batching rules neither specialize the vmapped size
+    (``cat``, ``scatter``, ``index_select`` do) nor copy an unbatched operand per sample."""
+
+    return torch.compiler.is_compiling() and any(isinstance(t, Tensor) and is_batchedtensor(t) for t in tensors)
 
 
 def physical(t: Tensor, level: int) -> Tensor:

@@ -1,7 +1,7 @@
 r"""``torch.compile(vmap(per-sample log_prob), dynamic=True)`` equals the batched call, for the
 flows whose per-sample code takes compile-only paths under ``vmap``: the stacked monotonic
 networks of NAF (a shared weight stack against vmapped rows, :mod:`lazydist_functional.nn.linear`;
-UNAF takes the same path, at several times the tracing cost)
+UNAF takes the same path, at several times the tracing cost),
 the fixed-step ODE of CNF, and the splines of NSF/NCSF (cumulative knot sums as a chain of
 additions under ``vmap``, ``transforms/spline.py``), and BPF (its polynomial unrolled while compiling,
 its bounded coefficients through ``matmul``'s batching rule). ``backend="aot_eager"`` with ``dynamic=True`` traces what

@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torch._C._functorch import is_batchedtensor
 
 from ..checks import check_batch, check_dtype, check_event
+from ..functorch_levels import compiling_under_vmap
 from ..nn import MLP, linear, on_device
 from ..pytree import Partial
 from ..spec import Spec
@@ -180,7 +180,7 @@ class FFJTransform(Spec):
         parts = [embedding.expand(*batch, embedding.shape[-1]), x.expand(*batch, x.shape[-1])]
         if c is not None:
             parts.append(c.expand(*batch, c.shape[-1]))
-        if torch.compiler.is_compiling() and any(is_batchedtensor(p) for p in parts):
+        if compiling_under_vmap(*parts):
             return _joined(parts)
         return torch.cat(parts, dim=-1)
 

@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from torch._C._functorch import is_batchedtensor
 
 from ..distributions import DiagNormal, Mixture, MultivariateNormal
+from ..functorch_levels import compiling_under_vmap
 from ..nn import MLP, on_device
 from ..spec import Spec
 from ..transforms.base import take
@@ -224,7 +224,7 @@ def _scale_tril(diagonal: Tensor, lower: Tensor, maps: tuple[Tensor, ...]) -> Te
     """
 
     d = diagonal.shape[-1]
-    if torch.compiler.is_compiling() and d > 1 and (is_batchedtensor(diagonal) or is_batchedtensor(lower)):
+    if d > 1 and compiling_under_vmap(diagonal, lower):
         _, below, on_diagonal, is_below, is_diagonal = (m.to(lower.device) for m in maps)
         filled = torch.where(is_below, take(lower, below), torch.where(is_diagonal, take(diagonal, on_diagonal), 0.0))
         return filled.reshape(*filled.shape[:-1], d, d)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch._C._functorch import _add_batch_dim, is_batchedtensor
 
-from ..functorch_levels import batching_level, is_batched_at, physical
+from ..functorch_levels import batching_level, compiling_under_vmap, is_batched_at, physical
 from .gaussian import GaussianWeight
 from .init import uniform
 
@@ -111,7 +111,7 @@ def _stacked(x: Tensor, weight: Tensor) -> Tensor:
     batching rule of ``bmm``, which would make that copy, is not reached.
     """
 
-    if torch.compiler.is_compiling() and is_batchedtensor(x) and not is_batchedtensor(weight):
+    if compiling_under_vmap(x) and not is_batchedtensor(weight):
         # Under a compiled ``vmap`` the batching rule of the contraction copies the weight
         # per sample; a product and a sum, which inductor fuses into one reduction, does not.
         return (weight * x.unsqueeze(-2)).sum(-1)

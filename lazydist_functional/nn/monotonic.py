@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch._C._functorch import is_batchedtensor
 
+from ..functorch_levels import compiling_under_vmap
 from .layers import two_way_elu
 from .linear import init_linear, linear
 from .network import Network
@@ -127,11 +128,7 @@ def per_operator(x: Tensor, weights: Sequence[Tensor]) -> bool:
     GEMM's rows: the batched module's GEMM, without a copy.
     """
 
-    return (
-        torch.compiler.is_compiling()
-        and is_batchedtensor(x)
-        and all(W.dim() == 3 and W.shape[0] > 1 and not is_batchedtensor(W) for W in weights)
-    )
+    return compiling_under_vmap(x) and all(W.dim() == 3 and W.shape[0] > 1 and not is_batchedtensor(W) for W in weights)
 
 
 def per_operator_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
