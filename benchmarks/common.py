@@ -141,6 +141,7 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes and short timings (< 1 min)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--out", default=RESULTS, help="folder of the JSON and PNG results")
+    p.add_argument("--min-run-time", type=float, default=None, help="seconds per timing (default 0.2; --quick 0.02)")
     return p
 
 
@@ -151,4 +152,4 @@ def setup(args: argparse.Namespace) -> float:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    return 0.02 if args.quick else 0.2
+    return args.min_run_time or (0.02 if args.quick else 0.2)

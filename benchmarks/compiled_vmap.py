@@ -25,8 +25,15 @@ counters); for a miss (> 1.05), the heavy operations whose counts differ between
 graphs inductor receives (e.g. ``bmm 9->0, sum.dim_IntList 6->15``: GEMMs lowered to
 reduction loops under vmap).
 
-Usage: ``python benchmarks/compiled_vmap.py [--quick] [--flows MAF,NSF,hypernet] [--sizes 256,1024] [--sample | --sample-only]``;
-writes ``results/compiled_vmap.json`` and ``results/compiled_vmap.png``.
+On a GPU (``--device cuda``), ``--mode reduce-overhead`` compiles both sides with CUDA graphs
+(issue 15, item 7: the small-N case, where launches dominate); outputs are cloned on the
+first call, as CUDA-graph outputs are overwritten by the next replay.
+
+Usage: ``python benchmarks/compiled_vmap.py [--quick] [--flows MAF,NSF,hypernet] [--sizes 256,1024]
+[--sample | --sample-only] [--device cuda] [--mode reduce-overhead] [--deadline 300]``;
+writes ``results/compiled_vmap.json`` and ``results/compiled_vmap.png`` (``compiled_vmap_<device>[_<mode>]``
+off the CPU's default mode), rewritten after each flow so that a run stopped at ``--deadline``
+or killed keeps what it measured.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ import lazydist_functional.meta as M
 from lazydist_functional.catalogue import FLOWS, sample_input
 from lazydist_functional.flows import MAF
 from lazydist_functional.nn import MLP
-from lazydist_functional.pytree import tree_leaves
+from lazydist_functional.pytree import tree_leaves, tree_map
 
 FEATURES, CONTEXT = 5, 4
 
@@ -59,8 +66,9 @@ class Compiled:
     r"""A ``torch.compile``\ d callable that records its compilations, graph breaks and the
     guards that made it recompile."""
 
-    def __init__(self, fn: Callable[..., Any], backend: str) -> None:
-        self.fn = torch.compile(fn, backend=backend, dynamic=True)
+    def __init__(self, fn: Callable[..., Any], backend: str, mode: str | None = None) -> None:
+        self.fn = torch.compile(fn, backend=backend, dynamic=True, mode=mode)
+        self.cudagraphs = mode is not None and "reduce-overhead" in mode
         self.graphs, self.breaks, self.compile_s = 0, set(), 0.0
         self.errors: list[str] = []
 
@@ -68,6 +76,8 @@ class Compiled:
         graphs, breaks = counters["stats"]["unique_graphs"], set(counters["graph_break"])
         start = time.perf_counter()
         out = self.fn(*args)
+        if self.cudagraphs:  # the next replay overwrites a CUDA graph's outputs
+            out = tree_map(torch.clone, out)
         self.compile_s += time.perf_counter() - start
         self.graphs += counters["stats"]["unique_graphs"] - graphs
         self.breaks |= set(counters["graph_break"]) - breaks
@@ -116,7 +126,7 @@ def guard_reasons() -> list[str]:
 
 
 def run_pair(name: str, part: str, sizes: list[int], make: Callable[[int], dict], backend: str,
-             t_min: float, rounds: int) -> list[dict]:
+             t_min: float, rounds: int, mode: str | None = None, explain: bool = True) -> list[dict]:
     r"""Compiles the two callables of ``make(n)`` (keys ``"module"`` and ``"vmap"``), times them
     at every size of ``sizes`` and returns one row per size."""
 
@@ -124,7 +134,7 @@ def run_pair(name: str, part: str, sizes: list[int], make: Callable[[int], dict]
     counters.clear()
     guard_failures.clear()
     first = make(sizes[0])
-    fns = {k: Compiled(v, backend) for k, v in first["fns"].items()}
+    fns = {k: Compiled(v, backend, mode) for k, v in first["fns"].items()}
     rows = []
     for n in sizes:
         case = make(n)
@@ -144,7 +154,7 @@ def run_pair(name: str, part: str, sizes: list[int], make: Callable[[int], dict]
         print(f"{name:8s} {part:9s} N={n:5d} compiled vmap / compiled batched {rows[-1]['vmap_over_module']:5.2f}",
               flush=True)
     reasons = guard_reasons()
-    if any(r.get("vmap_over_module", 0) > 1.05 for r in rows):  # a miss: say which operations differ
+    if explain and any(r.get("vmap_over_module", 0) > 1.05 for r in rows):  # a miss: which operations differ
         why = op_difference(make(sizes[0]))
         for row in rows:
             if row.get("vmap_over_module", 0) > 1.05:
@@ -157,22 +167,33 @@ def run_pair(name: str, part: str, sizes: list[int], make: Callable[[int], dict]
     return rows
 
 
-def flow_case(name: str, part: str) -> Callable[[int], dict]:
+def static_parameters(tree: Any, cudagraphs: bool = False) -> None:
+    r"""Marks a closed-over parameter tree as dynamo treats an ``nn.Module``'s parameters:
+    static sizes (``dynamic=True`` would make every dim symbolic) and, under CUDA graphs,
+    a static address (else every replay first copies each leaf into the graph's buffer)."""
+
+    for leaf in tree_leaves(tree):
+        torch._dynamo.mark_static(leaf)
+        if cudagraphs:
+            torch._dynamo.mark_static_address(leaf)
+
+
+def flow_case(name: str, part: str, device: str = "cpu", cudagraphs: bool = False) -> Callable[[int], dict]:
     spec = FLOWS[name].cls(FEATURES, CONTEXT)
     params, state = spec.init(torch.Generator().manual_seed(0)), spec.init_state()
-    module = Z.flows.to_module(spec, params, state)
+    params, state = tree_map(lambda t: t.to(device), (params, state))
+    module = Z.flows.to_module(spec, params, state).to(device)
     # ``dynamic=True`` makes every dim of every tensor the vmapped function closes over
     # symbolic, the parameters' feature and hidden sizes included (inductor then compiles
     # generic loops: RealNVP's vmap 1.18x the batched call at N = 4096, against 0.93x with
     # static parameters), while dynamo keeps an ``nn.Module``'s parameters static. The
     # parameter tree is marked static as the module's is; only the batch size is dynamic.
-    for leaf in tree_leaves((params, state)):
-        torch._dynamo.mark_static(leaf)
+    static_parameters((params, state), cudagraphs)
 
     def make(n: int) -> dict:
-        c = torch.randn(n, CONTEXT)
+        c = torch.randn(n, CONTEXT, device=device)
         if part == "log_prob":
-            x = sample_input(name, (n, FEATURES))
+            x = sample_input(name, (n, FEATURES)).to(device)
 
             def check(outs: dict) -> None:
                 err = float((outs["vmap"] - outs["module"]).abs().max())
@@ -191,7 +212,7 @@ def flow_case(name: str, part: str) -> Callable[[int], dict]:
     return make
 
 
-def hypernet_case() -> Callable[[int], dict]:
+def hypernet_case(device: str = "cpu", cudagraphs: bool = False) -> Callable[[int], dict]:
     r"""One gradient step of the hypernetwork case: each sample's MAF parameters come from a
     hypernetwork of its context; the flow runs per sample in a ``vmap``
     (:func:`~lazydist_functional.meta.hypernet_log_prob`), or batched, on the parameter
@@ -199,7 +220,8 @@ def hypernet_case() -> Callable[[int], dict]:
 
     per_sample = MAF(2, 0, transforms=3, hidden_features=[32])
     hyper = MLP(3, M.param_count(per_sample), [64])
-    psi = hyper.init(torch.Generator().manual_seed(0))
+    psi = tree_map(lambda t: t.to(device), hyper.init(torch.Generator().manual_seed(0)))
+    static_parameters(psi, cudagraphs)
 
     def vmap_loss(psi, c, x):
         return -M.hypernet_log_prob(per_sample, lambda p, ci: 0.1 * hyper.apply(p, ci), psi, c, x).mean()
@@ -213,12 +235,37 @@ def hypernet_case() -> Callable[[int], dict]:
             raise AssertionError(f"hypernetwork: vmapped and batched gradients differ by {err}")
 
     def make(n: int) -> dict:
-        return {"args": (torch.randn(n, 3), torch.randn(n, 2)), "check": check, "fns": {
+        return {"args": (torch.randn(n, 3, device=device), torch.randn(n, 2, device=device)), "check": check, "fns": {
             "module": lambda c, x: grad(batched_loss)(psi, c, x),
             "vmap": lambda c, x: grad(vmap_loss)(psi, c, x),
         }}
 
     return make
+
+
+def report(rows: list[dict], args: Any, name: str, final: bool) -> None:
+    r"""Writes the JSON (after every flow, so that a stopped run keeps its rows); at the end
+    also the table and the plot."""
+
+    write_json(name, {"quick": args.quick, "backend": args.backend, "mode": args.mode, "device": args.device,
+                      "features": FEATURES, "context": CONTEXT, "complete": final, "rows": rows}, args.out)
+    if not final:
+        return
+    print()
+    cols = ["flow", "part", "n", "vmap_over_module", "graphs_module", "graphs_vmap", "compile_s", "recompile_reason",
+            "graph_breaks", "op_difference", "error"]
+    print(markdown_table(rows, cols, ["flow", "call", "N", "compiled vmap / compiled batched", "graphs (batched)",
+                                      "graphs (vmap)", "compile s", "recompiled because", "graph breaks",
+                                      "miss: ops batched->vmap", "error"]))
+    fig, (ax,) = figure(width=7)
+    for key in dict.fromkeys((r["flow"], r["part"]) for r in rows):
+        rs = [r for r in rows if (r["flow"], r["part"]) == key and "vmap_over_module" in r]
+        ax.plot([r["n"] for r in rs], [r["vmap_over_module"] for r in rs], "o-", label=" ".join(key))
+    ax.axhline(1.05, color="k", lw=0.8, ls=":")
+    where = f"{args.backend}{', ' + args.mode if args.mode else ''}, {args.device}"
+    ax.set(xscale="log", xlabel="N", ylabel="compiled vmap / compiled batched", title=f"torch.compile ({where})")
+    ax.legend(fontsize=6, ncol=2)
+    save_figure(fig, name, args.out)
 
 
 def main() -> None:
@@ -230,39 +277,34 @@ def main() -> None:
     p.add_argument("--sample", action="store_true", help="also compile and time sample()")
     p.add_argument("--sample-only", action="store_true", help="only sample() (no log_prob rows)")
     p.add_argument("--backend", default="inductor")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--mode", default=None, help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
+    p.add_argument("--deadline", type=float, default=None, help="seconds after which no new flow is started")
+    p.add_argument("--no-explain", action="store_true", help="skip the op difference of a miss (one more compile)")
     args = p.parse_args()
     t_min = setup(args)
     warnings.filterwarnings("ignore")
     names = (args.flows or ("MAF,NSF,hypernet" if args.quick else ",".join([*FLOWS, "hypernet"]))).split(",")
-    hypernet = "hypernet" in names
-    names = [n for n in names if n != "hypernet"]
     sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else [256, 1024] if args.quick else [256, 1024, 4096]
     rounds = 1 if args.quick else 3
-    rows: list[dict] = []
-    with torch.no_grad():
-        for name in [] if args.sample_only else names:
-            rows += run_pair(name, "log_prob", sizes, flow_case(name, "log_prob"), args.backend, t_min, rounds)
-        if args.sample or args.sample_only:
-            for name in names:
-                rows += run_pair(name, "sample", sizes, flow_case(name, "sample"), args.backend, t_min, rounds)
-    if hypernet:
-        rows += run_pair("hypernet", "grad step", sizes, hypernet_case(), args.backend, t_min, rounds)
-    print()
-    cols = ["flow", "part", "n", "vmap_over_module", "graphs_module", "graphs_vmap", "compile_s", "recompile_reason",
-            "graph_breaks", "op_difference", "error"]
-    print(markdown_table(rows, cols, ["flow", "call", "N", "compiled vmap / compiled batched", "graphs (batched)",
-                                      "graphs (vmap)", "compile s", "recompiled because", "graph breaks",
-                                      "miss: ops batched->vmap", "error"]))
-    write_json("compiled_vmap", {"quick": args.quick, "backend": args.backend, "features": FEATURES,
-                                 "context": CONTEXT, "rows": rows}, args.out)
-    fig, (ax,) = figure(width=7)
-    for key in dict.fromkeys((r["flow"], r["part"]) for r in rows):
-        rs = [r for r in rows if (r["flow"], r["part"]) == key and "vmap_over_module" in r]
-        ax.plot([r["n"] for r in rs], [r["vmap_over_module"] for r in rs], "o-", label=" ".join(key))
-    ax.axhline(1.05, color="k", lw=0.8, ls=":")
-    ax.set(xscale="log", xlabel="N", ylabel="compiled vmap / compiled batched", title=f"torch.compile ({args.backend})")
-    ax.legend(fontsize=6, ncol=2)
-    save_figure(fig, "compiled_vmap", args.out)
+    out_name = "compiled_vmap" + ("" if args.device == "cpu" else f"_{args.device}") \
+        + (f"_{args.mode.replace('-', '_')}" if args.mode else "")
+    parts = ([] if args.sample_only else ["log_prob"]) + (["sample"] if args.sample or args.sample_only else [])
+    jobs = [(name, part) for part in parts for name in names if name != "hypernet"]
+    jobs += [("hypernet", "grad step")] if "hypernet" in names else []
+    start, rows = time.perf_counter(), []
+    for name, part in jobs:
+        if args.deadline is not None and time.perf_counter() - start > args.deadline:
+            print(f"deadline: {name} {part} not run", flush=True)
+            rows.append({"flow": name, "part": part, "error": "not run (deadline)"})
+            continue
+        cudagraphs = "reduce-overhead" in (args.mode or "")
+        make = hypernet_case(args.device, cudagraphs) if name == "hypernet" else \
+            flow_case(name, part, args.device, cudagraphs)
+        with torch.no_grad() if name != "hypernet" else torch.enable_grad():
+            rows += run_pair(name, part, sizes, make, args.backend, t_min, rounds, args.mode, not args.no_explain)
+        report(rows, args, out_name, final=False)
+    report(rows, args, out_name, final=True)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ For every flow of the catalogue on ``cuda`` (Zuko's default sizes, Zuko's weight
 with ``spec.split_state_dict``): the adapter module on the GPU gives the same
 ``log_prob`` as on the CPU and as Zuko on the GPU; vmap over contexts and over stacked
 params equals the batched call / a loop; sampling under ``vmap(randomness="different")``
-gives distinct draws on the GPU. For the flows of ``--timed`` it then times (a) our
-module path, (b) vmap of the pure apply, (d) K=32 params vmap vs loop, (e) Zuko, as
-ratios in one run, with CUDA synchronisation.
+gives distinct draws on the GPU. For the flows of ``--timed`` it then times, as ratios
+in one run with CUDA synchronisation, issue 15's eager tables on the device: (a) our module
+path against (b) vmap of the pure apply at each N of ``--sizes`` (item 2), ``sample()`` of
+our module against Zuko's (item 3), (d) K=32 params vmap against a loop (item 4), and (a)
+against (e) Zuko's ``log_prob``.
 
-Usage: ``python benchmarks/cuda_check.py [--quick] [--timed MAF,NSF,RealNVP,NICE]``;
-writes ``results/cuda.json``.
+Usage: ``python benchmarks/cuda_check.py [--quick] [--timed MAF,NSF,RealNVP,NICE | all] [--sizes 256,1024,4096]``;
+writes ``results/cuda.json`` (rewritten after each timed flow).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def check(name: str, dev: torch.device, n: int) -> tuple[dict, dict]:
     return checks, env
 
 
-def timings(name: str, env: dict, t_min: float, rounds: int, k: int = 32, m: int = 64) -> dict:
+def timings(name: str, env: dict, t_min: float, rounds: int, sizes: list[int], k: int = 32, m: int = 64) -> dict:
     ours, zf, c, x, spec, params, state = (env[key] for key in ("ours", "zf", "c", "x", "spec", "params", "state"))
     dev = c.device
     P = init_stacked(spec, k, device=dev)
@@ -66,36 +68,53 @@ def timings(name: str, env: dict, t_min: float, rounds: int, k: int = 32, m: int
     def synced(fn):
         return (lambda: (fn(), torch.cuda.synchronize())) if dev.type == "cuda" else fn
 
+    def vmapped(ci, xi):
+        return spec.apply(params, ci, state=state).log_prob(xi)
+
+    row: dict = {"flow": name}
     with torch.no_grad():
+        for n in sizes:  # item 2: eager vmap / batched module call, per N
+            cn, xn = c[:n], x[:n]
+            t = compare({"a": synced(lambda: ours(cn).log_prob(xn)), "b": synced(lambda: vmap(vmapped)(cn, xn))},
+                        t_min, rounds)
+            row[f"b_over_a_{n}"] = t["b"] / t["a"]
         t = compare({key: synced(fn) for key, fn in {
             "a_module": lambda: ours(c).log_prob(x),
-            "b_vmap": lambda: vmap(lambda ci, xi: spec.apply(params, ci, state=state).log_prob(xi))(c, x),
             "e_zuko": lambda: zf(c).log_prob(x),
+            "sample_ours": lambda: ours(c).sample(),
+            "sample_zuko": lambda: zf(c).sample(),
             "d_vmap_params": lambda: vmap(lambda p, ci, xi: spec.apply(p, ci, state=state).log_prob(xi))(P, C, X),
             "d_loop": lambda: [spec.apply(p, C[i], state=state).log_prob(X[i]) for i, p in enumerate(Ps)],
         }.items()}, t_min, rounds)
-    return {"flow": name, **t, "b_over_a": t["b_vmap"] / t["a_module"], "ours_over_zuko": t["a_module"] / t["e_zuko"],
+    return {**row, **t, "ours_over_zuko": t["a_module"] / t["e_zuko"],
+            "sample_zuko_over_ours": t["sample_zuko"] / t["sample_ours"],
             "loop_over_vmap_params": t["d_loop"] / t["d_vmap_params"]}
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--timed", default="MAF,NSF,RealNVP,NICE")
+    p.add_argument("--timed", default="MAF,NSF,RealNVP,NICE", help="comma-separated flows, or 'all'")
     p.add_argument("--n", type=int, default=4096)
+    p.add_argument("--sizes", default="256,1024,4096", help="batch sizes of the eager vmap/module ratio (<= --n)")
     p.add_argument("--device", default="cuda", help="'cpu' runs the same checks (a dry run without a GPU)")
     args = p.parse_args()
     t_min = setup(args)
     dev = torch.device(args.device)
     checks, rows = {}, []
+    sizes = [int(n) for n in args.sizes.split(",")]
+    stem = "cuda" if dev.type == "cuda" else "cuda_check_cpu"
     for name in ZUKO_FLOWS:
         checks[name], env = check(name, dev, args.n)
         print(name, checks[name], flush=True)
-        if name in args.timed.split(","):
-            rows.append(timings(name, env, t_min, 1 if args.quick else 3))
+        if args.timed == "all" or name in args.timed.split(","):
+            rows.append(timings(name, env, t_min, 1 if args.quick else 3, sizes))
+            write_json(stem, {"quick": args.quick, "complete": False, "checks": checks, "rows": rows}, args.out)
     print(f"device: {torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'}, torch {torch.__version__}")
-    print(markdown_table(rows, ["flow", "b_over_a", "ours_over_zuko", "loop_over_vmap_params"],
-                         ["flow", "(b)/(a) vmap/module", "ours/zuko", "K=32 loop/vmap"]))
-    write_json("cuda" if dev.type == "cuda" else "cuda_check_cpu", {"quick": args.quick, "checks": checks, "rows": rows}, args.out)
+    print(markdown_table(rows, ["flow", *(f"b_over_a_{n}" for n in sizes), "ours_over_zuko", "sample_zuko_over_ours",
+                                "loop_over_vmap_params"],
+                         ["flow", *(f"vmap/module N={n}" for n in sizes), "log_prob ours/zuko",
+                          f"sample zuko/ours N={args.n}", "K=32 loop/vmap"]))
+    write_json(stem, {"quick": args.quick, "complete": True, "checks": checks, "rows": rows}, args.out)
 
 
 if __name__ == "__main__":

@@ -91,8 +91,8 @@ class Parametric:
 
     # Cached by hand, not with ``functools.cached_property``: its lock (Python < 3.12) is a
     # context manager ``torch.compile(fullgraph=True)`` cannot trace on a first call.
-    def _cached_shapes(self, key: str, make: Any) -> dict[str, torch.Size]:
-        shapes = self.__dict__.get(key)
+    def _cached_shapes(self, key: str, make: Any, refresh: bool = False) -> dict[str, torch.Size]:
+        shapes = None if refresh else self.__dict__.get(key)
         if shapes is None:
             leaves = flatten_names(make(device="meta"))
             shapes = {k: v.shape for k, v in leaves.items()}
@@ -105,9 +105,9 @@ class Parametric:
         ``key`` (the others, e.g. integer orders or boolean masks, may have any dtype)."""
 
         names = self.__dict__.get(key + "_floating")
-        if names is None:  # e.g. a spec unpickled from a version that did not cache them
-            self.__dict__.pop(key, None)
-            self._cached_shapes(key, make)
+        if names is None:  # a fresh spec, or one unpickled from a version that did not cache them
+            # (no ``__dict__.pop``: torch 2.11's dynamo cannot trace it, a graph break on a first call)
+            self._cached_shapes(key, make, refresh=True)
             names = self.__dict__[key + "_floating"]
         return names
 
@@ -128,9 +128,10 @@ class Parametric:
 
         device = like.device if like is not None else torch.device("cpu")
         dtype = like.dtype if like is not None else torch.get_default_dtype()
-        cache = self.__dict__.setdefault("_state_cache", {})
+        # ``get`` and item assignment only: torch 2.11's dynamo cannot trace ``__dict__.setdefault``
+        cache = self.__dict__.get("_state_cache")
         key = (device, dtype)
-        if key in cache:
+        if cache is not None and key in cache:
             return cache[key]
         if torch.compiler.is_compiling():
             # Built inside the graph and not cached: a cached traced tensor would become a
@@ -141,8 +142,9 @@ class Parametric:
         # under grad/vmap would cache wrapped tensors that escape their level, and
         # inference tensors cannot be saved for a later backward.
         with torch._C._DisableFuncTorch(), torch.inference_mode(False):
-            cache[key] = self.init_state(dtype=dtype, device=device)
-        return cache[key]
+            state = self.init_state(dtype=dtype, device=device)
+        self.__dict__["_state_cache"] = {**(cache or {}), key: state}
+        return state
 
     def init_trees(
         self,
