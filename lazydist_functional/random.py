@@ -270,24 +270,21 @@ def _dtype(dtype: torch.dtype | None) -> torch.dtype:
 
 def _unit(w0: Tensor, w1: Tensor, dtype: torch.dtype) -> Tensor:
     r""":math:`[0, 1)` on the grid :math:`2^{-m}`, ``m`` the dtype's mantissa bits: the top
-    ``m`` of the dtype's width of bits as the mantissa of a float in :math:`[1, 2)`, minus 1
-    (exact). Overwrites ``w0``."""
+    ``m`` of the dtype's width of bits, :math:`k`, as :math:`k \, 2^{-m}` (exact: the value of
+    the float in :math:`[1, 2)` with mantissa :math:`k`, minus 1, without reinterpreting bits,
+    which torch 2.11's ``vmap`` cannot batch). Overwrites ``w0``."""
 
     if dtype == torch.float64:
         hi = _uint(w0)
         hi <<= 20
         hi |= _uint(w1) >> 12
-        hi |= 0x3FF0000000000000
-        return hi.view(torch.float64).sub_(1.0)
+        return hi.to(torch.float64).mul_(2.0**-52)
     m = _MANTISSA[dtype]
     width = 8 if m < 8 else torch.finfo(dtype).bits
     w0 ^= w1
     w0 >>= width - m
     w0 &= (1 << m) - 1
-    if m < 23:
-        w0 <<= 23 - m
-    w0 |= 0x3F800000
-    u = w0.view(torch.float32).sub_(1.0)
+    u = w0.to(torch.float32).mul_(2.0**-m)
     return u if dtype == torch.float32 else u.to(dtype)
 
 

@@ -379,7 +379,9 @@ def take(x: Tensor, index: Tensor, dim: int = -1) -> Tensor:
 
     if index.dim() == 1:
         if torch.compiler.is_compiling():  # index_select's vmap rule specializes the vmapped size
-            return x[(slice(None),) * (dim % x.dim()) + (index,)]
+            # (moved to the end, not ``x[(slice(None),) * k + (index,)]``: torch 2.11's dynamo
+            # cannot trace that tuple once it has made ``dim`` symbolic)
+            return torch.movedim(torch.movedim(x, dim, -1)[..., index], -1, dim)
         return torch.index_select(x, dim, index)  # much cheaper than advanced indexing, also under vmap
     dim = dim % x.dim()
     rest = x.shape[dim + 1 :]
