@@ -216,7 +216,8 @@ def hypernet_case(device: str = "cpu", cudagraphs: bool = False) -> Callable[[in
     r"""One gradient step of the hypernetwork case: each sample's MAF parameters come from a
     hypernetwork of its context; the flow runs per sample in a ``vmap``
     (:func:`~lazydist_functional.meta.hypernet_log_prob`), or batched, on the parameter
-    tree with a leading dimension N (the spec's stacked-parameters path, no ``vmap``)."""
+    tree with a leading dimension N (the spec's stacked-parameters path, no ``vmap``). The
+    hypernetwork's parameters are marked static on both sides, as a module's would be."""
 
     per_sample = MAF(2, 0, transforms=3, hidden_features=[32])
     hyper = MLP(3, M.param_count(per_sample), [64])
@@ -290,8 +291,7 @@ def main() -> None:
     out_name = "compiled_vmap" + ("" if args.device == "cpu" else f"_{args.device}") \
         + (f"_{args.mode.replace('-', '_')}" if args.mode else "")
     parts = ([] if args.sample_only else ["log_prob"]) + (["sample"] if args.sample or args.sample_only else [])
-    jobs = [(name, part) for part in parts for name in names if name != "hypernet"]
-    jobs += [("hypernet", "grad step")] if "hypernet" in names else []
+    jobs = list(dict.fromkeys((name, "grad step" if name == "hypernet" else part) for part in parts for name in names))
     start, rows = time.perf_counter(), []
     for name, part in jobs:
         if args.deadline is not None and time.perf_counter() - start > args.deadline:
