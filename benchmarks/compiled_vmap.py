@@ -249,6 +249,7 @@ def report(rows: list[dict], args: Any, name: str, final: bool) -> None:
     also the table and the plot."""
 
     write_json(name, {"quick": args.quick, "backend": args.backend, "mode": args.mode, "device": args.device,
+                      "fallback_random": args.fallback_random,
                       "features": FEATURES, "context": CONTEXT, "complete": final, "rows": rows}, args.out)
     if not final:
         return
@@ -282,7 +283,13 @@ def main() -> None:
     p.add_argument("--mode", default=None, help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
     p.add_argument("--deadline", type=float, default=None, help="seconds after which no new flow is started")
     p.add_argument("--no-explain", action="store_true", help="skip the op difference of a miss (one more compile)")
+    p.add_argument("--fallback-random", action="store_true",
+                   help="torch._inductor.config.fallback_random: random draws by eager's kernels, not inductor's")
     args = p.parse_args()
+    if args.fallback_random:
+        import torch._inductor.config
+
+        torch._inductor.config.fallback_random = True
     t_min = setup(args)
     warnings.filterwarnings("ignore")
     names = (args.flows or ("MAF,NSF,hypernet" if args.quick else ",".join([*FLOWS, "hypernet"]))).split(",")
