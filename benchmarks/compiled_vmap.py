@@ -46,6 +46,7 @@ from typing import Any
 
 import torch
 import torch._dynamo
+import torch._inductor.config as inductor_config
 from common import compare, figure, markdown_table, parser, save_figure, setup, write_json
 from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters, guard_failures
@@ -287,9 +288,7 @@ def main() -> None:
                    help="torch._inductor.config.fallback_random: random draws by eager's kernels, not inductor's")
     args = p.parse_args()
     if args.fallback_random:
-        import torch._inductor.config
-
-        torch._inductor.config.fallback_random = True
+        inductor_config.fallback_random = True
     t_min = setup(args)
     warnings.filterwarnings("ignore")
     names = (args.flows or ("MAF,NSF,hypernet" if args.quick else ",".join([*FLOWS, "hypernet"]))).split(",")
