@@ -126,30 +126,34 @@ def newton_bisection(
     for _ in range(iterations):
         fx, dfx = g(x)
         r = fx - y_
+        r_abs = r.abs()
         # Keep the best evaluated point (False for NaN); on ties the later one, which is
         # the farther one when f is flat in floating point far out (saturation).
-        better = r.abs() <= best
-        best = torch.where(better, r.abs(), best)
+        better = r_abs <= best
+        best = torch.where(better, r_abs, best)
         best_x = torch.where(better, x, best_x)
         below = r < 0
         lo = torch.where(below, x, lo)
         hi = torch.where(below, hi, x)
         lo_ok = lo_ok | below
         hi_ok = hi_ok | ~below
-        jump = 2 * torch.maximum(x.abs(), scale)
-        hi = torch.where(~hi_ok & (hi <= lo), lo + jump, hi)  # an unproven end was passed
-        lo = torch.where(~lo_ok & (lo >= hi), hi - jump, lo)
+        lo_open, hi_open = ~lo_ok, ~hi_ok  # each value computed once: on a GPU, every op is a launch
+        x_abs = x.abs()
+        jump = 2 * torch.maximum(x_abs, scale)
+        hi = torch.where(hi_open & (hi <= lo), lo + jump, hi)  # an unproven end was passed
+        lo = torch.where(lo_open & (lo >= hi), hi - jump, lo)
         # Towards an unproven end, move at most as far as the geometric widening would
         # (a first Newton step on a convex f can overshoot by orders of magnitude).
-        unproven = torch.where(below, ~hi_ok, ~lo_ok)
+        unproven = torch.where(below, hi_open, lo_open)
         delta = r / dfx
         delta = torch.where(unproven, torch.clamp(delta, -jump, jump), delta)
         step = x - delta
         # Newton if it stays in the proven bracket and at least halves the step before
         # last; otherwise probe the unproven end on the root's side, or bisect.
-        small = delta.abs() <= tol * (1 + x.abs())  # (nearly) converged: keep polishing
-        inside = ((step >= lo) | ~lo_ok) & ((step <= hi) | ~hi_ok)
-        newton = inside & ((2 * delta.abs() <= width) | small) & torch.isfinite(step)
+        delta_abs = delta.abs()
+        small = delta_abs <= tol * (1 + x_abs)  # (nearly) converged: keep polishing
+        inside = ((step >= lo) | lo_open) & ((step <= hi) | hi_open)
+        newton = inside & ((2 * delta_abs <= width) | small) & torch.isfinite(step)
         other = torch.where(unproven, torch.where(below, hi, lo), (lo + hi) / 2)
         width = last
         last = torch.where(newton, delta, other - x).abs()
