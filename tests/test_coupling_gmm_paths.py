@@ -1,6 +1,7 @@
 r"""The coupling's split/merge and the GMM's Cholesky fill take a different formulation while
-compiling (indexing and ``where``, whose ``vmap`` rules keep the vmapped size symbolic) than
-eagerly (``index_select``, ``index_copy``, ``scatter``): both paths give the same values and
+compiling (indexing and ``where`` for the coupling, a sum of zero-padded pieces for the fill,
+whose ``vmap`` rules keep the vmapped size symbolic) than eagerly (``index_select``,
+``index_copy``, ``scatter``): both paths give the same values and
 gradients, ``torch.compile(vmap(per-sample log_prob), dynamic=True)`` compiles one graph for
 two batch sizes, and the value-only ``_call``/``_inverse`` of the coupling (sampling) equal
 the values of ``call_and_ladj``/``inverse_and_ladj``. ``backend="aot_eager"``, tiny sizes.
@@ -15,7 +16,7 @@ from torch._dynamo.utils import counters
 from torch.func import grad, vmap
 
 from lazydist_functional.catalogue import make_spec, sample_input
-from lazydist_functional.flows.mixture import _fill_maps, _scale_tril
+from lazydist_functional.flows.mixture import _fill_index, _scale_tril
 from lazydist_functional.transforms import CouplingTransform, MonotonicAffineTransform
 from lazydist_functional.transforms.base import take
 
@@ -98,22 +99,27 @@ def test_scale_tril_compiled_path_equals_eager(d):
     g = torch.Generator().manual_seed(d)
     diagonal = torch.rand(3, 2, d, generator=g) + 0.5
     lower = torch.randn(3, 2, d * (d - 1) // 2, generator=g)
-    maps = _fill_maps(d)
-    eager = _scale_tril(diagonal, lower, maps)
+    index = _fill_index(d)
+    eager = _scale_tril(diagonal, lower, index)
     expected = torch.diag_embed(diagonal)
     rows, cols = torch.tril_indices(d, d, offset=-1)
     expected[..., rows, cols] = lower
     assert torch.equal(eager, expected)
-    compiled = torch.compile(_scale_tril, backend="aot_eager", fullgraph=True)(diagonal, lower, maps)
+    compiled = torch.compile(_scale_tril, backend="aot_eager", fullgraph=True)(diagonal, lower, index)
     assert torch.equal(compiled, expected)
+    # compiled under a vmap: the sum of zero-padded row pieces
+    per_sample = vmap(lambda a, b: _scale_tril(a, b, index))
+    vmapped = torch.compile(per_sample, backend="aot_eager", fullgraph=True, dynamic=True)(diagonal, lower)
+    assert torch.equal(vmapped, expected)
 
     def loss(diagonal, lower):
-        return (_scale_tril(diagonal, lower, maps) * torch.arange(d * d).reshape(d, d)).sum()
+        return (_scale_tril(diagonal, lower, index) * torch.arange(d * d).reshape(d, d)).sum()
 
     grads = grad(loss, argnums=(0, 1))(diagonal, lower)
     grads_c = torch.compile(grad(loss, argnums=(0, 1)), backend="aot_eager")(diagonal, lower)
-    for a, b in zip(grads, grads_c):
-        assert torch.equal(a, b)
+    grads_v = torch.compile(vmap(grad(loss, argnums=(0, 1))), backend="aot_eager", dynamic=True)(diagonal, lower)
+    for a, b, v in zip(grads, grads_c, grads_v):
+        assert torch.equal(a, b) and torch.equal(a, v)
 
 
 def test_take_compiled_path_equals_eager():
