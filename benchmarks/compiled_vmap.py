@@ -63,13 +63,19 @@ from lazydist_functional.pytree import tree_leaves, tree_map
 FEATURES, CONTEXT = 5, 4
 
 
+def uses_cudagraphs(mode: str | None) -> bool:
+    r"""Whether ``torch.compile``'s ``mode`` records CUDA graphs (``reduce-overhead`` and its variants)."""
+
+    return mode is not None and "reduce-overhead" in mode
+
+
 class Compiled:
     r"""A ``torch.compile``\ d callable that records its compilations, graph breaks and the
     guards that made it recompile."""
 
     def __init__(self, fn: Callable[..., Any], backend: str, mode: str | None = None) -> None:
         self.fn = torch.compile(fn, backend=backend, dynamic=True, mode=mode)
-        self.cudagraphs = mode is not None and "reduce-overhead" in mode
+        self.cudagraphs = uses_cudagraphs(mode)
         self.graphs, self.breaks, self.compile_s = 0, set(), 0.0
         self.errors: list[str] = []
 
@@ -298,13 +304,13 @@ def main() -> None:
         + (f"_{args.mode.replace('-', '_')}" if args.mode else "")
     parts = ([] if args.sample_only else ["log_prob"]) + (["sample"] if args.sample or args.sample_only else [])
     jobs = list(dict.fromkeys((name, "grad step" if name == "hypernet" else part) for part in parts for name in names))
+    cudagraphs = uses_cudagraphs(args.mode)
     start, rows = time.perf_counter(), []
     for name, part in jobs:
         if args.deadline is not None and time.perf_counter() - start > args.deadline:
             print(f"deadline: {name} {part} not run", flush=True)
             rows.append({"flow": name, "part": part, "error": "not run (deadline)"})
             continue
-        cudagraphs = "reduce-overhead" in (args.mode or "")
         make = hypernet_case(args.device, cudagraphs) if name == "hypernet" else \
             flow_case(name, part, args.device, cudagraphs)
         with torch.no_grad() if name != "hypernet" else torch.enable_grad():

@@ -205,15 +205,14 @@ def _padded_rows(diagonal: Tensor, lower: Tensor) -> Tensor:
     rules (``scatter``, ``cat``) specialize the vmapped size under ``torch.compile``."""
 
     d = diagonal.shape[-1]
-    total, start = None, 0
-    for i in range(d):
-        pieces = [(diagonal[..., i : i + 1], i * d + i)]
-        if i:
-            pieces.insert(0, (lower[..., start : start + i], i * d))
-            start += i
-        for piece, at in pieces:
-            padded = torch.nn.functional.pad(piece, (at, d * d - at - piece.shape[-1]))
-            total = padded if total is None else total + padded
+
+    def placed(piece: Tensor, at: int) -> Tensor:  # ``piece`` at flat position ``at``, zeros elsewhere
+        return torch.nn.functional.pad(piece, (at, d * d - at - piece.shape[-1]))
+
+    total = placed(diagonal[..., :1], 0)
+    for i in range(1, d):
+        start = i * (i - 1) // 2  # row i's strict lower entries, row-major
+        total = total + placed(lower[..., start : start + i], i * d) + placed(diagonal[..., i : i + 1], i * d + i)
     return total
 
 
