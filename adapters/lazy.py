@@ -131,6 +131,15 @@ def _reads_context(module: nn.Module) -> bool:
     return spec is None or spec.context > 0
 
 
+def _ignores_context(module: nn.Module) -> bool:
+    r"""Whether every leaf of the tree is an ``Unconditional*`` module, which Zuko calls with the
+    context and which ignore it (any other leaf built unconditional fails on one in Zuko)."""
+
+    if isinstance(module, (_CompositeModule, nn.ModuleList)):
+        return all(_ignores_context(child) for child in module._modules.values())
+    return isinstance(module, _UnconditionalModule)
+
+
 def _unconditional(module: nn.Module) -> bool:
     r"""Whether a child is a leaf of this library built unconditional (it is given no context,
     as the core's composites give none to such parts)."""
@@ -206,7 +215,7 @@ class _CompositeModule(SpecModule):
         return None if c is None or _unconditional(child) else c
 
     def forward(self, c: Tensor | None = None) -> Any:
-        if c is not None and not _reads_context(self):
+        if c is not None and not _reads_context(self) and not _ignores_context(self):
             check_context(c, 0, type(self).__name__)  # the core's error, named after this module
         try:
             return self.forward_children(c)

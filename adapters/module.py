@@ -302,6 +302,17 @@ class SpecModule(nn.Module):
                 raise
             return value
 
+    def __dir__(self) -> list[str]:
+        r"""``nn.Module``'s names and the configuration attributes :meth:`__getattr__` answers."""
+
+        names = set(super().__dir__())
+        spec = self.__dict__.get("_spec")
+        if spec is not None:
+            roots = _tree_roots(spec)
+            names.update(k for k, v in vars(spec).items() if not k.startswith("_") and k not in _SPEC_API
+                         and k not in roots and not isinstance(v, (Tensor, Parametric)))
+        return sorted(names)
+
     def _bind(self) -> tuple[Parametric, dict[str, Any], dict[str, Any]]:
         r"""``(spec, params, state)`` of this call: the spec (with captured stand-ins for
         children that are not as built) and the tensors the module holds now."""

@@ -84,6 +84,15 @@ class Linear(_SpecModule):
 
     _populate = _populate_linear
 
+    def reset_parameters(self) -> None:
+        r"""Redraws the weight and the bias from :math:`\mathcal{U}(-1/\sqrt{C}, 1/\sqrt{C})`, with
+        :math:`C` the input features (torch's global generator), as Zuko's ``Linear``."""
+
+        bound = 1 / self.weight.shape[-1] ** 0.5
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
     def extra_repr(self) -> str:
         stack, (fout, fin) = (self.weight.shape[0] if self.weight.dim() == 3 else None), self.weight.shape[-2:]
         text = f"in_features={fin}, out_features={fout}, bias={self.bias is not None}"

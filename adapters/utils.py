@@ -73,7 +73,7 @@ class Partial(nn.Module):
         return self.f(*self.args, *args, **self.kwargs, **kwargs)
 
 
-def unpack(x: Tensor, shapes: Sequence[Size]) -> list[Tensor]:
+def unpack(x: Tensor, shapes: Sequence[Size]) -> tuple[Tensor, ...]:
     r"""``zuko.utils.unpack`` (Zuko's argument names): splits the last dimension of ``x``
     into tensors of the trailing ``shapes``.
 
@@ -82,7 +82,7 @@ def unpack(x: Tensor, shapes: Sequence[Size]) -> list[Tensor]:
         [torch.Size([2, 2]), torch.Size([2, 3])]
     """
 
-    return _unpack(x, shapes)
+    return tuple(_unpack(x, shapes))
 
 
 def bisection(

@@ -25,7 +25,7 @@ __all__ = [
     "check_dtype",
     "check_event",
     "check_tree",
-    "promote_integers",
+    "promote_input",
 ]
 
 
@@ -216,18 +216,24 @@ def check_context(c: Tensor | None, context: int, owner: str) -> None:
         )
 
 
-def promote_integers(x: Any, dtype: torch.dtype | None, booleans: bool = False) -> Any:
-    r"""An integer tensor (and a boolean one if ``booleans``) as floating ``dtype``, as
-    torch's type promotion makes it in Zuko (counts as values, one-hot labels as
-    contexts); anything else is returned unchanged, to be checked.
+def promote_input(x: Any, dtype: torch.dtype | None, booleans: bool = False) -> Any:
+    r"""``x`` in the parameters' floating ``dtype`` where that loses nothing, as torch's type
+    promotion makes it in Zuko: integers (counts as values; booleans too if ``booleans``,
+    one-hot labels as contexts) and floats of lower precision (float32 data into a float64
+    flow). Anything else (a float64 value into a float32 flow) is returned unchanged, to be
+    checked.
 
     Example:
-        >>> promote_integers(torch.tensor([1, 0]), torch.float32)
+        >>> promote_input(torch.tensor([1, 0]), torch.float32)
         tensor([1., 0.])
+        >>> promote_input(torch.tensor([0.5]), torch.float64).dtype
+        torch.float64
     """
 
-    if not isinstance(x, Tensor) or dtype is None or x.is_floating_point() or x.is_complex():
+    if not isinstance(x, Tensor) or dtype is None or x.dtype == dtype or x.is_complex():
         return x
+    if x.is_floating_point():
+        return x.to(dtype) if torch.promote_types(x.dtype, dtype) == dtype else x
     if x.dtype == torch.bool and not booleans:
         return x
     return x.to(dtype)

@@ -305,7 +305,7 @@ def unravel(spec: Spec, flat: Tensor, dim: int = -1) -> Tree:
                          f"(dim {dim} of a tensor of shape {tuple(flat.shape)})")
     parts = flat.split(sizes, dim=d)
     before, after = flat.shape[:d], flat.shape[d + 1:]
-    return unflatten_names({name: part.reshape(*before, *shape, *after)
+    return unflatten_names({name: part.reshape(before + tuple(shape) + after)
                             for (name, shape), part in zip(shapes, parts, strict=True)})
 
 

@@ -158,7 +158,7 @@ def newton_bisection(
         width = last
         last = torch.where(newton, delta, other - x).abs()
         x = torch.where(newton, step, other)
-    x = best_x
+    x = torch.where(torch.isnan(y_), y_, best_x)  # no root for a NaN target
     saturated = ~(lo_ok & hi_ok)  # every evaluation on one side of y
     if not implicit:
         return x

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .checks import ContextError, ParamTreeError, broadcasts, check_context, check_dtype, check_tree, promote_integers
+from .checks import ContextError, ParamTreeError, broadcasts, check_context, check_dtype, check_tree, promote_input
 from .pytree import Partial, as_nested, first_float, flatten_names, unflatten_names
 from .transforms.batchnorm import running_updates
 
@@ -290,7 +290,7 @@ class Spec(Parametric):
             ref = first_float(state)
         check_context(c, self.context, self.name)
         if c is not None and ref is not None:
-            c = promote_integers(c, ref.dtype, booleans=True)
+            c = promote_input(c, ref.dtype, booleans=True)
             check_dtype("the context", c, ref.dtype)
         spec = self.in_mode("update") if update_buffers else self
         return spec._apply(params, c, state)

@@ -102,11 +102,14 @@ def test_float64_x_with_float32_params(case: Case):
         _both(lambda x: case.spec.apply(params).log_prob(x), (x,), (0,), TypeError, pattern)
 
 
-def test_float32_x_with_float64_params(name):
+def test_float32_x_and_context_into_float64_params_promote(name):
+    # Lossless, as torch's type promotion makes it in Zuko (float32 data into a .double() flow).
     spec = make_spec(name, 2)
     params = spec.init(dtype=torch.float64)
-    with pytest.raises(TypeError, match=re.escape("x has dtype torch.float32 but the parameters have dtype torch.float64")):
-        spec.apply(params, torch.randn(2, dtype=torch.float64)).log_prob(torch.randn(FEATURES))
+    c, x = torch.randn(2), torch.randn(FEATURES)
+    got = spec.apply(params, c).log_prob(x)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, spec.apply(params, c.double()).log_prob(x.double()))
 
 
 def _first_weight(params: dict) -> str:
@@ -314,3 +317,22 @@ def test_integer_contexts_promote_under_vmap_and_grad():
     g_float = torch.func.grad(lambda p: spec.apply(p, labels.float()).log_prob(x).sum())(params)
     assert all(torch.allclose(a, b) for a, b in zip(torch.utils._pytree.tree_leaves(g_int),
                                                      torch.utils._pytree.tree_leaves(g_float)))
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: L.flows.GMM(3, components=0), "GMM needs components >= 1, got 0"),
+    (lambda: L.flows.GF(3, components=0), "GF needs components >= 1, got 0"),
+    (lambda: L.flows.NSF(3, bins=0), "NSF needs bins >= 1, got 0"),
+    (lambda: L.flows.NCSF(3, bins=-1), "NCSF needs bins >= 1, got -1"),
+])
+def test_counts_below_one_are_refused_when_built(build, message):
+    # (GMM with no component used to build and give log_prob -inf silently.)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build()
+
+
+@pytest.mark.parametrize("build", [lambda: L.flows.MAF(3, hidden_features=64), lambda: L.flows.CNF(3, hidden_features=8),
+                                   lambda: L.flows.NAF(3, network={"hidden_features": 16})])
+def test_a_single_number_as_hidden_features_is_named(build):
+    with pytest.raises(TypeError, match="hidden_features should be a sequence of layer sizes"):
+        build()

@@ -99,6 +99,30 @@ def test_no_nan_for_finite_float32_input(t):
         assert not torch.isnan(t.inv(y.clamp(-1e30, 1e30))).any(), v
 
 
+@pytest.mark.parametrize(
+    "t",
+    [
+        lambda: BernsteinTransform(torch.randn(3, 8)),
+        lambda: GaussianizationTransform(torch.randn(3, 4), torch.randn(3, 4)),
+        lambda: SOSPolynomialTransform(torch.randn(3, 2, 4)),
+        lambda: UnconstrainedMonotonicTransform(Partial(torch.nn.functional.softplus, ()), n=16),
+        lambda: MonotonicTransform(Partial(lambda x: x**3 + x, ())),
+        lambda: SoftclipTransform(11.0),
+    ],
+    ids=["bernstein", "gaussianization", "sos", "umnn", "monotonic", "softclip"],
+)
+def test_nan_input_gives_nan_not_a_number(t):
+    # A NaN stays NaN through the forward and the inverse (never a finite value out of a
+    # clamp, a nan_to_num or a root finder's starting point); the other entries are untouched.
+    torch.manual_seed(0)
+    t = t()
+    x = torch.tensor([float("nan"), 0.3, -0.2])
+    for f in (t, t.inv):
+        y = f(x)
+        assert torch.isnan(y[0]) and torch.isfinite(y[1:]).all()
+    assert torch.isnan(t.call_and_ladj(x)[0][0])
+
+
 @pytest.mark.parametrize("name", TRANSFORMS)
 def test_flow_log_prob_finite_far_out(name):
     spec, params = _flow(name, 0)

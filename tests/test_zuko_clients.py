@@ -101,26 +101,102 @@ NETWORKS = {"hyper", "network", "integrand", "ode"}
 
 
 @pytest.mark.parametrize("name", ["MAF", "NSF", "NCSF", "RealNVP", "NAF", "UNAF", "SOSPF", "BPF", "GF", "CNF", "GMM"])
-def test_modules_have_the_attributes_of_zukos_modules(name):
-    r"""Every instance attribute of every Zuko module exists on ours at the same path
-    (networks' internal layers aside: ours are parameter containers, see the README)."""
+@pytest.mark.parametrize("context", [0, 2])
+def test_modules_have_the_attributes_and_methods_of_zukos_modules(name, context):
+    r"""Every public name of every Zuko module (attributes, methods such as a layer's
+    ``reset_parameters``, network layers included) is in ``dir()`` of ours at the same path
+    and answers, with the same value for the plain configuration values."""
 
-    theirs, mine = getattr(zuko.flows, name)(3, 2), getattr(ours.flows, name)(3, 2)
+    theirs, mine = getattr(zuko.flows, name)(3, context), getattr(ours.flows, name)(3, context)
     our_modules = dict(mine.named_modules())
     for path, module in theirs.named_modules():
-        parts = set(path.split("."))
-        if isinstance(module, (zuko.nn.MLP, zuko.nn.MaskedMLP, zuko.nn.MonotonicMLP)) or (
-            parts & NETWORKS and not isinstance(module, torch.nn.Linear)
-        ):
-            continue
         assert path in our_modules, path
-        if isinstance(module, torch.nn.Linear):
-            assert (our_modules[path].in_features, our_modules[path].out_features) == (
-                module.in_features, module.out_features), path
-            continue
-        for attr in vars(module):
-            if not attr.startswith("_") and attr != "training":
-                assert hasattr(our_modules[path], attr), f"{name}: {path or 'flow'}.{attr}"
+        our = our_modules[path]
+        missing = {a for a in dir(module) if not a.startswith("_")} - set(dir(our))
+        assert not missing, f"{name}: {path or 'flow'} lacks {sorted(missing)}"
+        for attr, value in vars(module).items():
+            if not attr.startswith("_") and isinstance(value, (bool, int, float, str)):
+                assert getattr(our, attr) == value, f"{name}: {path or 'flow'}.{attr}"
+
+
+def test_reset_parameters_redraws_as_zukos_layers():
+    # The re-initialization idiom: every module with reset_parameters() redraws, in Zuko's order
+    # and from the global generator, so a seeded re-init gives Zuko's weights.
+    flows = {}
+    for lib in (zuko, ours):
+        flow = lib.flows.RealNVP(3, 2, hidden_features=[8])
+        torch.manual_seed(3)
+        for module in flow.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        flows[lib] = flow
+    theirs, mine = flows[zuko], flows[ours]
+    for (k, a), (_, b) in zip(theirs.state_dict().items(), mine.state_dict().items(), strict=True):
+        torch.testing.assert_close(b, a, msg=k)
+    c, x = torch.randn(4, 2), torch.randn(4, 3)
+    torch.testing.assert_close(mine(c).log_prob(x), theirs(c).log_prob(x))
+
+
+def _context_affine_flow(lib):
+    r"""A user's lazy transform returning a torch ``AffineTransform`` with one loc and scale per
+    context row (its ``inverse_shape`` broadcasts them into the event shape)."""
+
+    class ContextAffine(lib.lazy.LazyTransform):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(2, 6)
+
+        def forward(self, c=None):
+            loc, log_scale = self.net(c).chunk(2, dim=-1)
+            return AffineTransform(loc, log_scale.exp(), event_dim=1)
+
+    torch.manual_seed(0)
+    base = lib.lazy.UnconditionalDistribution(lib.distributions.DiagNormal, torch.zeros(3), torch.ones(3), buffer=True)
+    return lib.lazy.Flow([ContextAffine()], base)
+
+
+@pytest.mark.parametrize("x_shape", [(4, 3), (3,)])
+def test_torch_transform_with_parameters_per_context_row_matches_zuko(x_shape):
+    theirs, mine = _context_affine_flow(zuko), _context_affine_flow(ours)
+    mine.load_state_dict(theirs.state_dict())
+    c, x = torch.randn(4, 2), torch.randn(x_shape)
+    expected = theirs(c).log_prob(x.expand(4, 3))  # (torch's AffineTransform cannot broadcast one x itself)
+    assert expected.shape == (4,)
+    torch.testing.assert_close(mine(c).log_prob(x), expected)
+
+
+def test_a_flow_of_unconditional_parts_ignores_a_context_as_zukos():
+    c, x = torch.randn(5, 3), torch.rand(2) + 0.1
+    out = []
+    for lib in (zuko, ours):
+        flow = lib.lazy.Flow([lib.lazy.UnconditionalTransform(ExpTransform)],
+                             lib.lazy.UnconditionalDistribution(lib.distributions.DiagNormal, torch.zeros(2),
+                                                                torch.ones(2), buffer=True))
+        d = flow(c)
+        out.append((d.batch_shape, d.log_prob(x), d.sample().shape))
+    assert out[1][0] == out[0][0] == (5,) and out[1][2] == out[0][2] == (5, 2)
+    torch.testing.assert_close(out[1][1], out[0][1])
+    with pytest.raises(ValueError, match="unconditional"):  # a part built with context=0 would fail in Zuko
+        ours.flows.MAF(2)(c)
+
+
+def test_scalar_shapes_in_utils_and_joint_as_zukos():
+    for lib in (zuko, ours):
+        parts = lib.utils.unpack(torch.arange(7.0), [(), (2, 3)])
+        assert isinstance(parts, tuple) and [p.shape for p in parts] == [(), (2, 3)]
+        a, b = lib.utils.broadcast(torch.tensor(1.0), torch.tensor(2.0))
+        assert a.shape == b.shape == ()
+    marginals = (torch.distributions.Normal(0.0, 1.0), torch.distributions.Normal(1.0, 2.0))
+    x = torch.tensor([0.3, -0.2])
+    torch.testing.assert_close(ours.distributions.Joint(*marginals).log_prob(x),
+                               zuko.distributions.Joint(*marginals).log_prob(x))
+
+
+def test_a_printed_distribution_nests_as_zukos():
+    c = torch.randn(2)
+    mine, theirs = str(ours.flows.MAF(3, 2)(c)).splitlines(), str(zuko.flows.MAF(3, 2)(c)).splitlines()
+    indent = [len(line) - len(line.lstrip()) for line in theirs]
+    assert [len(line) - len(line.lstrip()) for line in mine] == indent
 
 
 def test_network_layers_index_like_zukos_sequentials():

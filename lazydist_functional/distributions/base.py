@@ -85,12 +85,13 @@ class FunctionalDistribution(Distribution):
         return f"{type(self).__name__}(batch_shape={tuple(self.batch_shape)}, event_shape={tuple(self.event_shape)})"
 
 
-def check_sample(x: Tensor, d: Distribution, dtype: torch.dtype | None, what: str = "x") -> None:
-    r"""Checks a value given to ``d.log_prob``: a tensor, ``d``'s event shape on the right,
-    leading dimensions that broadcast with ``d``'s batch shape, and ``dtype`` (shapes and
-    dtypes only, so it costs nothing under ``vmap``/``compile``)."""
+def check_sample(x: Tensor, d: Distribution, dtype: torch.dtype | None, what: str = "x",
+                 event: Sequence[int] | None = None) -> None:
+    r"""Checks a value given to ``d.log_prob``: a tensor, ``d``'s event shape (or ``event``)
+    on the right, leading dimensions that broadcast with ``d``'s batch shape, and ``dtype``
+    (shapes and dtypes only, so it costs nothing under ``vmap``/``compile``)."""
 
-    event: Sequence[int] = d.event_shape
+    event = d.event_shape if event is None else event
     check_event(x, event, what)
     if dtype is not None:
         check_dtype(what, x, dtype)

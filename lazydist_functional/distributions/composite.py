@@ -53,7 +53,7 @@ class Joint(FunctionalDistribution):
         total, i = 0, 0
         for m in self.marginals:
             j = i + m.event_shape.numel()
-            total = total + m.log_prob(x[..., i:j].reshape(*x.shape[:-1], *m.event_shape))
+            total = total + m.log_prob(x[..., i:j].reshape(x.shape[:-1] + m.event_shape))
             i = j
         return total
 

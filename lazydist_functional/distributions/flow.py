@@ -4,11 +4,13 @@ from __future__ import annotations
 
 __all__ = ["NormalizingFlow"]
 
+from textwrap import indent
+
 import torch
 from torch import Size, Tensor
 from torch.distributions import Distribution, Independent, Transform
 
-from ..checks import promote_integers
+from ..checks import promote_input
 from ..pytree import first_float, register_pytree_class
 from ..transforms.base import call_and_ladj, sum_rightmost
 from .base import FunctionalDistribution, check_sample
@@ -52,7 +54,8 @@ class NormalizingFlow(FunctionalDistribution):
         self.base = Independent(base, extra, validate_args=False) if extra > 0 else base
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(\n  (transform): {self.transform!r}\n  (base): {self.base!r}\n)"
+        lines = indent(f"(transform): {self.transform!r}\n(base): {self.base!r}", "  ")
+        return f"{type(self).__name__}(\n{lines}\n)"
 
     @property
     def reinterpreted(self) -> int:
@@ -74,12 +77,23 @@ class NormalizingFlow(FunctionalDistribution):
         new.transform, new.base = self.transform, self.base.expand(batch_shape)
         return new
 
+    @property
+    def _value_event_shape(self) -> Size:
+        r"""The event shape of a value: :attr:`event_shape` without the leading dimensions that
+        a transform's parameters broadcast into it (a torch transform's ``inverse_shape``, e.g.
+        an ``AffineTransform`` with one ``loc`` per context, includes them)."""
+
+        shape = self.event_shape
+        t = self.transform
+        rank = len(self.base.event_shape) + t.domain.event_dim - t.codomain.event_dim
+        return shape[len(shape) - rank :] if 0 <= rank < len(shape) else shape
+
     def log_prob(self, x: Tensor) -> Tensor:
-        x = promote_integers(x, _dtype_of(self.base))
-        check_sample(x, self, _dtype_of(self.base))
+        x = promote_input(x, _dtype_of(self.base))
+        event = self._value_event_shape
+        check_sample(x, self, _dtype_of(self.base), event=event)
         # a value with fewer batch dims than the distribution (one x, many contexts) is
         # broadcast first, so every transform sees x and its context with one batch shape
-        event = self.event_shape
         batch = torch.broadcast_shapes(x.shape[: x.dim() - len(event)], self.batch_shape)
         if x.shape[: x.dim() - len(event)] != batch:
             x = x.expand(batch + event)

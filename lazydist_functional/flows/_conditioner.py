@@ -27,7 +27,7 @@ def broadcast(*tensors: Tensor, ignore: int | Sequence[int] = 0) -> list[Tensor]
 
     ignore = [ignore] * len(tensors) if isinstance(ignore, int) else list(ignore)
     batch = torch.broadcast_shapes(*(t.shape[: t.dim() - i] for t, i in zip(tensors, ignore, strict=True)))
-    return [t.expand(*batch, *t.shape[t.dim() - i :]) for t, i in zip(tensors, ignore, strict=True)]
+    return [t.expand(batch + t.shape[t.dim() - i :]) for t, i in zip(tensors, ignore, strict=True)]
 
 
 def with_context(x: Tensor, c: Tensor | None) -> Tensor:
@@ -49,7 +49,7 @@ def unpack(phi: Tensor, shapes: Sequence[Size]) -> list[Tensor]:
     r"""Splits (*, sum prod(shapes)) into tensors of shapes (*, *shape_i)."""
 
     sizes = [prod(s) for s in shapes]
-    return [p.reshape(*p.shape[:-1], *s) for p, s in zip(phi.split(sizes, dim=-1), shapes, strict=True)]
+    return [p.reshape(p.shape[:-1] + tuple(s)) for p, s in zip(phi.split(sizes, dim=-1), shapes, strict=True)]
 
 
 def univariate_from(

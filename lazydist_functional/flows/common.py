@@ -7,7 +7,7 @@ another, so the package has no cycle.
 
 from __future__ import annotations
 
-__all__ = ["FlowConfigError", "autoregressive_layers", "feature_orders", "standard_base", "with_softclips"]
+__all__ = ["FlowConfigError", "at_least", "autoregressive_layers", "feature_orders", "standard_base", "with_softclips"]
 
 from collections.abc import Callable, Sequence
 
@@ -27,6 +27,22 @@ class FlowConfigError(LazydistError, ValueError, AssertionError):
     Also an :class:`AssertionError`, the type Zuko raises for these, so code written for
     Zuko that catches it keeps working.
     """
+
+
+def at_least(owner: str, name: str, value: int, minimum: int = 1) -> int:
+    r"""``value`` as an ``int``, or a :class:`FlowConfigError` naming ``owner``'s argument ``name``
+    if it is below ``minimum``.
+
+    Example:
+        >>> at_least("GMM", "components", 0)
+        Traceback (most recent call last):
+        ...
+        lazydist_functional.flows.common.FlowConfigError: GMM needs components >= 1, got 0
+    """
+
+    if int(value) < minimum:
+        raise FlowConfigError(f"{owner} needs {name} >= {minimum}, got {value}")
+    return int(value)
 
 
 def standard_base(features: int) -> UnconditionalDistribution:

@@ -23,7 +23,7 @@ from ..transforms import ComposedTransform, DependentTransform, GaussianizationT
 from ..transforms.base import call_and_ladj, sum_rightmost
 from ..transforms.monotonic.gaussianization_inverse import Table, solve, tabulate, tabulated_step
 from ..transforms.rotation import skew_exp
-from .common import standard_base
+from .common import at_least, standard_base
 from .core import Flow, UnconditionalTransform
 from .elementwise import ElementWiseTransform
 
@@ -217,6 +217,7 @@ class GF(Flow):
     def __init__(self, features: int, context: int = 0, transforms: int = 3, components: int = 8,
                  clip: float = 1e-6, iterations: int = 12, nodes: int = 16, polish: int = 0,
                  **kwargs: Any) -> None:
+        components = at_least("GF", "components", components)
         univariate = partial(GaussianizationTransform, clip=clip, iterations=iterations, nodes=nodes, polish=polish)
         specs: list[Spec] = []
         for i in range(transforms):

@@ -16,6 +16,7 @@ from ..functorch_levels import compiling_under_vmap
 from ..nn import MLP, on_device
 from ..spec import Spec
 from ._conditioner import unpack
+from .common import at_least
 
 
 COVARIANCE_TYPES = ("full", "diagonal", "spherical")
@@ -93,7 +94,8 @@ class GMM(Spec):
         epsilon: float = 1e-6,
         **kwargs: Any,
     ) -> None:
-        self.features, self.context, self.components = int(features), int(context), int(components)
+        self.features, self.context = int(features), int(context)
+        self.components = components = at_least("GMM", "components", components)
         self.covariance_type, self.tied, self.epsilon = covariance_type, bool(tied), float(epsilon)
         self.shapes = _shapes(components, features, covariance_type, tied)
         self.total = sum(prod(s) for s in self.shapes)

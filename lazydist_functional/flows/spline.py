@@ -15,6 +15,7 @@ from torch.distributions import Transform
 from ..distributions import BoxUniform
 from ..transforms import CircularShiftTransform, ComposedTransform, MonotonicRQSTransform
 from .autoregressive import MAF
+from .common import at_least
 from .core import UnconditionalDistribution
 
 
@@ -49,7 +50,7 @@ class NSF(MAF):
             features=features,
             context=context,
             univariate=partial(MonotonicRQSTransform, slope=slope),
-            shapes=[(bins,), (bins,), (bins - 1,)],
+            shapes=[(bins,), (bins,), (at_least(type(self).__name__, "bins", bins) - 1,)],
             **kwargs,
         )
 
@@ -88,7 +89,7 @@ class NCSF(MAF):
             features=features,
             context=context,
             univariate=partial(CircularRQSTransform, slope=slope),
-            shapes=[(bins,), (bins,), (bins - 1,)],
+            shapes=[(bins,), (bins,), (at_least(type(self).__name__, "bins", bins) - 1,)],
             **kwargs,
         )
 

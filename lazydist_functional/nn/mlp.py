@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = ["MLP", "MaskedMLP", "masked_mlp_masks"]
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -61,7 +61,7 @@ class MLP(Network):
     ) -> None:
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.hidden_features = tuple(int(h) for h in hidden_features)
+        self.hidden_features = hidden_sizes(hidden_features)
         self.act = _activation(activation)
         self.normalize = bool(normalize)
         self.bias = bool(bias)
@@ -94,6 +94,20 @@ def _subset(a: Tensor, b: Tensor) -> Tensor:
     r"""``[j, i] = a[i] ⊆ b[j]`` for rows of 0/1 matrices."""
 
     return (b @ a.T) == a.sum(dim=-1)
+
+
+def hidden_sizes(hidden_features: Sequence[int]) -> tuple[int, ...]:
+    r"""The hidden sizes as a tuple of ints; a clear :class:`TypeError` for a single number.
+
+    Example:
+        >>> hidden_sizes([64, 64])
+        (64, 64)
+    """
+
+    if not isinstance(hidden_features, Iterable) or isinstance(hidden_features, (str, Tensor)):
+        raise TypeError(f"hidden_features should be a sequence of layer sizes, e.g. [64, 64]; "
+                        f"got {hidden_features!r}")
+    return tuple(int(h) for h in hidden_features)
 
 
 def _hidden_sets(A: Tensor, hidden_features: Sequence[int]) -> list[Tensor]:
@@ -172,7 +186,7 @@ class MaskedMLP(Network):
     ) -> None:
         self.adjacency = torch.as_tensor(adjacency, dtype=torch.bool).clone()
         self.out_features, self.in_features = self.adjacency.shape
-        self.hidden_features = tuple(int(h) for h in hidden_features)
+        self.hidden_features = hidden_sizes(hidden_features)
         self.act = _activation(activation)
         self.residual = bool(residual)
         # The layer plan (computed once: data-dependent ops, so that ``init_state`` is a

@@ -15,6 +15,7 @@ from torch._C._functorch import is_batchedtensor
 from ..functorch_levels import compiling_under_vmap
 from .layers import two_way_elu
 from .linear import init_linear, linear
+from .mlp import hidden_sizes
 from .network import Network
 
 
@@ -56,7 +57,7 @@ class MonotonicMLP(Network):
     ) -> None:
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.hidden_features = tuple(int(h) for h in hidden_features)
+        self.hidden_features = hidden_sizes(hidden_features)
         self.bias = bool(bias)
         self.stack = None if stack is None else int(stack)
         self.names = tuple(str(2 * i) for i in range(len(self.hidden_features) + 1))

@@ -130,7 +130,9 @@ def _merge(x: Tensor, y_b: Tensor, mask: Tensor, index_b: Tensor) -> Tensor:
     stacked over parameter sets, a ``where`` over ``y_b`` gathered back to :math:`D`
     features (feature :math:`i` reads ``y_b[rank of i among the False entries]``): the
     ``index_copy``, ``cat`` and ``index_select`` batching rules specialize the ``vmap``
-    size under ``torch.compile(dynamic=True)``, indexing and ``where`` do not.
+    size under ``torch.compile(dynamic=True)``, indexing and ``where`` do not. One transformed
+    feature broadcasts instead of being gathered (inductor miscompiles that gather's backward,
+    an accumulating ``index_put`` into a zero buffer of width 1).
     """
 
     if index_b.dim() == 1 and not torch.compiler.is_compiling():
@@ -138,5 +140,7 @@ def _merge(x: Tensor, y_b: Tensor, mask: Tensor, index_b: Tensor) -> Tensor:
             batch = torch.broadcast_shapes(x.shape[:-1], y_b.shape[:-1])
             x, y_b = x.expand(*batch, x.shape[-1]), y_b.expand(*batch, y_b.shape[-1])
         return x.index_copy(-1, index_b, y_b)
+    if y_b.shape[-1] == 1:  # broadcast: inductor miscompiles the backward of a gather from width 1
+        return torch.where(mask, x, y_b)
     rank_b = (torch.cumsum(~mask, dim=-1) - 1).clamp_min(0)  # True entries read any valid index
     return torch.where(mask, x, take(y_b, rank_b))

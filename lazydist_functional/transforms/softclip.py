@@ -61,5 +61,5 @@ class SoftclipTransform(FunctionalTransform):
         edge = torch.nextafter(one, torch.zeros_like(one))
         u = torch.abs(y / self.bound)
         end = torch.copysign(self.bound * edge / (1 - edge), y)
-        x = torch.where(u <= edge, y / (1 - u.clamp_max(edge)), end)
+        x = torch.where(u > edge, end, y / (1 - u.clamp_max(edge)))  # (a NaN stays NaN)
         return x, 2 * torch.log1p(torch.abs(x / self.bound))

@@ -28,9 +28,10 @@ def _sos_horner(c: Tensor | Sequence[Tensor], x: Tensor, *, bound: float) -> tup
         f = f * u + c[m] / (m + 1)
         g = g * u + c[m]
     # Far out (|x| ~ 1e5 with degree 9 in float32) the polynomial overflows: saturate at
-    # the largest finite value, so that what follows (e.g. a soft clip) stays finite.
+    # the largest finite value, so that what follows (e.g. a soft clip) stays finite (a NaN
+    # input stays NaN).
     big = torch.finfo(u.dtype).max
-    return torch.nan_to_num(bound * f * u, posinf=big, neginf=-big), torch.nan_to_num(g, posinf=big)
+    return (bound * f * u).clamp(-big, big), g.clamp_max(big)
 
 
 @register_pytree_class(children=("a",), static=("slope", "n", "bound", "eps", "iterations", "inverse_nodes"))
