@@ -210,3 +210,24 @@ def test_network_layers_index_like_zukos_sequentials():
     b.load_state_dict(a.state_dict())
     x = torch.randn(4, 5)
     assert torch.allclose(b(x), a(x), atol=1e-6) and torch.allclose(b[1](b[0](x)), a[1](a[0](x)), atol=1e-6)
+
+
+# Zuko's FFJ keeps the adjoint's parameter list and trace tolerance; this CNF has no adjoint.
+NOT_HERE = {"FreeFormJacobianTransform": {"phi", "trace_scale"}}
+
+
+@pytest.mark.parametrize("name", ["MAF", "NSF", "NCSF", "RealNVP", "NICE", "NAF", "UNAF", "SOSPF", "BPF", "GF", "CNF"])
+def test_returned_transforms_have_the_public_names_of_zukos(name):
+    c = torch.randn(2)
+    theirs, mine = getattr(zuko.flows, name)(3, 2)(c).transform, getattr(ours.flows, name)(3, 2)(c).transform
+    pairs = [(theirs, mine), (theirs.inv, mine.inv)]
+    pairs += list(zip(getattr(theirs, "transforms", ()), getattr(mine, "transforms", ()), strict=True))
+    for a, b in pairs:
+        expected = {n for n in dir(a) if not n.startswith("_")} - NOT_HERE.get(type(a).__name__, set())
+        missing = expected - set(dir(b))
+        assert not missing, f"{name}: {type(b).__name__} lacks {sorted(missing)}"
+    t = getattr(mine, "transforms", [mine])[0]
+    if hasattr(t, "split"):  # Zuko's coupling helpers give Zuko's values
+        x = torch.randn(4, 3)
+        torch.testing.assert_close(t.merge(*t.split(x), x.shape), x)
+        assert t.idx_a.tolist() == theirs.transforms[0].idx_a.tolist()

@@ -96,6 +96,32 @@ class CouplingTransform(FunctionalTransform):
     def __repr__(self) -> str:
         return f"CouplingTransform(features_b={self.features_b})"
 
+    @property
+    def idx_a(self) -> Tensor:
+        r"""The indices of the constant features :math:`x_a` (Zuko's attribute)."""
+
+        return self.mask.bool().nonzero().squeeze(-1)
+
+    @property
+    def idx_b(self) -> Tensor:
+        r"""The indices of the transformed features :math:`x_b` (Zuko's attribute)."""
+
+        return (~self.mask.bool()).nonzero().squeeze(-1)
+
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r""":math:`(x_a, x_b)`, as Zuko's ``split`` (eager helper: the indices depend on the mask's
+        values, so it is not for ``vmap`` or ``torch.compile``)."""
+
+        return take(x, self.idx_a), take(x, self.idx_b)
+
+    def merge(self, x_a: Tensor, x_b: Tensor, shape: torch.Size) -> Tensor:
+        r"""The tensor of ``shape`` with the features of :math:`x_a` and :math:`x_b` in place, as
+        Zuko's ``merge`` (the inverse of :meth:`split`; an eager helper too)."""
+
+        x_a, x_b = x_a.expand(*shape[:-1], x_a.shape[-1]), x_b.expand(*shape[:-1], x_b.shape[-1])
+        order = torch.argsort(torch.cat((self.idx_a, self.idx_b)))
+        return take(torch.cat((x_a, x_b), dim=-1), order)
+
     def _run(self, x: Tensor, inverse: bool, with_ladj: bool = True) -> tuple[Tensor, Tensor | None]:
         check_input(self, x, self.mask.shape[-1:])
         mask, nb = self.mask.bool(), self.features_b

@@ -200,6 +200,18 @@ class ComposedTransform(FunctionalTransform):
         return domain_dim, dim
 
     @property
+    def domain_dim(self) -> int:
+        r"""The event dimension of the composite's domain (Zuko's attribute)."""
+
+        return self._event_dims[0]
+
+    @property
+    def codomain_dim(self) -> int:
+        r"""The event dimension of the composite's codomain (Zuko's attribute)."""
+
+        return self._event_dims[1]
+
+    @property
     def domain(self) -> constraints.Constraint:  # type: ignore[override]
         d = self.transforms[0].domain
         extra = self._event_dims[0] - _event_dim(d)

@@ -49,6 +49,12 @@ class GroupedAutoregressiveTransform(AutoregressiveTransform):
     def __repr__(self) -> str:
         return f"GroupedAutoregressiveTransform(sizes={self.sizes})"
 
+    @property
+    def passes(self) -> int:
+        r"""The number of sequential passes of the inverse: one per group."""
+
+        return len(self.sizes)
+
     def _check(self, x: Tensor) -> None:
         check_input(self, x, self.order.shape[-1:])
 

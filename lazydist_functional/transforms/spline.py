@@ -62,7 +62,13 @@ class MonotonicRQSTransform(FunctionalTransform):
         self.slope = float(slope)
 
     def __repr__(self) -> str:
-        return f"MonotonicRQSTransform(bins={self.widths.shape[-1]})"
+        return f"MonotonicRQSTransform(bins={self.bins})"
+
+    @property
+    def bins(self) -> int:
+        r"""The number of bins :math:`K`."""
+
+        return self.widths.shape[-1]
 
     def _knots(self) -> tuple[Tensor, Tensor, Tensor]:
         log_slope = -math.log(self.slope)
