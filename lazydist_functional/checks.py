@@ -25,6 +25,7 @@ __all__ = [
     "check_dtype",
     "check_event",
     "check_tree",
+    "outside_inference",
     "promote_input",
 ]
 
@@ -237,6 +238,24 @@ def promote_input(x: Any, dtype: torch.dtype | None, booleans: bool = False) -> 
     if x.dtype == torch.bool and not booleans:
         return x
     return x.to(dtype)
+
+
+def outside_inference(x: Any) -> Any:
+    r"""``x``, cloned if it is an inference tensor used outside ``torch.inference_mode`` (samples
+    drawn there, then trained on): autograd cannot save an inference tensor for backward, and
+    a flow's layers would raise deep inside. Anything else is returned as it is.
+
+    Example:
+        >>> with torch.inference_mode():
+        ...     x = torch.randn(2)
+        >>> outside_inference(x).is_inference()
+        False
+    """
+
+    if (isinstance(x, Tensor) and not torch.compiler.is_compiling() and x.is_inference()
+            and not torch.is_inference_mode_enabled()):
+        return x.clone()
+    return x
 
 
 def check_dtype(what: str, x: Tensor, dtype: torch.dtype) -> None:

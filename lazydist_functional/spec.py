@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .checks import ContextError, ParamTreeError, broadcasts, check_context, check_dtype, check_tree, promote_input
+from .checks import (ContextError, ParamTreeError, broadcasts, check_context, check_dtype, check_tree, outside_inference,
+                     promote_input)
 from .pytree import Partial, as_nested, first_float, flatten_names, unflatten_names
 from .transforms.batchnorm import running_updates
 
@@ -290,7 +291,7 @@ class Spec(Parametric):
             ref = first_float(state)
         check_context(c, self.context, self.name)
         if c is not None and ref is not None:
-            c = promote_input(c, ref.dtype, booleans=True)
+            c = outside_inference(promote_input(c, ref.dtype, booleans=True))
             check_dtype("the context", c, ref.dtype)
         spec = self.in_mode("update") if update_buffers else self
         return spec._apply(params, c, state)
@@ -337,6 +338,8 @@ def _state_after(result: Any, state: Mapping[str, Any], x: Tensor) -> dict[str, 
     built in training mode): running statistics updated, other leaves unchanged."""
 
     transform = result.transform if isinstance(result, torch.distributions.Distribution) else result
+    ref = first_float(transform)
+    x = promote_input(x, None if ref is None else ref.dtype)  # as log_prob takes it
     updates: dict[str, Tensor] = {}
     running_updates(transform, x.detach(), updates)
     flat = flatten_names(state)

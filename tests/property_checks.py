@@ -32,6 +32,13 @@ def other_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float32 else torch.float32
 
 
+def promoted(dtype: torch.dtype) -> bool:
+    r"""Whether a value or context of :func:`other_dtype` is taken by parameters of ``dtype``:
+    promoted when that is lossless (float32 into float64), refused otherwise."""
+
+    return torch.promote_types(other_dtype(dtype), dtype) == dtype
+
+
 def check(fn: Callable[[], Any], expected: tuple[int, ...] | None, what: str) -> None:
     r"""``expected is None``: ``fn`` must raise a library error; otherwise it must return
     finite values of shape ``expected``."""

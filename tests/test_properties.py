@@ -29,6 +29,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from property_checks import Case, check, run
 from property_checks import other_dtype as _other
+from property_checks import promoted
 from property_checks import property_settings as _settings
 from property_checks import random_context as _c
 
@@ -125,7 +126,7 @@ def context_case(name: str, dtype: torch.dtype, variant: str, batch: tuple[int, 
             "wrong_dtype": lambda: _c(batch, _other(dtype)),
             "not_tensor": lambda: [0.0] * CONTEXT,
         }[variant]()
-    expected = batch if variant == "ok" else None
+    expected = batch if variant == "ok" or (variant == "wrong_dtype" and promoted(dtype)) else None
     return (lambda: spec.apply(params, c).log_prob(x)), expected, f"{name} {dtype} context={variant} {batch}"
 
 
@@ -167,7 +168,7 @@ def input_case(name: str, context: int, dtype: torch.dtype, variant: str, op: st
     event = (FEATURES,) if op in ("transform", "inverse") else ()
     if op == "sample":
         expected: tuple[int, ...] | None = (2, *(c.shape[:-1] if context else ()), FEATURES)
-    elif variant == "ok":
+    elif variant == "ok" or (variant == "wrong_dtype" and promoted(dtype) and op == "log_prob"):
         expected = (*batch, *event)
     elif variant == "single":
         expected = (*(c_batch if context else ()), *event)

@@ -74,5 +74,7 @@ def test_to_double_and_back():
     lp64 = flow(c.double()).log_prob(x.double())
     assert lp64.dtype == torch.float64
     assert torch.allclose(lp64.float(), lp, atol=1e-5)
-    with pytest.raises(TypeError, match="float32"):
-        flow(c)  # float32 context, float64 parameters
+    torch.testing.assert_close(flow(c).log_prob(x), lp64)  # float32 data into float64 parameters: promoted
+    flow.float()
+    with pytest.raises(TypeError, match="float64"):
+        flow(c.double())  # float64 context, float32 parameters: refused (not lossless)

@@ -10,7 +10,7 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Distribution, Independent, Transform
 
-from ..checks import promote_input
+from ..checks import outside_inference, promote_input
 from ..pytree import first_float, register_pytree_class
 from ..transforms.base import call_and_ladj, sum_rightmost
 from .base import FunctionalDistribution, check_sample
@@ -89,7 +89,7 @@ class NormalizingFlow(FunctionalDistribution):
         return shape[len(shape) - rank :] if 0 <= rank < len(shape) else shape
 
     def log_prob(self, x: Tensor) -> Tensor:
-        x = promote_input(x, _dtype_of(self.base))
+        x = outside_inference(promote_input(x, _dtype_of(self.base)))
         event = self._value_event_shape
         check_sample(x, self, _dtype_of(self.base), event=event)
         # a value with fewer batch dims than the distribution (one x, many contexts) is

@@ -11,7 +11,7 @@ from torch import Size, Tensor
 from torch.distributions import Distribution
 from torch.distributions import MultivariateNormal as _TorchMultivariateNormal
 
-from ..checks import InputTypeError, promote_input
+from ..checks import InputTypeError, outside_inference, promote_input
 from ..pytree import register_pytree_class
 from .base import FunctionalDistribution, check_sample
 from .draws import Draws, draw
@@ -201,7 +201,7 @@ class Mixture(FunctionalDistribution):
         if isinstance(x, Tensor) and (x.is_complex() or x.dtype == torch.bool):
             # complex or boolean values have no density here; integers promote, as in torch's distributions
             raise InputTypeError(f"x should be a real tensor of dtype {self.logits.dtype}, got dtype {x.dtype}")
-        x = promote_input(x, self.logits.dtype)
+        x = outside_inference(promote_input(x, self.logits.dtype))
         check_sample(x, self, self.logits.dtype)
         x = x.unsqueeze(-(len(self.event_shape) + 1))
         return torch.logsumexp(torch.log_softmax(self.logits, dim=-1) + self.base.log_prob(x), dim=-1)
