@@ -251,7 +251,8 @@ def odeint_adaptive(
     r"""Integrates :math:`\frac{dx}{dt} = f(t, x)` from :math:`t_0` to :math:`t_1` with the
     adaptive Dormand-Prince 5(4) method (:func:`dopri5_step`).
 
-    A step is accepted when :math:`\max_i |e_i| w_i / (\text{atol} + \text{rtol} \max(|x_i|, |x'_i|)) < 1`,
+    A step is accepted when :math:`\max_i |e_i| w_i / (\text{atol} + \text{rtol} \max(|x_i|, |x'_i|)) < 1`
+    (tolerances below :math:`4 \epsilon` of the dtype are raised to it),
     with :math:`e` the difference of the embedded solutions and :math:`w` the optional
     per-leaf ``error_weights`` (a tree of floats like ``x``; e.g. a small weight relaxes
     the tolerance on an auxiliary log-determinant); the next step size is scaled by
@@ -293,6 +294,10 @@ def odeint_adaptive(
     if same:
         return x
     g = _rescaled(f, t0, t1 - t0)
+    # No tolerance finer than the dtype resolves (float32 and float64 keep the given ones;
+    # in bfloat16 or float16 the steps would otherwise shrink until they underflow).
+    resolution = 4 * torch.finfo(ref.dtype).eps
+    atol, rtol = max(atol, resolution), max(rtol, resolution)
     weights = [1.0] * len(leaves) if error_weights is None else tree_leaves(error_weights)
     if len(weights) != len(leaves):
         raise ValueError("'error_weights' should have one weight per leaf of the state")

@@ -16,6 +16,7 @@ import torch
 
 from lazydist_functional import catalogue, flows
 from lazydist_functional.ode import odeint_adaptive
+from lazydist_functional.pytree import flatten_names
 
 from conftest import assert_close
 
@@ -126,3 +127,18 @@ def test_empty_batches(name):
     params = spec.init(torch.Generator().manual_seed(0))
     assert spec.apply(params, torch.randn(0, 2)).log_prob(torch.randn(0, 3)).shape == (0,)
     assert spec.apply(params, torch.randn(2)).sample((0,)).shape == (0, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cnf_in_half_precision_does_not_chase_float32_tolerances(dtype):
+    # The adaptive solver's default atol 1e-6 is below what bfloat16/float16 resolve: it
+    # used to shrink its steps until they underflowed (an error); now the tolerances are
+    # floored at the dtype's resolution and the result is the float32 one to that precision.
+    spec = flows.CNF(3, 2, hidden_features=[16])
+    params = spec.init(torch.Generator().manual_seed(0))
+    x, c = _inputs()
+    expected = spec.apply(params, c).log_prob(x)
+    low = {k: v.to(dtype) for k, v in flatten_names(params).items()}
+    got = spec.apply(low, c.to(dtype)).log_prob(x.to(dtype))
+    assert got.dtype == dtype
+    assert_close(got.float(), expected, atol=0.15, rtol=0.05, what=f"CNF in {dtype}")
