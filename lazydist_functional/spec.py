@@ -32,6 +32,23 @@ from .pytree import Partial, as_nested, first_float, flatten_names, unflatten_na
 from .transforms.batchnorm import running_updates
 
 
+class Derived:
+    r"""A cached value derived from a spec's configuration (shapes, checked tree signatures),
+    boxed in an object without a ``__dict__``: generic walkers of object graphs that rewrite
+    every list or tuple they meet inside a dict (sbi's ``detach_and_deepcopy`` on a module
+    holding a spec) pass it by, as they pass by Zuko's modules, which hold no such caches.
+
+    Example:
+        >>> Derived({"weight": torch.Size([2, 3])}).value
+        {'weight': torch.Size([2, 3])}
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 class Parametric:
     r"""What specs and networks share: a tree of trainable parameters (:meth:`init`), a
     tree of non-trainable state (:meth:`init_state`), their shapes, and the checks of
@@ -93,13 +110,12 @@ class Parametric:
     # Cached by hand, not with ``functools.cached_property``: its lock (Python < 3.12) is a
     # context manager ``torch.compile(fullgraph=True)`` cannot trace on a first call.
     def _cached_shapes(self, key: str, make: Any, refresh: bool = False) -> dict[str, torch.Size]:
-        shapes = None if refresh else self.__dict__.get(key)
-        if shapes is None:
+        box = None if refresh else self.__dict__.get(key)
+        if not isinstance(box, Derived):  # (absent, or a spec pickled before values were boxed)
             leaves = flatten_names(make(device="meta"))
-            shapes = {k: v.shape for k, v in leaves.items()}
             self.__dict__[key + "_floating"] = frozenset(k for k, v in leaves.items() if v.is_floating_point())
-            self.__dict__[key] = shapes
-        return shapes
+            box = self.__dict__[key] = Derived({k: v.shape for k, v in leaves.items()})
+        return box.value
 
     def _floating(self, key: str, make: Any) -> frozenset[str]:
         r"""The names of the floating leaves of the tree :meth:`_cached_shapes` caches under
@@ -170,7 +186,12 @@ class Parametric:
 
         # The signature cache holds optree specs, which ``torch.compile`` cannot hash: skip it
         # while tracing (the checks then run once, at trace time).
-        seen = (None, None) if torch.compiler.is_compiling() else self.__dict__.setdefault("_checked", ({}, {}))
+        seen = (None, None)
+        if not torch.compiler.is_compiling():
+            box = self.__dict__.get("_checked")
+            if not isinstance(box, Derived):
+                box = self.__dict__["_checked"] = Derived(({}, {}))
+            seen = box.value
         floating = self._floating("_param_shapes", self.init)
         batch = check_tree(f"{self.name} params", params, self.param_shapes, seen[0], floating)
         if state is not None:

@@ -247,3 +247,38 @@ def test_training_on_data_drawn_under_inference_mode(name):
     expected = -flow(c.clone()).log_prob(x.clone()).mean()
     torch.testing.assert_close(loss, expected)
     assert all(p.grad is not None for p in flow.parameters())
+
+
+def _dict_entries_holding_sequences(obj, found, seen) -> None:
+    r"""The walk of sbi's ``detach_and_deepcopy`` (``sbi.utils.torchutils._base_recursor``): into
+    dicts, ``__dict__``s, lists and tuples; it rewrites a list or tuple met as a dict's value with
+    ``setattr(the_dict, key, ...)``, which fails. Collects those entries."""
+
+    if id(obj) in seen or isinstance(obj, type):
+        return
+    seen.add(id(obj))
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, (list, tuple)):
+                found.append(key)
+            _dict_entries_holding_sequences(value, found, seen)
+    elif hasattr(obj, "__dict__"):
+        for value in vars(obj).values():
+            _dict_entries_holding_sequences(value, found, seen)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _dict_entries_holding_sequences(value, found, seen)
+
+
+@pytest.mark.parametrize("name", ["MAF", "NSF", "NAF", "UNAF", "RealNVP", "GF", "CNF", "GMM"])
+def test_object_graph_walkable_as_zukos_by_sbi(name):
+    # After a training step and sampling (which fill the specs' caches) no dict in the module's
+    # object graph holds a list or tuple, as in Zuko's modules; sbi's VI deep copy relies on it.
+    for lib in (zuko, ours):
+        flow = getattr(lib.flows, name)(3, 2, **({} if name == "GF" else {"hidden_features": [8]}))
+        c = torch.randn(4, 2)
+        flow(c).log_prob(torch.randn(4, 3)).sum().backward()
+        flow(c).sample()
+        found = []
+        _dict_entries_holding_sequences(flow, found, set())
+        assert not found, f"{lib.__name__}.{name}: dict entries holding sequences: {found[:5]}"
