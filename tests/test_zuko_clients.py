@@ -97,9 +97,6 @@ def test_children_replaced_or_appended_through_module_lists_are_seen():
     torch.testing.assert_close(flow(c).log_prob(x), expected)
 
 
-NETWORKS = {"hyper", "network", "integrand", "ode"}
-
-
 @pytest.mark.parametrize("name", ["MAF", "NSF", "NCSF", "RealNVP", "NAF", "UNAF", "SOSPF", "BPF", "GF", "CNF", "GMM"])
 @pytest.mark.parametrize("context", [0, 2])
 def test_modules_have_the_attributes_and_methods_of_zukos_modules(name, context):
