@@ -225,6 +225,17 @@ def _register(module: nn.Module, spec: Parametric | None, params: Mapping[str, A
                 module.register_buffer(key, _own(s))
 
 
+def _configuration(spec: Parametric) -> list[str]:
+    r"""The names of the configuration values a spec holds as instance attributes (``features``,
+    ``passes``, ``shapes``, ...), which a module answers as Zuko's modules hold them: not private,
+    not the spec's API, not a root of its trees (a tensor or child is the module's own), not a
+    tensor or a part."""
+
+    roots = _tree_roots(spec)
+    return [k for k, v in vars(spec).items() if not k.startswith("_") and k not in _SPEC_API and k not in roots
+            and not isinstance(v, (Tensor, Parametric))]
+
+
 def _tree_roots(spec: Parametric) -> set[str]:
     r"""The top-level keys of a spec's parameter and state trees (the module's own names)."""
 
@@ -293,25 +304,15 @@ class SpecModule(nn.Module):
             return super().__getattr__(name)
         except AttributeError:
             spec = self.__dict__.get("_spec")
-            if spec is None or name.startswith("_") or name in _SPEC_API or name not in vars(spec):
+            if spec is None or name not in _configuration(spec):
                 raise
-            if name in _tree_roots(spec):  # a tensor or child of the tree: the module's own, never forwarded
-                raise
-            value = vars(spec)[name]
-            if isinstance(value, (Tensor, Parametric)):
-                raise
-            return value
+            return vars(spec)[name]
 
     def __dir__(self) -> list[str]:
         r"""``nn.Module``'s names and the configuration attributes :meth:`__getattr__` answers."""
 
-        names = set(super().__dir__())
         spec = self.__dict__.get("_spec")
-        if spec is not None:
-            roots = _tree_roots(spec)
-            names.update(k for k, v in vars(spec).items() if not k.startswith("_") and k not in _SPEC_API
-                         and k not in roots and not isinstance(v, (Tensor, Parametric)))
-        return sorted(names)
+        return sorted({*super().__dir__(), *(() if spec is None else _configuration(spec))})
 
     def _bind(self) -> tuple[Parametric, dict[str, Any], dict[str, Any]]:
         r"""``(spec, params, state)`` of this call: the spec (with captured stand-ins for

@@ -84,6 +84,8 @@ class NormalizingFlow(FunctionalDistribution):
         an ``AffineTransform`` with one ``loc`` per context, includes them)."""
 
         shape = self.event_shape
+        if shape == self.base.event_shape:  # (every flow of the catalogue: no constraint built per call)
+            return shape
         t = self.transform
         rank = len(self.base.event_shape) + t.domain.event_dim - t.codomain.event_dim
         return shape[len(shape) - rank :] if 0 <= rank < len(shape) else shape
