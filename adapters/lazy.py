@@ -22,7 +22,7 @@ __all__ = [
 
 import abc
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -292,9 +292,11 @@ class Flow(_CompositeModule, LazyDistribution):
 
     _composite = core.Flow
 
-    def __init__(self, transform: nn.Module | Sequence[nn.Module], base: nn.Module) -> None:
+    def __init__(self, transform: nn.Module | Iterable[nn.Module], base: nn.Module) -> None:
         super().__init__()
-        if not isinstance(transform, nn.Module):
+        # as Zuko: a lazy transform is kept, any other iterable (a list, a generator, another
+        # flow's ``transform.transforms`` ModuleList, an ``nn.Sequential``) is composed
+        if not isinstance(transform, LazyTransform) and isinstance(transform, Iterable):
             transform = LazyComposedTransform(*transform)
         self.transform = transform
         self.base = base
@@ -383,3 +385,9 @@ class Unconditional(UnconditionalTransform):
         warnings.warn("'Unconditional' is deprecated; use 'UnconditionalDistribution' or 'UnconditionalTransform'",
                       DeprecationWarning, stacklevel=2)
         super().__init__(meta, *args, buffer=buffer, **kwargs)
+
+    @property
+    def meta(self) -> Callable[..., Any]:
+        r"""The constructor (Zuko's ``Unconditional`` names :attr:`f` so)."""
+
+        return self.f

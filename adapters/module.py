@@ -342,7 +342,11 @@ class SpecModule(nn.Module):
 
         spec = self.__dict__.get("_spec")
         if spec is None:
-            raise NoSpecError(f"{type(self).__name__} was not built from a spec")
+            raise NoSpecError(
+                f"{type(self).__name__} was not built from a spec. If it was unpickled from a file that "
+                "Zuko itself saved (torch.save(flow)), it holds Zuko's internals: build the flow with the "
+                "same arguments here and load the weights, flow.load_state_dict(loaded.state_dict())"
+            )
         return spec
 
     @property

@@ -20,6 +20,10 @@ CASES = [
     ("BPF", dict(features=2, context=1, degree=5)),
     ("GF", dict(features=1, context=0, components=3)),
     ("GMM", dict(features=2, context=0, components=4)),
+    # residual blocks: Zuko's constructor draws layers it drops (pocomc, amplfi build so)
+    ("MAF", dict(features=4, context=2, residual=True, hidden_features=[16, 16, 16])),
+    ("NSF", dict(features=3, context=0, residual=True, hidden_features=[8, 16, 16], passes=2)),
+    ("NAF", dict(features=2, context=1, residual=True, hidden_features=[16])),
 ]
 
 

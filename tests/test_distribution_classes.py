@@ -175,3 +175,35 @@ def test_flow_log_prob_broadcasts_one_x_over_a_batch_of_contexts(flow):
     lp = spec.apply(params, C).log_prob(x)
     assert lp.shape == (8,)
     assert torch.allclose(lp, torch.stack([spec.apply(params, c).log_prob(x) for c in C]), atol=1e-5)
+
+
+def _elementwise_float32(lib):
+    r"""Float32 distributions whose ``log_prob`` is element-wise math, built alike in both libraries."""
+
+    d, t = lib.distributions, lib.transforms
+    loc, scale = torch.randn(3), torch.rand(3) + 0.5
+    return {
+        "DiagNormal": d.DiagNormal(loc, scale),
+        "Joint": d.Joint(Normal(0.0, 1.0), d.DiagNormal(loc[:2], scale[:2])),
+        "Mixture": d.Mixture(d.DiagNormal(torch.stack([loc, -loc]), torch.stack([scale, scale])), torch.tensor([0.3, -0.2])),
+        "NormalizingFlow": d.NormalizingFlow(t.MonotonicAffineTransform(loc, scale.log()), d.DiagNormal(loc, scale)),
+    }
+
+
+@pytest.mark.parametrize("name", ["DiagNormal", "Joint", "Mixture", "NormalizingFlow"])
+def test_float64_value_promotes_as_in_zuko(name):
+    # float64 data into float32 distributions: torch's promotion in Zuko, the same value here
+    torch.manual_seed(0)
+    ref = _elementwise_float32(zuko)[name]
+    torch.manual_seed(0)
+    ours = _elementwise_float32(Z)[name]
+    x = torch.randn(5, 3, dtype=torch.float64)
+    expected, got = ref.log_prob(x), ours.log_prob(x)
+    assert got.dtype == expected.dtype == torch.float64
+    assert torch.allclose(got, expected, rtol=1e-6)
+
+
+def test_float64_value_into_a_float32_network_still_raises():
+    flow = Z.flows.MAF(3, 0)()
+    with pytest.raises(TypeError, match="has dtype torch.float64 but the parameters have dtype torch.float32"):
+        flow.log_prob(torch.randn(5, 3, dtype=torch.float64))

@@ -168,7 +168,7 @@ def test_log_determinant_against_autograd(name):
 
 def test_torch_attributes_are_kept():
     t = T.MonotonicAffineTransform(torch.zeros(2), torch.zeros(2))
-    assert isinstance(t, Transform) and t.bijective and t.sign == 1
+    assert isinstance(t, Transform) and t.bijective and t.sign == 1 and t.inv.sign == 1
     assert t.with_cache(1) is t and t._cache_size == 0
     assert isinstance(t.inv, T.InverseTransform) and t.inv.inv is t
     assert T.CosTransform().inv.domain is T.CosTransform().codomain

@@ -89,11 +89,13 @@ def check_sample(x: Tensor, d: Distribution, dtype: torch.dtype | None, what: st
                  event: Sequence[int] | None = None) -> None:
     r"""Checks a value given to ``d.log_prob``: a tensor, ``d``'s event shape (or ``event``)
     on the right, leading dimensions that broadcast with ``d``'s batch shape, and ``dtype``
-    (shapes and dtypes only, so it costs nothing under ``vmap``/``compile``)."""
+    (shapes and dtypes only, so it costs nothing under ``vmap``/``compile``). A floating
+    value wider than ``dtype`` (float64 data, float32 parameters) passes: element-wise math
+    promotes it as torch's does (Zuko's GMM takes it); a layer it meets checks its own input."""
 
     event = d.event_shape if event is None else event
     check_event(x, event, what)
-    if dtype is not None:
+    if dtype is not None and not (x.is_floating_point() and torch.promote_types(x.dtype, dtype) == x.dtype):
         check_dtype(what, x, dtype)
     batch, expected = x.shape[: x.dim() - len(event)], d.batch_shape
     if not broadcasts(batch, expected):

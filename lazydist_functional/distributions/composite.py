@@ -147,7 +147,10 @@ class Truncated(FunctionalDistribution):
 
     @property
     def batch_shape(self) -> Size:
-        return self.base.batch_shape
+        r"""The base's batch shape, broadcast with the bounds' (bounds of shape (1, 1) around a
+        scalar base draw samples of shape (*, 1, 1), as in Zuko)."""
+
+        return torch.broadcast_shapes(self.base.batch_shape, self.low.shape, self.high.shape)
 
     @property
     def event_shape(self) -> Size:

@@ -199,12 +199,26 @@ class MaskedMLP(Network):
         self.input_shape = (self.in_features,)
 
     def init(self, generator=None, *, dtype=None, device=None) -> dict[str, Any]:
+        r"""Fresh weights, drawn in the order of Zuko's constructor. With ``residual``, Zuko's
+        also draws layers it then drops (the square linear a block replaces, and a block after
+        the output layer); they are drawn and dropped here too, so that a seeded build gives
+        Zuko's weights and leaves the generator where Zuko's leaves it."""
+
+        def layer(i: int, o: int) -> dict[str, Tensor]:
+            return init_linear(i, o, True, generator, dtype, device)
+
         params: dict[str, Any] = {}
+        previous = None
         for name, kind, i, o, _ in self.plan:
             if kind == "linear":
-                params[name] = init_linear(i, o, True, generator, dtype, device)
+                params[name] = layer(i, o)
+                if self.residual and name == self.names[-1]:
+                    layer(i, i), layer(i, i)  # Zuko's block after the output layer, dropped
             else:
-                params[name] = {k: init_linear(i, o, True, generator, dtype, device) for k in ("0", "2")}
+                if previous == "residual":
+                    layer(i, o)  # Zuko's square linear, replaced by this block
+                params[name] = {k: layer(i, o) for k in ("0", "2")}
+            previous = kind
         return params
 
     def init_state(self, *, dtype=None, device=None) -> dict[str, Any]:

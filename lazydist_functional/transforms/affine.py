@@ -30,6 +30,8 @@ class MonotonicAffineTransform(FunctionalTransform):
         True
     """
 
+    sign = +1  # increasing, element-wise
+
     def __init__(self, shift: Tensor, scale: Tensor, slope: float = 1e-3) -> None:
         self.shift = shift
         self.scale = scale
@@ -60,6 +62,8 @@ def _expanded(t: Tensor, shape: torch.Size) -> Tensor:
 @register_pytree_class(children=("shift",))
 class AdditiveTransform(FunctionalTransform):
     r"""Element-wise :math:`f(x) = x + b` (volume preserving, as in NICE)."""
+
+    sign = +1  # increasing, element-wise
 
     def __init__(self, shift: Tensor) -> None:
         self.shift = shift

@@ -47,6 +47,18 @@ def sum_rightmost(x: Tensor, n: int) -> Tensor:
     return x.sum(dim=tuple(range(-n, 0))) if n > 0 else x
 
 
+def bound_of(bound: float | Tensor) -> float | Tensor:
+    r"""A transform's bound as a Python float (static configuration), or the tensor itself
+    when it holds one bound per coordinate (Zuko's transforms take either).
+
+    Example:
+        >>> bound_of(torch.tensor(2.0)), bound_of(torch.tensor([1.0, 3.0]))
+        (2.0, tensor([1., 3.]))
+    """
+
+    return bound if isinstance(bound, Tensor) and bound.numel() > 1 else float(bound)
+
+
 class FunctionalTransform(Transform):
     r"""Base class of this library's transforms (pytree, cache-free).
 
@@ -76,7 +88,6 @@ class FunctionalTransform(Transform):
     bijective = True
     _cache_size = 0
     _inv = None
-    sign = +1
 
     def __init__(self, cache_size: int = 0) -> None:
         r"""``cache_size`` (torch's and Zuko's argument, 0 or 1) is accepted for their
@@ -145,6 +156,10 @@ class InverseTransform(FunctionalTransform):
     @property
     def inv(self) -> FunctionalTransform:
         return self.transform
+
+    @property
+    def sign(self) -> int:
+        return self.transform.sign  # the inverse of an increasing map increases (torch raises where undefined)
 
     # The value-only paths forward the wrapped transform's (maybe cheaper) ones.
     def _call(self, x: Tensor) -> Tensor:

@@ -52,6 +52,7 @@ class InvertibleConv1x1Transform(FunctionalTransform):
 
     domain = image_constraint
     codomain = image_constraint
+    sign: Tensor | None = None  # Glow's signs of the diagonal (a pytree leaf), in place of torch's ``Transform.sign``
 
     def __init__(self, perm: Tensor, lower: Tensor, upper: Tensor, log_scale: Tensor, sign: Tensor) -> None:
         self.perm = perm

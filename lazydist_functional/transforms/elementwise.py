@@ -11,12 +11,14 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from ..pytree import register_pytree_class
-from .base import FunctionalTransform
+from .base import FunctionalTransform, bound_of
 
 
 @register_pytree_class(children=())
 class IdentityTransform(FunctionalTransform):
     r""":math:`f(x) = x`, :math:`\log |f'(x)| = 0`."""
+
+    sign = +1  # increasing, element-wise
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return x, torch.zeros_like(x)
@@ -28,6 +30,8 @@ class IdentityTransform(FunctionalTransform):
 @register_pytree_class(children=())
 class CosTransform(FunctionalTransform):
     r""":math:`f(x) = -\cos x` on :math:`[0, \pi]`, :math:`\log |f'(x)| = \log |\sin x|`."""
+
+    sign = +1  # increasing, element-wise
 
     domain = constraints.interval(0, math.pi)
     codomain = constraints.interval(-1, 1)
@@ -43,6 +47,8 @@ class CosTransform(FunctionalTransform):
 @register_pytree_class(children=())
 class SinTransform(FunctionalTransform):
     r""":math:`f(x) = \sin x` on :math:`[-\pi/2, \pi/2]`, :math:`\log |f'(x)| = \log |\cos x|`."""
+
+    sign = +1  # increasing, element-wise
 
     domain = constraints.interval(-math.pi / 2, math.pi / 2)
     codomain = constraints.interval(-1, 1)
@@ -66,8 +72,8 @@ class CircularShiftTransform(FunctionalTransform):
         tensor([ 0.5000, -0.5000])
     """
 
-    def __init__(self, bound: float = 1.0) -> None:
-        self.bound = float(bound)
+    def __init__(self, bound: float | Tensor = 1.0) -> None:
+        self.bound = bound_of(bound)
 
     def __repr__(self) -> str:
         return f"CircularShiftTransform(bound={self.bound})"
@@ -87,6 +93,8 @@ class CircularShiftTransform(FunctionalTransform):
 @register_pytree_class(children=("alpha",))
 class SignedPowerTransform(FunctionalTransform):
     r""":math:`f(x) = \mathrm{sign}(x) |x|^{\exp \alpha}`, :math:`\log |f'(x)| = \alpha + (e^\alpha - 1) \log |x|`."""
+
+    sign = +1  # increasing, element-wise
 
     def __init__(self, alpha: Tensor) -> None:
         self.alpha = alpha

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from ..pytree import register_pytree_class
-from .base import FunctionalTransform
+from .base import FunctionalTransform, bound_of
 
 
 def soft_bound(x: Tensor, bound: float | Tensor) -> Tensor:
@@ -40,8 +40,10 @@ class SoftclipTransform(FunctionalTransform):
         tensor([1.])
     """
 
-    def __init__(self, bound: float = 1.0) -> None:
-        self.bound = float(bound)
+    sign = +1  # increasing, element-wise
+
+    def __init__(self, bound: float | Tensor = 1.0) -> None:
+        self.bound = bound_of(bound)
 
     def __repr__(self) -> str:
         return f"SoftclipTransform(bound={self.bound})"

@@ -47,6 +47,8 @@ class MonotonicRQSTransform(FunctionalTransform):
         True
     """
 
+    sign = +1  # increasing, element-wise
+
     def __init__(
         self,
         widths: Tensor,

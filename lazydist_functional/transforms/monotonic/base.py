@@ -65,6 +65,8 @@ class MonotonicTransform(FunctionalTransform):
         True
     """
 
+    sign = +1  # increasing, element-wise
+
     f_and_df: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
     iterate: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
 
