@@ -51,6 +51,11 @@ class InputTypeError(LazydistError, TypeError):
     r"""An input is not a tensor, or its dtype differs from the parameters'."""
 
 
+class DtypeError(InputTypeError, RuntimeError):
+    r"""An input's dtype differs from the parameters' where a layer meets it; also a
+    :class:`RuntimeError`, what torch's layers (hence Zuko) raise there."""
+
+
 
 
 def check_tree(
@@ -263,7 +268,20 @@ def check_dtype(what: str, x: Tensor, dtype: torch.dtype) -> None:
     for ``x``'s device, where layers change dtypes on purpose and values mix as in torch."""
 
     if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
-        raise InputTypeError(f"{what} has dtype {x.dtype} but the parameters have dtype {dtype}")
+        raise DtypeError(f"{what} has dtype {x.dtype} but the parameters have dtype {dtype}")
+
+
+def promotes_over(x: Tensor, dtype: torch.dtype) -> bool:
+    r"""Whether ``x`` is a floating tensor at least as wide as ``dtype`` (float64 data,
+    float32 parameters): element-wise math then promotes to ``x``'s dtype, as torch's does,
+    so only a layer that ``x`` meets has to check it.
+
+    Example:
+        >>> promotes_over(torch.zeros(2, dtype=torch.float64), torch.float32)
+        True
+    """
+
+    return x.is_floating_point() and torch.promote_types(x.dtype, dtype) == x.dtype
 
 
 def check_event(x: Tensor, event_shape: Sequence[int], what: str = "x") -> None:

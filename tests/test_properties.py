@@ -133,6 +133,8 @@ def context_case(name: str, dtype: torch.dtype, variant: str, batch: tuple[int, 
 # -- inputs and operations -----------------------------------------------------------------------
 
 INPUTS = ["ok", "single", "wrong_features", "wrong_dtype", "not_broadcasting", "not_tensor"]
+# flows whose x (of several features) meets no layer, only element-wise math with the parameters
+WIDER_X_PROMOTES = {"GMM", "Planar", "Radial"}
 OPS = ["log_prob", "sample", "transform", "inverse"]
 
 
@@ -170,6 +172,8 @@ def input_case(name: str, context: int, dtype: torch.dtype, variant: str, op: st
         expected: tuple[int, ...] | None = (2, *(c.shape[:-1] if context else ()), FEATURES)
     elif variant == "ok" or (variant == "wrong_dtype" and promoted(dtype) and op == "log_prob"):
         expected = (*batch, *event)
+    elif variant == "wrong_dtype" and not promoted(dtype) and name in WIDER_X_PROMOTES:
+        expected = (*batch, *event)  # float64 x meets no layer: element-wise math promotes it, as in Zuko
     elif variant == "single":
         expected = (*(c_batch if context else ()), *event)
     elif variant == "not_broadcasting" and not context:  # no context: any batch is fine

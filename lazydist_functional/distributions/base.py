@@ -10,7 +10,7 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Distribution, Independent
 
-from ..checks import ShapeError, broadcasts, check_dtype, check_event
+from ..checks import ShapeError, broadcasts, check_dtype, check_event, promotes_over
 from .draws import TORCH, Draws, KeyedDraws, member_keys
 
 
@@ -95,7 +95,7 @@ def check_sample(x: Tensor, d: Distribution, dtype: torch.dtype | None, what: st
 
     event = d.event_shape if event is None else event
     check_event(x, event, what)
-    if dtype is not None and not (x.is_floating_point() and torch.promote_types(x.dtype, dtype) == x.dtype):
+    if dtype is not None and not promotes_over(x, dtype):
         check_dtype(what, x, dtype)
     batch, expected = x.shape[: x.dim() - len(event)], d.batch_shape
     if not broadcasts(batch, expected):

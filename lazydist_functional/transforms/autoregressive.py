@@ -45,7 +45,7 @@ class AutoregressiveTransform(FunctionalTransform):
 
     def _check(self, x: Tensor) -> None:
         if self.features is not None:
-            check_input(self, x, (self.features,))
+            check_input(self, x, (self.features,), layer=True)
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x)
@@ -123,7 +123,7 @@ class CouplingTransform(FunctionalTransform):
         return take(torch.cat((x_a, x_b), dim=-1), order)
 
     def _run(self, x: Tensor, inverse: bool, with_ladj: bool = True) -> tuple[Tensor, Tensor | None]:
-        check_input(self, x, self.mask.shape[-1:])
+        check_input(self, x, self.mask.shape[-1:], layer=True)
         mask, nb = self.mask.bool(), self.features_b
         # A stable sort of the mask lists the False entries (x_b) first, then the True ones (x_a).
         perm = torch.argsort(mask, dim=-1, stable=True)

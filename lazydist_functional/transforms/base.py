@@ -37,7 +37,7 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Transform, constraints
 
-from ..checks import check_batch, check_dtype, check_event
+from ..checks import check_batch, check_dtype, check_event, promotes_over
 from ..pytree import first_float, register_pytree_class
 
 
@@ -375,17 +375,20 @@ def inverse_and_ladj(t: Transform, y: Tensor) -> tuple[Tensor, Tensor]:
     return method(y) if method is not None else call_and_ladj(t.inv, y)
 
 
-def check_input(t: Transform, x: Tensor, event_shape: Sequence[int], batch: Sequence[int] | None = None) -> None:
+def check_input(t: Transform, x: Tensor, event_shape: Sequence[int], batch: Sequence[int] | None = None,
+                layer: bool = False) -> None:
     r"""Checks what is given to transform ``t``: a tensor with ``event_shape`` on the right,
     a batch shape that broadcasts with ``batch`` (the context's, if known) and the dtype of
-    ``t``'s parameters (shapes and dtypes only)."""
+    ``t``'s parameters, or a wider float one (element-wise math promotes it, as in Zuko; a
+    layer it meets checks it) unless ``t`` is itself a ``layer`` (matrix products with its
+    parameters) (shapes and dtypes only)."""
 
     what = f"the input of {type(t).__name__}"
     check_event(x, event_shape, what)
     if batch is not None:
         check_batch(what, x.shape, "the context", batch)
     ref = first_float(t)
-    if ref is not None:
+    if ref is not None and (layer or not promotes_over(x, ref.dtype)):  # a wider x: checked by the layer it meets
         check_dtype(what, x, ref.dtype)
 
 

@@ -56,7 +56,7 @@ class GroupedAutoregressiveTransform(AutoregressiveTransform):
         return len(self.sizes)
 
     def _check(self, x: Tensor) -> None:
-        check_input(self, x, self.order.shape[-1:])
+        check_input(self, x, self.order.shape[-1:], layer=True)
 
     def _inverse(self, y: Tensor) -> Tensor:
         # Value-only path (sampling): the groups' solves without the final pass of the

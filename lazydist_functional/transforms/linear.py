@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.distributions import constraints
 
+from ..checks import check_dtype
 from ..pytree import register_pytree_class
 from .base import FunctionalTransform
 
@@ -41,11 +42,13 @@ class LULinearTransform(FunctionalTransform):
         return torch.log(torch.abs(diag)).sum(dim=-1).expand(like.shape[:-1])
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        check_dtype("the input of LULinearTransform", x, self.LU.dtype)
         L, U = self._factors()
         y = torch.matmul(L @ U, x.unsqueeze(-1)).squeeze(-1)
         return y, self._ladj(y)
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        check_dtype("the input of LULinearTransform's inverse", y, self.LU.dtype)
         L, U = self._factors()
         z = torch.linalg.solve_triangular(L, y.unsqueeze(-1), upper=False)
         x = torch.linalg.solve_triangular(U, z, upper=True, unitriangular=True).squeeze(-1)

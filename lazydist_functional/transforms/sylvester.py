@@ -98,7 +98,7 @@ class SylvesterTransform(FunctionalTransform):
         return _matvec(self.q, _matvec(r, h)), torch.log1p(diag * (1 - h * h)).sum(-1)
 
     def _check(self, x: Tensor) -> Tensor:
-        check_input(self, x, (self.q.shape[-2],), self.b.shape[:-1])
+        check_input(self, x, (self.q.shape[-2],), self.b.shape[:-1], layer=True)
         return x
 
     def call_and_ladj(self, z: Tensor) -> tuple[Tensor, Tensor]:
