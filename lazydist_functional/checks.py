@@ -17,6 +17,7 @@ from .pytree import flatten_names
 
 __all__ = [
     "ContextError",
+    "DtypeError",
     "InputTypeError",
     "LazydistError",
     "ParamTreeError",
@@ -27,6 +28,7 @@ __all__ = [
     "check_tree",
     "outside_inference",
     "promote_input",
+    "promotes_over",
 ]
 
 

@@ -14,14 +14,20 @@ from lazydist_functional.distributions import DiagNormal, Mixture, MultivariateN
 CONFIGS = [dict(), dict(covariance_type="diagonal"), dict(covariance_type="spherical"), dict(tied=True)]
 
 
-@pytest.mark.parametrize("context", [0, 2])
-@pytest.mark.parametrize("kw", CONFIGS, ids=["full", "diagonal", "spherical", "tied"])
-def test_gmm_zuko_checkpoint_parity(kw, context):
+def _zuko_pair(kw: dict, context: int, n: int = 6):
+    r"""Zuko's GMM, ours with its weights, and a context of ``n`` rows (``None`` without context)."""
+
     ref = zuko.flows.GMM(3, context, components=4, **kw)
     ours = Z.flows.GMM(3, context, components=4, **kw)
     assert sorted(ref.state_dict()) == sorted(ours.state_dict())
     ours.load_state_dict(ref.state_dict())
-    c = torch.randn(6, context) if context else None
+    return ref, ours, (torch.randn(n, context) if context else None)
+
+
+@pytest.mark.parametrize("context", [0, 2])
+@pytest.mark.parametrize("kw", CONFIGS, ids=["full", "diagonal", "spherical", "tied"])
+def test_gmm_zuko_checkpoint_parity(kw, context):
+    ref, ours, c = _zuko_pair(kw, context)
     x = torch.randn(6, 3)
     assert torch.allclose(ours(c).log_prob(x), ref(c).log_prob(x), atol=1e-5)
 
@@ -149,10 +155,7 @@ def test_gmm_log_prob_rejects_a_list(gmm_dist):
 def test_gmm_log_prob_promotes_float64_data(kw, context):
     # float64 data (torch.tensor(numpy_array)) into a float32 GMM: Zuko's torch-based GMM
     # takes it; the value is the float64 flow's, to float32 rounding, and gradients flow
-    ref = zuko.flows.GMM(3, context, components=4, **kw)
-    ours = Z.flows.GMM(3, context, components=4, **kw)
-    ours.load_state_dict(ref.state_dict())
-    c = torch.randn(6, context) if context else None
+    ref, ours, c = _zuko_pair(kw, context)
     x = torch.randn(6, 3, dtype=torch.float64)
     lp = ours(c).log_prob(x)
     assert lp.dtype == torch.float64
@@ -175,10 +178,7 @@ def test_gmm_log_prob_rejects_a_batch_that_does_not_broadcast():
 @pytest.mark.parametrize("kw", CONFIGS, ids=["full", "diagonal", "spherical", "tied"])
 def test_gmm_samples_are_zukos_for_a_seed(kw, context):
     # Eager sampling draws the components, then the index by torch.multinomial, as Zuko does.
-    ref = zuko.mixtures.GMM(3, context, components=4, **kw)
-    ours = Z.mixtures.GMM(3, context, components=4, **kw)
-    ours.load_state_dict(ref.state_dict())
-    c = torch.randn(5, context) if context else None
+    ref, ours, c = _zuko_pair(kw, context, n=5)
     for shape in [(), (7,), (2, 3)]:
         torch.manual_seed(11)
         want = ref(c).sample(shape)
