@@ -123,6 +123,19 @@ def test_nan_input_gives_nan_not_a_number(t):
     assert torch.isnan(t.call_and_ladj(x)[0][0])
 
 
+@pytest.mark.parametrize("features", [1, 3])
+@pytest.mark.parametrize("name", sorted(catalogue.FLOWS))
+def test_a_nan_entry_gives_a_nan_density(name, features):
+    # as in Zuko: NaN data is not hidden as a finite value or -inf (a spline used to take a NaN
+    # for a value outside its domain: identity, log-derivative 0, then the box base's -inf)
+    spec = catalogue.make_spec(name, features, 0)
+    params, state = spec.init(torch.Generator().manual_seed(0)), spec.init_state()
+    x = torch.full((3, features), 0.3)
+    x[0], x[1, -1] = float("nan"), float("nan")  # a NaN row, a NaN entry
+    lp = spec.apply(params, state=state).log_prob(x)
+    assert torch.isnan(lp[:2]).all() and torch.isfinite(lp[2])
+
+
 @pytest.mark.parametrize("name", TRANSFORMS)
 def test_flow_log_prob_finite_far_out(name):
     spec, params = _flow(name, 0)

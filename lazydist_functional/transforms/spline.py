@@ -149,7 +149,7 @@ class MonotonicRQSTransform(FunctionalTransform):
         denom = s + (d0 + d1 - 2 * s) * a
         y = y0 + (y1 - y0) * (s * xi**2 + d0 * a) / denom
         dydx = s**2 * (d1 * xi**2 + 2 * s * a + d0 * (1 - xi) ** 2) / denom**2
-        return torch.where(inside, y, x), torch.where(inside, torch.log(dydx), torch.zeros_like(dydx))
+        return torch.where(inside, y, x), torch.where(inside, torch.log(dydx), _outside_ladj(x))
 
     def inverse_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         x0, x1, y0, y1, d0, d1, inside = self._cells(y, 1)
@@ -165,7 +165,14 @@ class MonotonicRQSTransform(FunctionalTransform):
         x = x0 + xi * (x1 - x0)
         a = xi * (1 - xi)
         dydx = s**2 * (d1 * xi**2 + 2 * s * a + d0 * (1 - xi) ** 2) / (s + t * a) ** 2
-        return torch.where(inside, x, y), torch.where(inside, -torch.log(dydx), torch.zeros_like(dydx))
+        return torch.where(inside, x, y), torch.where(inside, -torch.log(dydx), _outside_ladj(y))
+
+
+def _outside_ladj(v: Tensor) -> Tensor:
+    r"""The log-derivative outside the spline's domain: 0 (the identity), NaN for a NaN value
+    (which compares as outside: a NaN input keeps a NaN density, as in Zuko)."""
+
+    return torch.where(torch.isnan(v), v, torch.zeros_like(v))
 
 
 def _cumulative_planes(e: Tensor) -> Sequence[Tensor]:
