@@ -92,11 +92,13 @@ def bisection(
     r"""Solves :math:`f(x) = y` for :math:`x` between :math:`a` and :math:`b`, where
     :math:`f(a) \leq y \leq f(b)` (:math:`a > b` is allowed: :math:`f` then decreases).
 
-    Runs :func:`lazydist_functional.roots.newton_bisection` for ``n`` iterations on
-    :math:`u \mapsto f(a + (b - a) u)` over :math:`[0, 1]` (safeguarded Newton, so
-    more accurate than ``n`` halvings); gradients w.r.t. ``y`` and the tensors ``f``
-    closes over come from the implicit function theorem. ``phi`` is accepted for Zuko
-    compatibility (those tensors get gradients through ``f`` anyway).
+    Zuko's ``n`` halvings of the bracket (the same values, the midpoint of the last one, for
+    ``n`` evaluations of :math:`f` without derivatives), then gradients by the implicit
+    function theorem, :math:`\partial x / \partial y = 1 / f'(x)` and
+    :math:`\partial x / \partial \phi = -\partial_\phi f(x) / f'(x)` for the tensors ``f``
+    closes over (one forward-mode derivative at :math:`x`), in plain tensor operations, so that
+    ``vmap`` and ``grad`` go through it. ``phi`` is accepted for Zuko compatibility (those
+    tensors get gradients through ``f`` anyway).
 
     Example:
         >>> x = bisection(lambda x: x**3, torch.tensor(8.0), 0.0, 4.0, n=40)
@@ -106,19 +108,18 @@ def bisection(
 
     a = torch.as_tensor(a, dtype=y.dtype, device=y.device)
     b = torch.as_tensor(b, dtype=y.dtype, device=y.device)
-
-    def g(u: Tensor) -> Tensor:
-        return f(a + (b - a) * u)
-
-    def g_and_dg(u: Tensor) -> tuple[Tensor, Tensor]:
-        return _roots.value_and_derivative(g, u)
-
-    def fixed(u: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.no_grad():
-            return _roots.value_and_derivative(g, u)
-
-    u = _roots.newton_bisection(g_and_dg, y, 0.0, 1.0, iterations=n, fixed=fixed, expand=False)
-    return a + (b - a) * u
+    with torch.no_grad():
+        target, lo, hi = y.detach(), a.detach(), b.detach()
+        for _ in range(n):
+            c = (lo + hi) / 2
+            below = f(c) < target
+            lo, hi = torch.where(below, c, lo), torch.where(below, hi, c)
+        x = (lo + hi) / 2
+    if not torch.is_grad_enabled():
+        return x
+    fx, dfx = _roots.value_and_derivative(f, x)
+    residual = fx - y
+    return x - (residual - residual.detach()) / dfx.detach()  # the value x, the implicit gradients
 
 
 def gauss_legendre(

@@ -9,7 +9,7 @@ The stateful, Zuko-compatible side lives in :mod:`lazydist_functional.adapters`.
 __version__ = "0.1.0"
 
 from . import bayesian, catalogue, distributed, distributions, flows, nn, random, transforms
-from .checks import ContextError, DtypeError, InputTypeError, LazydistError, ParamTreeError, ShapeError
+from .checks import ConfigError, ContextError, DtypeError, InputTypeError, LazydistError, ParamTreeError, ShapeError
 from .pytree import NAMESPACE, Partial, flatten_names, register_pytree_class, unflatten_names
 from .spec import Spec
 from .trees import (
@@ -28,6 +28,7 @@ from .trees import (
 
 __all__ = [
     "NAMESPACE",
+    "ConfigError",
     "ContextError",
     "DtypeError",
     "InputTypeError",

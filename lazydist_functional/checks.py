@@ -16,6 +16,7 @@ from torch import Tensor
 from .pytree import flatten_names
 
 __all__ = [
+    "ConfigError",
     "ContextError",
     "DtypeError",
     "InputTypeError",
@@ -51,6 +52,12 @@ class ShapeError(LazydistError, ValueError):
 
 class InputTypeError(LazydistError, TypeError):
     r"""An input is not a tensor, or its dtype differs from the parameters'."""
+
+
+class ConfigError(LazydistError, ValueError, AssertionError):
+    r"""An invalid constructor argument (a multivariate base where a univariate one is needed,
+    logits that do not match the components, ...). Also an :class:`AssertionError`, the type
+    Zuko's ``assert``\ s raise there, so code written for Zuko that catches it keeps working."""
 
 
 class DtypeError(InputTypeError, RuntimeError):

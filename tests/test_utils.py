@@ -47,3 +47,18 @@ def test_deprecated_unconditional_still_builds():
         t = Z.lazy.Unconditional(Z.transforms.MonotonicAffineTransform, torch.tensor(1.0), torch.tensor(0.0))
     assert any(issubclass(w.category, DeprecationWarning) for w in caught)
     assert torch.allclose(t()(torch.tensor(2.0)), torch.tensor(3.0))
+
+
+def test_bisection_gives_zukos_values_for_every_n_and_phi_gradients():
+    # Zuko's n halvings (the midpoint of the last bracket), increasing or decreasing brackets;
+    # gradients w.r.t. what f closes over by the implicit function theorem, as Zuko's backward
+    w = torch.tensor(1.5, requires_grad=True)
+    f = lambda x: w * x**3 + x  # noqa: E731
+    y = torch.linspace(-4.0, 4.0, 9)
+    for n in (1, 2, 8, 16):
+        ours, ref = Z.utils.bisection(f, y, -3.0, 3.0, n=n), ZU.bisection(f, y, -3.0, 3.0, n=n, phi=(w,))
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+        (g_ours,), (g_ref,) = torch.autograd.grad(ours.sum(), w), torch.autograd.grad(ref.sum(), w)
+        torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-6)
+    dec = lambda x: -f(x)  # noqa: E731
+    torch.testing.assert_close(Z.utils.bisection(dec, y, 3.0, -3.0, n=5), ZU.bisection(dec, y, 3.0, -3.0, n=5, phi=(w,)))

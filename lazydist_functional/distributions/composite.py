@@ -11,6 +11,7 @@ import torch
 from torch import Size, Tensor
 from torch.distributions import Distribution, Transform, Uniform, constraints
 
+from ..checks import ConfigError
 from ..pytree import register_pytree_class
 from .base import FunctionalDistribution
 from .draws import Draws, draw
@@ -140,7 +141,7 @@ class Truncated(FunctionalDistribution):
 
     def __init__(self, base: Distribution, lower: float | Tensor = -math.inf, upper: float | Tensor = math.inf) -> None:
         if len(base.event_shape) != 0:
-            raise ValueError(f"Truncated needs a univariate base, got event shape {tuple(base.event_shape)}")
+            raise ConfigError(f"Truncated needs a univariate base, got event shape {tuple(base.event_shape)}")
         self.base = base
         self.low = base.cdf(torch.as_tensor(lower))
         self.high = base.cdf(torch.as_tensor(upper))
@@ -203,7 +204,7 @@ class Sort(FunctionalDistribution):
 
     def __init__(self, base: Distribution, n: int = 2, descending: bool = False) -> None:
         if len(base.event_shape) != 0:
-            raise ValueError(f"{type(self).__name__} needs a univariate base, got event shape {tuple(base.event_shape)}")
+            raise ConfigError(f"{type(self).__name__} needs a univariate base, got event shape {tuple(base.event_shape)}")
         self.base, self.n, self.k, self.descending = base, int(n), int(n), bool(descending)
 
     @property
@@ -248,7 +249,7 @@ class TopK(Sort):
 
     def __init__(self, base: Distribution, k: int = 1, n: int = 2, descending: bool = False) -> None:
         if not 1 <= k < n:
-            raise ValueError(f"TopK needs 1 <= k < n, got k={k}, n={n}")
+            raise ConfigError(f"TopK needs 1 <= k < n, got k={k}, n={n}")
         super().__init__(base, n, descending)
         self.k = int(k)
 

@@ -11,7 +11,7 @@ from torch import Size, Tensor
 from torch.distributions import Distribution
 from torch.distributions import MultivariateNormal as _TorchMultivariateNormal
 
-from ..checks import InputTypeError, outside_inference, promote_input
+from ..checks import ConfigError, InputTypeError, outside_inference, promote_input
 from ..pytree import register_pytree_class
 from .base import FunctionalDistribution, check_sample
 from .draws import Draws, draw
@@ -176,7 +176,7 @@ class Mixture(FunctionalDistribution):
     def __init__(self, base: Distribution, logits: Tensor) -> None:
         batch = base.batch_shape
         if len(batch) < max(logits.dim(), 1) or any(a not in (b, 1) for a, b in zip(logits.shape[::-1], batch[::-1])):
-            raise ValueError(
+            raise ConfigError(
                 f"Mixture: the logits (shape {tuple(logits.shape)}) should broadcast to the base's batch shape "
                 f"{tuple(batch)}, whose last dimension indexes the components"
             )

@@ -14,14 +14,14 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..checks import LazydistError
+from ..checks import ConfigError
 from ..distributions import DiagNormal
 from ..spec import Spec
 from ..transforms.softclip import SoftclipTransform
 from .core import UnconditionalDistribution, UnconditionalTransform
 
 
-class FlowConfigError(LazydistError, ValueError, AssertionError):
+class FlowConfigError(ConfigError):
     r"""An invalid flow configuration (an ``adjacency`` with a cycle, a wrong ``order``, ...).
 
     Also an :class:`AssertionError`, the type Zuko raises for these, so code written for

@@ -41,7 +41,7 @@ class AutoregressiveTransform(FunctionalTransform):
         self.features = None if features is None else int(features)
 
     def __repr__(self) -> str:
-        return f"AutoregressiveTransform(passes={self.passes})"
+        return "AutoregressiveTransform()"  # Zuko's text
 
     def _check(self, x: Tensor) -> None:
         if self.features is not None:
@@ -94,7 +94,7 @@ class CouplingTransform(FunctionalTransform):
         self.features_b = int((~mask.bool()).sum()) if features_b is None else int(features_b)
 
     def __repr__(self) -> str:
-        return f"CouplingTransform(features_b={self.features_b})"
+        return "CouplingTransform()"  # Zuko's text
 
     @property
     def idx_a(self) -> Tensor:
