@@ -308,6 +308,18 @@ class SpecModule(nn.Module):
                 raise
             return vars(spec)[name]
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        r"""A configuration attribute (``flow.transform.atol = 1e-8``, ``exact = False``) replaces
+        the spec's value, read at the next call as Zuko's modules read theirs; anything else is
+        ``nn.Module``'s."""
+
+        spec = self.__dict__.get("_spec")
+        if (spec is not None and name in vars(spec) and not isinstance(value, (Tensor, nn.Module))
+                and name in _configuration(spec)):
+            self.__dict__["_spec"] = spec.with_configuration({name: value})
+            return
+        super().__setattr__(name, value)
+
     def __dir__(self) -> list[str]:
         r"""``nn.Module``'s names and the configuration attributes :meth:`__getattr__` answers."""
 

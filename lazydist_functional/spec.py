@@ -86,11 +86,26 @@ class Parametric:
         or a tuple of specs for a composite's tuple part) are replaced; no derived cache is
         carried over (it describes the original's parts)."""
 
+        new = self._fresh_copy()
+        for key, part in parts.items():
+            setattr(new, self.part_attributes.get(key, key), part)
+        return new
+
+    def with_configuration(self, values: Mapping[str, Any]) -> Parametric:
+        r"""A shallow copy of this spec with configuration attributes replaced (what a module
+        does on ``flow.transform.atol = 1e-8``: Zuko's modules read such attributes when
+        called); no derived cache is carried over."""
+
+        new = self._fresh_copy()
+        new.__dict__.update(values)
+        return new
+
+    def _fresh_copy(self) -> Parametric:
+        r"""A shallow copy without the derived caches (they describe the original)."""
+
         new = copy.copy(self)
         for key in self.derived_caches:
             new.__dict__.pop(key, None)
-        for key, part in parts.items():
-            setattr(new, self.part_attributes.get(key, key), part)
         return new
 
     # -- shared machinery -------------------------------------------------------------

@@ -380,3 +380,27 @@ def test_bad_distribution_arguments_raise_zukos_assertion_error(case):
             build(z)
     with pytest.raises(ValueError):
         build(ours)
+
+
+def test_configuration_set_after_construction_is_read_at_the_next_call_as_zukos():
+    # Zuko's modules read atol/rtol/exact when called; a silently ignored edit would be a wrong answer
+    torch.manual_seed(0)
+    theirs = zuko.flows.CNF(3, 2, hidden_features=[16, 16]).double()
+    mine = ours.flows.CNF(3, 2, hidden_features=[16, 16]).double()
+    mine.load_state_dict(theirs.state_dict())
+    x, c = torch.randn(16, 3, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
+    before = mine(c).log_prob(x)
+    for flow in (theirs, mine):
+        flow.transform.atol = flow.transform.rtol = 1e-1
+    assert mine.transform.atol == 1e-1
+    loose = mine(c).log_prob(x)
+    assert not torch.allclose(loose, before, rtol=0, atol=1e-6)
+    torch.testing.assert_close(loose, theirs(c).log_prob(x), rtol=1e-7, atol=1e-7)
+    for flow in (theirs, mine):
+        flow.transform.exact = False  # Hutchinson's estimator, one draw per call
+    torch.manual_seed(1)
+    want = theirs(c).log_prob(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(mine(c).log_prob(x), want, rtol=1e-7, atol=1e-7)
+    mine.transform.note = "kept"  # any other attribute is nn.Module's
+    assert mine.transform.note == "kept" and "note" in vars(mine.transform)
