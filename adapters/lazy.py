@@ -338,6 +338,18 @@ class _UnconditionalModule(Partial):
         self.__dict__.update(spec.static, f=spec.f, _nargs=len(spec.arg_names), _keys=list(spec.kwarg_names))
         _freeze(self)  # the mirrored attributes are part of the module as built
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        r"""A non-tensor argument (``u.bound = 1.0``) or the constructor (``u.f = ...``) set after
+        construction is used by the next call, as by Zuko's ``Partial``, which reads them then."""
+
+        spec = self.__dict__.get("_spec")
+        if spec is not None and not isinstance(value, (Tensor, nn.Module)) and (name == "f" or name in spec.static):
+            change = {"f": value} if name == "f" else {"static": {**spec.static, name: value}}
+            self.__dict__["_spec"] = spec.with_configuration(change)
+            self._mirror_partial()
+            return
+        super().__setattr__(name, value)
+
     def forward(self, c: Tensor | None = None) -> Any:
         if "_spec" in self.__dict__:
             return SpecModule.forward(self, None)

@@ -404,3 +404,18 @@ def test_configuration_set_after_construction_is_read_at_the_next_call_as_zukos(
     torch.testing.assert_close(mine(c).log_prob(x), want, rtol=1e-7, atol=1e-7)
     mine.transform.note = "kept"  # any other attribute is nn.Module's
     assert mine.transform.note == "kept" and "note" in vars(mine.transform)
+
+
+def test_unconditional_arguments_set_after_construction_are_used_as_zukos():
+    x = torch.tensor([2.0, -5.0, 0.5])
+    results = []
+    for z in (zuko, ours):
+        u = z.flows.UnconditionalTransform(z.transforms.SoftclipTransform, bound=3.0)
+        u.bound = 1.0  # Zuko's Partial reads its keyword arguments when called
+        v = z.flows.UnconditionalTransform(z.transforms.SoftclipTransform, bound=3.0)
+        v.f = z.transforms.CircularShiftTransform
+        results.append((u()(x), u.kwargs, v()(x)))
+    (a, ka, va), (b, kb, vb) = results
+    torch.testing.assert_close(b, a)
+    torch.testing.assert_close(vb, va)
+    assert kb == ka == {"bound": 1.0}
