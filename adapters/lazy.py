@@ -403,3 +403,18 @@ class Unconditional(UnconditionalTransform):
         r"""The constructor (Zuko's ``Unconditional`` names :attr:`f` so)."""
 
         return self.f
+
+    @meta.setter
+    def meta(self, value: Callable[..., Any]) -> None:
+        self.f = value
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        r"""The keyword arguments bound to the constructor (assignable, as Zuko's attribute)."""
+
+        return Partial.kwargs.fget(self)
+
+    @kwargs.setter
+    def kwargs(self, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)

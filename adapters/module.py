@@ -79,9 +79,9 @@ def _freeze(module: nn.Module) -> None:
 
 def custom_hooks(module: nn.Module) -> tuple[str, ...]:
     r"""Which of Zuko's overridable methods (a class's ``_zuko_hooks``: ``meta``, ``f``,
-    ``g``) the module's class redefines: a subclass (a user's) that defines one of them
-    without declaring ``_zuko_hooks`` itself changes the computation, which then runs
-    through those methods as in Zuko.
+    ``g``) the module redefines: a subclass (a user's) that defines one of them without
+    declaring ``_zuko_hooks`` itself, or a function set on the instance, changes the
+    computation, which then runs through those methods as in Zuko.
 
     Example:
         >>> from lazydist_functional.adapters.flows import MaskedAutoregressiveTransform
@@ -96,7 +96,8 @@ def custom_hooks(module: nn.Module) -> tuple[str, ...]:
     names = getattr(cls, "_zuko_hooks", ())
     if not names:  # the hot path (every module of a tree, at every call): nothing to look up
         return ()
-    return tuple(n for n in names if "_zuko_hooks" not in vars(_owner(cls, n)))
+    # a function set on the instance (``t.meta = my_meta``) is looked up by Zuko's call too
+    return tuple(n for n in names if n in module.__dict__ or "_zuko_hooks" not in vars(_owner(cls, n)))
 
 
 def adopt_univariate(module: nn.Module, univariate: Any) -> None:

@@ -184,3 +184,32 @@ def test_override_under_vmap_over_contexts_and_parameters(case):
         for v in module.parameters():
             v.add_(0.01)
     assert torch.allclose(ys[1], module(c)(x), atol=1e-4)
+
+
+def _wrapped_on_the_instance(name, flow):
+    r"""Sets a function on an instance in place of one of Zuko's computing methods, as a user
+    monkeypatching a module would; Zuko looks the method up at every call."""
+
+    first = flow.transform.transforms[0] if name != "CNF" else flow.transform
+    target, method, wrap = {
+        "MAF": (first, "meta", lambda o: lambda c, x: o(c, 2 * x)),
+        "RealNVP": (first, "meta", lambda o: lambda c, x: o(c, 2 * x)),
+        "NAF": (getattr(first, "univariate", None), "f", lambda o: lambda s, x: o(s, x) + 2 * x),
+        "CNF": (first, "f", lambda o: lambda t, x, c=None: 2 * o(t, x, c)),
+    }[name]
+    setattr(target, method, wrap(getattr(target, method)))
+
+
+@pytest.mark.parametrize("name", ["MAF", "RealNVP", "NAF", "CNF"])
+def test_a_method_set_on_the_instance_computes_as_in_zuko(name):
+    torch.manual_seed(0)
+    theirs = getattr(zuko.flows, name)(3, 2)
+    mine = getattr(A.flows, name)(3, 2)
+    mine.load_state_dict(theirs.state_dict())
+    x, c = 0.5 * torch.randn(4, 3), torch.randn(4, 2)
+    before = mine(c).log_prob(x)
+    for flow in (theirs, mine):
+        _wrapped_on_the_instance(name, flow)
+    after = mine(c).log_prob(x)
+    assert not torch.allclose(after, before, atol=1e-4)
+    torch.testing.assert_close(after, theirs(c).log_prob(x), atol=1e-4, rtol=1e-4)

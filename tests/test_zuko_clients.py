@@ -333,6 +333,17 @@ def test_deprecated_unconditional_keeps_zukos_meta():
     # code rebuilding the transform by hand, as written for Zuko's Unconditional
     t = u.meta(*u._parameters.values(), *u._buffers.values(), **u.kwargs)
     assert isinstance(t, AffineTransform) and torch.equal(t.scale, torch.ones(3))
+    # Zuko's attributes are assignable and read at the next call
+    x = torch.tensor([[0.3, -0.2, 0.9]])
+    outputs = []
+    for z in (zuko, ours):
+        with pytest.warns(DeprecationWarning):
+            v = z.lazy.Unconditional(z.transforms.CircularShiftTransform, bound=2.0)
+        v.kwargs = {"bound": 0.7}
+        shifted = v()(x)
+        v.meta = z.transforms.SoftclipTransform
+        outputs.append((shifted, v()(x)))
+    torch.testing.assert_close(outputs[1], outputs[0])
 
 
 def _signed_transforms(z):
