@@ -67,7 +67,10 @@ _MISSING = object()
 
 
 def _layout(module: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, nn.Module], tuple]:
-    return tuple(module._parameters), tuple(module._buffers), dict(module._modules), module_settings(module)
+    # the names holding tensors (one set to None, ``layer.bias = None``, changes the layout)
+    params = tuple(k for k, v in module._parameters.items() if v is not None)
+    buffers = tuple(k for k, v in module._buffers.items() if v is not None)
+    return params, buffers, dict(module._modules), module_settings(module)
 
 
 def _freeze(module: nn.Module) -> None:
@@ -145,7 +148,8 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
     if (getattr(type(module), "_zuko_hooks", None) or "univariate" in M) and runs_as_zuko(module):
         return None  # (runs_as_zuko needs one of the two: most modules skip the call)
     pkeys, bkeys, children, settings = built
-    if len(M) != len(children) or tuple(P) != pkeys or tuple(B) != bkeys:
+    if (len(M) != len(children) or tuple(k for k, v in P.items() if v is not None) != pkeys
+            or tuple(k for k, v in B.items() if v is not None) != bkeys):
         return None
     if not (P or B or M):
         return ({}, {}) if _unchanged(d, settings) else None  # an activation, unless edited in place

@@ -337,3 +337,24 @@ def test_gmm_initialize_on_an_edited_tree_writes_where_zuko_writes(covariance_ty
     assert edited.covariance_type == covariance_type
     c, y = torch.randn(6, 2), torch.randn(6, 3)
     torch.testing.assert_close(edited(c).log_prob(y), plain(c).log_prob(y))
+
+
+@pytest.mark.parametrize("edit", ["bias_none", "buffer_to_parameter"])
+def test_a_tensor_removed_or_moved_between_parameters_and_buffers_as_zukos(edit):
+    # layer.bias = None (a network without that bias), base.scale = nn.Parameter(...) (a base's
+    # buffer made trainable): the next call computes with the edited module, as Zuko's does
+    torch.manual_seed(0)
+    theirs = zuko.flows.MAF(3, 2)
+    mine = ours.flows.MAF(3, 2)
+    mine.load_state_dict(theirs.state_dict())
+    for flow in (theirs, mine):
+        if edit == "bias_none":
+            flow.transform.transforms[0].hyper[4].bias = None
+        else:
+            flow.base.scale = torch.nn.Parameter(2 * torch.ones(3))
+    x, c = torch.randn(4, 3), torch.randn(4, 2)
+    lp = mine(c).log_prob(x)
+    torch.testing.assert_close(lp, theirs(c).log_prob(x), atol=1e-5, rtol=1e-5)
+    if edit == "buffer_to_parameter":
+        lp.sum().backward()
+        assert mine.base.scale.grad is not None and mine.base.scale.grad.abs().sum() > 0

@@ -157,7 +157,7 @@ class _Constructor(Spec):
         return self._tensors(dtype, device) if self.buffer else {}
 
     def _apply(self, params: Mapping[str, Any], c: Tensor | None, state: Mapping[str, Any]) -> Any:
-        values = {**self.static, **(state if self.buffer else params)}
+        values = {**self.static, **state, **params}  # (a module may move a tensor from one to the other)
         args = [values[k] for k in self.arg_names]
         kwargs = {k: values[k] for k in self.kwarg_names}
         return self.f(*args, **kwargs)
