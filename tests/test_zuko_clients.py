@@ -430,3 +430,17 @@ def test_unconditional_arguments_set_after_construction_are_used_as_zukos():
     torch.testing.assert_close(b, a)
     torch.testing.assert_close(vb, va)
     assert kb == ka == {"bound": 1.0}
+
+
+def test_affine_transform_scale_is_zukos_multiplier():
+    # Zuko's MonotonicAffineTransform keeps the multiplier exp(s) as .scale, s as .log_scale
+    for z in (zuko, ours):
+        t = z.transforms.MonotonicAffineTransform(torch.tensor([0.5, -1.0]), torch.tensor([2.0, -30.0]))
+        if z is zuko:
+            want = (t.scale, t.log_scale)
+        else:
+            torch.testing.assert_close((t.scale, t.log_scale), want)
+    torch.manual_seed(0)
+    theirs, mine = zuko.flows.MAF(1, 0), ours.flows.MAF(1, 0)
+    mine.load_state_dict(theirs.state_dict())
+    torch.testing.assert_close(mine().transform.transforms[0].base.scale, theirs().transform.transforms[0].base.scale)

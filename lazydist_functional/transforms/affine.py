@@ -14,7 +14,7 @@ from .base import FunctionalTransform
 from .softclip import soft_bound
 
 
-@register_pytree_class(children=("shift", "scale"), static=("slope",))
+@register_pytree_class(children=("shift", "unconstrained_scale"), static=("slope",))
 class MonotonicAffineTransform(FunctionalTransform):
     r"""Element-wise :math:`f(x) = \exp(s) x + b` with a soft-bounded log-scale.
 
@@ -34,12 +34,21 @@ class MonotonicAffineTransform(FunctionalTransform):
 
     def __init__(self, shift: Tensor, scale: Tensor, slope: float = 1e-3) -> None:
         self.shift = shift
-        self.scale = scale
+        self.unconstrained_scale = scale  # a
         self.slope = float(slope)
 
     @property
     def log_scale(self) -> Tensor:
-        return soft_bound(self.scale, -math.log(self.slope))
+        r"""The soft-bounded log-scale :math:`s` (Zuko's attribute of that name)."""
+
+        return soft_bound(self.unconstrained_scale, -math.log(self.slope))
+
+    @property
+    def scale(self) -> Tensor:
+        r"""The multiplier :math:`e^s` (Zuko's attribute of that name; the argument ``scale``
+        is the unconstrained :math:`a`, kept as :attr:`unconstrained_scale`)."""
+
+        return self.log_scale.exp()
 
     def call_and_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
         log_scale = self.log_scale
