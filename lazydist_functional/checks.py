@@ -35,19 +35,22 @@ __all__ = [
 
 class LazydistError(Exception):
     r"""Base class of the errors this library raises for bad input (each also subclasses
-    the built-in type a caller would catch: :class:`ValueError` or :class:`TypeError`)."""
+    the built-in types a caller would catch: :class:`ValueError` or :class:`TypeError`, and
+    the one torch, hence Zuko, raises in that case, e.g. :class:`RuntimeError`)."""
 
 
 class ParamTreeError(LazydistError, ValueError):
     r"""A parameter (or state) tree does not match what a spec expects."""
 
 
-class ContextError(LazydistError, ValueError):
-    r"""A context is missing, unexpected, or of the wrong size for a spec."""
+class ContextError(LazydistError, ValueError, RuntimeError):
+    r"""A context is missing, unexpected, or of the wrong size for a spec. Also a
+    :class:`RuntimeError`, what torch's layers (hence Zuko) raise for a wrong context."""
 
 
-class ShapeError(LazydistError, ValueError):
-    r"""An input's shape does not match the event shape, or batch shapes do not broadcast."""
+class ShapeError(LazydistError, ValueError, RuntimeError):
+    r"""An input's shape does not match the event shape, or batch shapes do not broadcast.
+    Also a :class:`RuntimeError`, what torch's operations (hence Zuko) raise for these."""
 
 
 class InputTypeError(LazydistError, TypeError):

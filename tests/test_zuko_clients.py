@@ -444,3 +444,25 @@ def test_affine_transform_scale_is_zukos_multiplier():
     theirs, mine = zuko.flows.MAF(1, 0), ours.flows.MAF(1, 0)
     mine.load_state_dict(theirs.state_dict())
     torch.testing.assert_close(mine().transform.transforms[0].base.scale, theirs().transform.transforms[0].base.scale)
+
+
+@pytest.mark.parametrize("case", ["features", "broadcast", "missing_context", "context_size"])
+def test_bad_input_errors_are_caught_by_the_except_clause_written_for_zuko(case):
+    # torch raises RuntimeError there, so code written for Zuko catches that; ours is a
+    # ValueError with a clear message, and a RuntimeError too
+    def call(z):
+        flow = z.flows.MAF(3, 2)
+        c, x = torch.randn(4, 2), torch.randn(4, 3)
+        if case == "features":
+            return flow(c).log_prob(torch.randn(4, 4))
+        if case == "broadcast":
+            return flow(c).log_prob(torch.randn(5, 3))
+        if case == "missing_context":
+            return flow(None).log_prob(x)
+        return flow(torch.randn(4, 3)).log_prob(x)
+
+    for z in (zuko, ours):
+        with pytest.raises(RuntimeError):
+            call(z)
+    with pytest.raises(ValueError):
+        call(ours)
