@@ -466,3 +466,12 @@ def test_bad_input_errors_are_caught_by_the_except_clause_written_for_zuko(case)
             call(z)
     with pytest.raises(ValueError):
         call(ours)
+
+
+def test_monotonic_transform_attributes_as_zukos():
+    shift, scale = torch.randn(2, 4), torch.randn(2, 4)
+    theirs = zuko.transforms.GaussianizationTransform(shift, scale)
+    mine = ours.transforms.GaussianizationTransform(shift, scale)
+    torch.testing.assert_close(mine.scale, theirs.scale)
+    assert mine.phi == theirs.phi == ()
+    assert ours.transforms.MonotonicTransform(torch.sin).phi == zuko.transforms.MonotonicTransform(torch.sin).phi

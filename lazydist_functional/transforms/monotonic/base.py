@@ -66,6 +66,7 @@ class MonotonicTransform(FunctionalTransform):
     """
 
     sign = +1  # increasing, element-wise
+    phi: tuple[Tensor, ...] = ()  # Zuko's tensors for implicit gradients: gradients flow through f here
 
     f_and_df: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
     iterate: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None

@@ -77,6 +77,12 @@ class GaussianizationTransform(MonotonicTransform):
         self.polish = int(polish)
         self.table: Table | None = None
 
+    @property
+    def scale(self) -> Tensor:
+        r"""The components' scales :math:`e^{a}` (Zuko's attribute of that name)."""
+
+        return self.log_scale.exp()
+
     def with_table(self, table: Table) -> GaussianizationTransform:
         r"""This transform with its inverse's table given (:func:`tabulate` of its own
         parameters, shape :math:`(D, K)`, e.g. computed for several layers at once); it is
