@@ -35,7 +35,8 @@ from ..flows import core
 from ..spec import Spec
 from ..transforms import ComposedTransform
 from ..checks import ContextError, check_context
-from .module import NoSpecError, SpecModule, _freeze, module_class, runs_as_zuko, spec_of, to_module
+from .module import (NoSpecError, SpecModule, _freeze, expand_to, module_class, runs_as_zuko, spec_of, to_module,
+                     zero_width_context)
 from .utils import Partial
 
 # The imports above that this file does not use are names of Zuko's module namespace.
@@ -216,6 +217,9 @@ class _CompositeModule(SpecModule):
 
     def forward(self, c: Tensor | None = None) -> Any:
         if c is not None and not _reads_context(self) and not _ignores_context(self):
+            batch = zero_width_context(c, 0)
+            if batch is not None:
+                return expand_to(self.forward_children(None), batch)
             check_context(c, 0, type(self).__name__)  # the core's error, named after this module
         try:
             return self.forward_children(c)

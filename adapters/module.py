@@ -264,6 +264,28 @@ def module_trees(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]]:
     return params, state
 
 
+def zero_width_context(c: Any, context: int | None) -> torch.Size | None:
+    r"""The batch shape of a context with no features, ``c`` of shape :math:`(*, 0)`, given to an
+    unconditional module (``context == 0``), else ``None``. Zuko's flows take it (code that always
+    passes a context, built with zero features): it sets the batch shape, as a context does.
+
+    Example:
+        >>> zero_width_context(torch.zeros(5, 0), 0), zero_width_context(torch.zeros(5, 2), 2)
+        (torch.Size([5]), None)
+    """
+
+    if context == 0 and isinstance(c, Tensor) and c.dim() >= 1 and c.shape[-1] == 0:
+        return c.shape[:-1]
+    return None
+
+
+def expand_to(out: Any, batch: torch.Size) -> Any:
+    r"""A distribution expanded to the batch shape of a zero-width context; a transform as it is
+    (its batch comes from its input)."""
+
+    return out.expand(batch) if isinstance(out, torch.distributions.Distribution) else out
+
+
 class SpecModule(nn.Module):
     r"""An ``nn.Module`` built from a core spec, whose call is the spec's pure function on
     the tensors the module holds when it is called (see the module docstring).
@@ -387,6 +409,9 @@ class SpecModule(nn.Module):
         r"""Returns :math:`p(X | c)` (or the transform :math:`f(\cdot | c)`)."""
 
         spec, params, state = self._bind()
+        batch = zero_width_context(c, getattr(spec, "context", None))
+        if batch is not None:
+            return expand_to(self.forward(None), batch)
         if self.training and isinstance(spec, Spec):  # batch-norm layers: batch statistics, buffers updated
             return spec.apply_checked(params, c, state, update_buffers=True)
         return spec.apply_checked(params, c, state)

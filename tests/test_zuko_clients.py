@@ -475,3 +475,18 @@ def test_monotonic_transform_attributes_as_zukos():
     torch.testing.assert_close(mine.scale, theirs.scale)
     assert mine.phi == theirs.phi == ()
     assert ours.transforms.MonotonicTransform(torch.sin).phi == zuko.transforms.MonotonicTransform(torch.sin).phi
+
+
+@pytest.mark.parametrize("name", ["MAF", "NSF", "RealNVP", "NAF", "CNF"])
+def test_a_context_with_no_features_sets_the_batch_shape_as_in_zuko(name):
+    # generic code that always passes a context, built with zero context features
+    torch.manual_seed(0)
+    theirs, mine = getattr(zuko.flows, name)(3, 0), getattr(ours.flows, name)(3, 0)
+    mine.load_state_dict(theirs.state_dict())
+    c, x = torch.randn(5, 0), torch.randn(5, 3)
+    d, ref = mine(c), theirs(c)
+    assert d.batch_shape == ref.batch_shape == (5,)
+    torch.testing.assert_close(d.log_prob(x), ref.log_prob(x), atol=1e-4, rtol=1e-4)
+    assert d.sample((2,)).shape == ref.sample((2,)).shape == (2, 5, 3)
+    with pytest.raises(ValueError, match="unconditional"):
+        mine(torch.randn(5, 2))  # a context with features is still refused
