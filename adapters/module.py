@@ -66,11 +66,15 @@ def _unchanged(d: dict[str, Any], settings: tuple[tuple[str, Any], ...]) -> bool
 _MISSING = object()
 
 
+def _held(tensors: Mapping[str, Any]) -> tuple[str, ...]:
+    r"""The names of ``_parameters``/``_buffers`` that hold a tensor (one set to ``None``,
+    ``layer.bias = None``, leaves the layout as built)."""
+
+    return tuple(k for k, v in tensors.items() if v is not None)
+
+
 def _layout(module: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, nn.Module], tuple]:
-    # the names holding tensors (one set to None, ``layer.bias = None``, changes the layout)
-    params = tuple(k for k, v in module._parameters.items() if v is not None)
-    buffers = tuple(k for k, v in module._buffers.items() if v is not None)
-    return params, buffers, dict(module._modules), module_settings(module)
+    return _held(module._parameters), _held(module._buffers), dict(module._modules), module_settings(module)
 
 
 def _freeze(module: nn.Module) -> None:
@@ -148,8 +152,7 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
     if (getattr(type(module), "_zuko_hooks", None) or "univariate" in M) and runs_as_zuko(module):
         return None  # (runs_as_zuko needs one of the two: most modules skip the call)
     pkeys, bkeys, children, settings = built
-    if (len(M) != len(children) or tuple(k for k, v in P.items() if v is not None) != pkeys
-            or tuple(k for k, v in B.items() if v is not None) != bkeys):
+    if len(M) != len(children) or _held(P) != pkeys or _held(B) != bkeys:
         return None
     if not (P or B or M):
         return ({}, {}) if _unchanged(d, settings) else None  # an activation, unless edited in place
@@ -408,10 +411,10 @@ class SpecModule(nn.Module):
     def forward(self, c: Tensor | None = None) -> Any:
         r"""Returns :math:`p(X | c)` (or the transform :math:`f(\cdot | c)`)."""
 
-        spec, params, state = self._bind()
-        batch = zero_width_context(c, getattr(spec, "context", None))
+        batch = zero_width_context(c, getattr(self._built_spec, "context", None))
         if batch is not None:
             return expand_to(self.forward(None), batch)
+        spec, params, state = self._bind()
         if self.training and isinstance(spec, Spec):  # batch-norm layers: batch statistics, buffers updated
             return spec.apply_checked(params, c, state, update_buffers=True)
         return spec.apply_checked(params, c, state)
