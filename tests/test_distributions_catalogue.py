@@ -9,7 +9,7 @@ import pytest
 import torch
 import zuko
 from torch.distributions import Normal
-from torch.func import vmap
+from torch.func import grad, vmap
 
 import lazydist_functional.distributions as D
 from lazydist_functional.transforms import MonotonicAffineTransform
@@ -93,3 +93,21 @@ def test_generalized_normal_vmap_sampling_and_density():
         assert abs(float(torch.trapezoid(D.GeneralizedNormal(b).log_prob(grid).exp(), grid)) - 1) < 1e-3
     assert torch.allclose(D.GeneralizedNormal(torch.tensor(2.0)).log_prob(torch.tensor(0.0)),
                           torch.tensor(math.log(1 / math.sqrt(math.pi))))
+
+
+def test_truncated_with_bounds_of_shape_1_1_under_torch_func():
+    # vmap over the base's parameter (a batched distribution), grad of log_prob, draws per member
+    locs = torch.tensor([0.0, 0.5, 1.0])
+    lower, upper = torch.tensor([[-0.5]]), torch.tensor([[1.5]])
+    value = torch.tensor([[0.2]])
+
+    def log_prob(loc):
+        return D.Truncated(Normal(loc, 1.0), lower, upper).log_prob(value).sum()
+
+    each = torch.stack([log_prob(m) for m in locs])
+    torch.testing.assert_close(vmap(log_prob)(locs), each)
+    h = 1e-3
+    numeric = torch.stack([(log_prob(m + h) - log_prob(m - h)) / (2 * h) for m in locs.double()])
+    torch.testing.assert_close(vmap(grad(log_prob))(locs), numeric.float(), atol=1e-3, rtol=1e-3)
+    draws = vmap(lambda m: D.Truncated(Normal(m, 1.0), lower, upper).rsample((4,)), randomness="different")(locs)
+    assert draws.shape == (3, 4, 1, 1) and bool(((draws >= -0.5) & (draws < 1.5)).all())

@@ -165,6 +165,10 @@ def test_gmm_log_prob_promotes_float64_data(kw, context):
     assert torch.allclose(lp.float(), ref(c).log_prob(x).float(), rtol=1e-5)
     lp.sum().backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in ours.parameters())
+    # the pure path under vmap over the rows, and functional_call, give the same float64 values
+    params = {k: v.detach() for k, v in ours.named_parameters()}
+    per_row = vmap(lambda *ab: functional_call(ours, params, ab[:-1]).log_prob(ab[-1]))(*([c] if c is not None else []), x)
+    torch.testing.assert_close(per_row, lp.detach())
 
 
 def test_gmm_log_prob_rejects_a_batch_that_does_not_broadcast():

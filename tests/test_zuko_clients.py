@@ -9,6 +9,7 @@ import pytest
 import torch
 import zuko
 from torch.distributions import AffineTransform, ExpTransform
+from torch.func import grad, vmap
 
 import lazydist_functional.adapters as ours
 
@@ -309,6 +310,10 @@ def test_a_bound_per_coordinate_as_zukos(name):
     torch.testing.assert_close(mine(x), y)
     torch.testing.assert_close(mine.inv(y), theirs.inv(y))
     torch.testing.assert_close(mine.log_abs_det_jacobian(x, y), theirs.log_abs_det_jacobian(x, y))
+    # and under torch.func: vmap over rows, the gradient w.r.t. x
+    torch.testing.assert_close(vmap(mine)(x), y)
+    g = vmap(grad(lambda v: mine.call_and_ladj(v)[1].sum()))(x)
+    torch.testing.assert_close(g, torch.func.jacrev(lambda v: mine.call_and_ladj(v)[1].sum())(x))
 
 
 def test_truncated_scalar_base_with_bounds_of_shape_1_1_samples_as_zukos():
