@@ -66,15 +66,8 @@ def _unchanged(d: dict[str, Any], settings: tuple[tuple[str, Any], ...]) -> bool
 _MISSING = object()
 
 
-def _held(tensors: Mapping[str, Any]) -> tuple[str, ...]:
-    r"""The names of ``_parameters``/``_buffers`` that hold a tensor (one set to ``None``,
-    ``layer.bias = None``, leaves the layout as built)."""
-
-    return tuple(k for k, v in tensors.items() if v is not None)
-
-
 def _layout(module: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, nn.Module], tuple]:
-    return _held(module._parameters), _held(module._buffers), dict(module._modules), module_settings(module)
+    return tuple(module._parameters), tuple(module._buffers), dict(module._modules), module_settings(module)
 
 
 def _freeze(module: nn.Module) -> None:
@@ -152,7 +145,7 @@ def _gather(module: nn.Module) -> tuple[dict[str, Any], dict[str, Any]] | None:
     if (getattr(type(module), "_zuko_hooks", None) or "univariate" in M) and runs_as_zuko(module):
         return None  # (runs_as_zuko needs one of the two: most modules skip the call)
     pkeys, bkeys, children, settings = built
-    if len(M) != len(children) or _held(P) != pkeys or _held(B) != bkeys:
+    if len(M) != len(children) or tuple(P) != pkeys or tuple(B) != bkeys:
         return None
     if not (P or B or M):
         return ({}, {}) if _unchanged(d, settings) else None  # an activation, unless edited in place
@@ -341,14 +334,17 @@ class SpecModule(nn.Module):
     def __setattr__(self, name: str, value: Any) -> None:
         r"""A configuration attribute (``flow.transform.atol = 1e-8``, ``exact = False``) replaces
         the spec's value, read at the next call as Zuko's modules read theirs; anything else is
-        ``nn.Module``'s."""
+        ``nn.Module``'s (a parameter or buffer set to ``None`` leaves the layout as built)."""
 
         spec = self.__dict__.get("_spec")
         if (spec is not None and name in vars(spec) and not isinstance(value, (Tensor, nn.Module))
                 and name in _configuration(spec)):
             self.__dict__["_spec"] = spec.with_configuration({name: value})
             return
+        removed = value is None and (self._parameters.get(name) is not None or self._buffers.get(name) is not None)
         super().__setattr__(name, value)
+        if removed:  # ``layer.bias = None``: computed through the module as it is now (see _gather)
+            self.__dict__.pop("_built_layout", None)
 
     def __dir__(self) -> list[str]:
         r"""``nn.Module``'s names and the configuration attributes :meth:`__getattr__` answers."""
